@@ -1,0 +1,259 @@
+"""The device population: seeding devices from a corpus, their availability, and eligibility.
+
+Each device carries a seeded *availability model*: its own probabilities of being idle,
+charging and on an unmetered network, by day and by night in its own time zone. Round ``r``
+of training happens at simulated hour ``r mod 24`` (UTC), so in any round a realistic share of
+devices is ineligible (most train at night, as in Gboard) and who is eligible changes from
+round to round. A small index (``devices/population.sqlite``) lists devices and their
+availability models — never text — so that picking a round's clients costs the same whatever
+the population size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fedkb.home import Home
+from federated.corpus import Record, group_by_user, read_records
+from keyboard.store import Device, device_id_for
+
+INDEX_NAME = "population.sqlite"
+NIGHT_HOURS = frozenset({22, 23, 0, 1, 2, 3, 4, 5, 6})
+
+
+class PopulationError(Exception):
+    """Seeding or reading the population failed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Availability:
+    """A device's chance of being idle / charging / on unmetered network, by local day and night."""
+
+    tz_offset_hours: int
+    idle_day: float
+    idle_night: float
+    charging_day: float
+    charging_night: float
+    unmetered: float
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> "Availability":
+        # Beta priors: phones are mostly busy and unplugged by day, idle and charging at night,
+        # and usually on Wi-Fi. The means give about a quarter of devices eligible at a time.
+        return cls(
+            tz_offset_hours=int(rng.integers(-8, 9)),
+            idle_day=float(rng.beta(2, 5)),
+            idle_night=float(rng.beta(8, 2)),
+            charging_day=float(rng.beta(2, 6)),
+            charging_night=float(rng.beta(6, 2)),
+            unmetered=float(rng.beta(6, 2)),
+        )
+
+
+@dataclass(frozen=True)
+class Member:
+    """One row of the population index."""
+
+    device_id: str
+    user: str
+    availability: Availability
+
+
+def _index(home: Home) -> sqlite3.Connection:
+    home.devices.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(home.devices / INDEX_NAME, timeout=30, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY, user TEXT NOT NULL, "
+        "availability TEXT NOT NULL, position INTEGER NOT NULL)"
+    )
+    return db
+
+
+def members(home: Home) -> list[Member]:
+    """Every device of the population, in seeding order."""
+    if not (home.devices / INDEX_NAME).is_file():
+        return []
+    with _index(home) as db:
+        rows = db.execute("SELECT device_id, user, availability FROM devices ORDER BY position").fetchall()
+    return [Member(d, u, Availability(**json.loads(a))) for d, u, a in rows]
+
+
+def register(home: Home, new: Sequence[Member]) -> None:
+    """Adds members to the index in one transaction."""
+    db = _index(home)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        start = db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM devices").fetchone()[0]
+        db.executemany(
+            "INSERT INTO devices (device_id, user, availability, position) VALUES (?, ?, ?, ?)",
+            [(m.device_id, m.user, json.dumps(asdict(m.availability)), start + i) for i, m in enumerate(new)],
+        )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    finally:
+        db.close()
+
+
+@dataclass(frozen=True)
+class SeedReport:
+    corpus: Path
+    records: int
+    users: int
+    devices_created: int
+    devices_appended: int
+    sentences_written: int
+    dropped_small_users: int
+
+
+def seed(
+    home: Home,
+    corpus: Path,
+    *,
+    min_sentences: int = 10,
+    max_devices: int | None = None,
+    append: bool = False,
+    seed: int = 0,
+) -> SeedReport:
+    """Creates one device per corpus user, all or nothing.
+
+    The whole corpus is read and validated before anything is written; new devices are
+    built in a staging folder and moved into place only when all of them are complete.
+    """
+    if min_sentences < 1:
+        raise PopulationError("--min-sentences must be at least 1")
+    existing = {m.device_id: m for m in members(home)}
+    if existing and not append:
+        raise PopulationError(
+            f"{home.devices} already holds {len(existing)} devices; pass --append to add to them, "
+            "or choose another --home"
+        )
+    records = read_records(corpus)
+    users = group_by_user(records, corpus)
+    kept = {u: recs for u, recs in users.items() if len(recs) >= min_sentences}
+    dropped = len(users) - len(kept)
+    chosen = list(kept.items())[:max_devices] if max_devices is not None else list(kept.items())
+    if not chosen:
+        raise PopulationError(
+            f"{corpus}: no user has at least {min_sentences} records ({len(users)} users); lower --min-sentences"
+        )
+    rng = np.random.default_rng(seed)
+    staging = home.devices / f".staging-{uuid.uuid4().hex[:8]}"
+    new_members: list[Member] = []
+    to_append: list[tuple[str, list[Record]]] = []
+    moved: list[Path] = []
+    written = 0
+    try:
+        for user, recs in chosen:
+            device_id = device_id_for(user)
+            availability = Availability.sample(rng)
+            if device_id in existing:
+                to_append.append((device_id, recs))
+                continue
+            with Device(staging / device_id, create=True) as device:
+                device.set(user=user, availability=asdict(availability), source=str(corpus))
+                written += device.append_many((r.timestamp, r.text) for r in recs)
+            new_members.append(Member(device_id, user, availability))
+        for member in new_members:
+            target = home.device(member.device_id)
+            if target.exists():
+                raise PopulationError(f"{target} exists but is not in the population index; move it away")
+            (staging / member.device_id).rename(target)
+            moved.append(target)
+        register(home, new_members)
+    except BaseException:
+        for target in moved:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for device_id, recs in to_append:
+        with Device(home.device(device_id)) as device:
+            written += device.append_many((r.timestamp, r.text) for r in recs)
+    return SeedReport(
+        corpus=corpus,
+        records=len(records),
+        users=len(users),
+        devices_created=len(new_members),
+        devices_appended=len(to_append),
+        sentences_written=written,
+        dropped_small_users=dropped,
+    )
+
+
+# -- availability and eligibility ---------------------------------------------------------------
+def availability_arrays(population: Sequence[Member]) -> dict[str, np.ndarray]:
+    """The population's availability models as column arrays, for vectorized draws."""
+    fields = ("tz_offset_hours", "idle_day", "idle_night", "charging_day", "charging_night", "unmetered")
+    return {f: np.array([getattr(m.availability, f) for m in population], dtype=np.float64) for f in fields}
+
+
+def draw_conditions(arrays: dict[str, np.ndarray], utc_hour: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Draws each device's idle / charging / unmetered state at one UTC hour."""
+    local = (utc_hour + arrays["tz_offset_hours"].astype(int)) % 24
+    night = np.isin(local, list(NIGHT_HOURS))
+    p_idle = np.where(night, arrays["idle_night"], arrays["idle_day"])
+    p_charging = np.where(night, arrays["charging_night"], arrays["charging_day"])
+    u = rng.random((3, len(local)))
+    return {"idle": u[0] < p_idle, "charging": u[1] < p_charging, "unmetered": u[2] < arrays["unmetered"]}
+
+
+def round_conditions(population: Sequence[Member], round_num: int, seed: int) -> dict[str, np.ndarray]:
+    """Every device's conditions at training round ``round_num`` (simulated hour ``round_num mod 24``)."""
+    rng = np.random.default_rng([seed, round_num, 0xE11])
+    return draw_conditions(availability_arrays(population), round_num % 24, rng)
+
+
+def conditions_now(population: Sequence[Member], now: dt.datetime | None = None) -> dict[str, np.ndarray]:
+    """Every device's conditions at the current wall-clock hour (for ``population show``)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    hour_key = int(now.timestamp() // 3600)
+    return draw_conditions(availability_arrays(population), now.hour, np.random.default_rng([hour_key, 0xE11]))
+
+
+def available(conditions: dict[str, np.ndarray]) -> np.ndarray:
+    return conditions["idle"] & conditions["charging"] & conditions["unmetered"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The clients picked for one round and how many devices could have taken part."""
+
+    device_ids: list[str]
+    available: int  # idle, charging and unmetered at this round
+    population: int
+
+
+def select_clients(
+    home: Home, population: Sequence[Member], round_num: int, k: int, *, seed: int, min_examples: int
+) -> Selection:
+    """Samples up to ``k`` eligible devices uniformly at random, deterministically for (seed, round).
+
+    Eligible = idle, charging and unmetered at this round, with at least ``min_examples``
+    sentences in the train split. Only the candidates actually considered are opened, so the
+    cost depends on ``k``, not on the population size.
+    """
+    ok = available(round_conditions(population, round_num, seed))
+    candidates = np.flatnonzero(ok)
+    rng = np.random.default_rng([seed, round_num, 0x5A])
+    chosen: list[str] = []
+    for index in rng.permutation(candidates):
+        device_id = population[int(index)].device_id
+        with Device(home.device(device_id)) as device:
+            status = device.status()
+        if status["train_sentences"] >= min_examples:
+            chosen.append(device_id)
+            if len(chosen) == k:
+                break
+    return Selection(chosen, int(ok.sum()), len(population))

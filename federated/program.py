@@ -1,0 +1,198 @@
+"""Federated training rounds: sample eligible devices, run FedAvg, checkpoint, release, publish.
+
+Each round: the eligible devices (idle, charging, unmetered, enough train sentences) are
+sampled (seeded by the run's seed and the round number, so a resumed run picks the same
+clients), each selected device turns its own train split into examples, TFF runs one round,
+the learning state is saved with ``tff.program.FileProgramStateManager``, metrics go to CSV
+and TensorBoard through ``tff.program`` release managers, and every ``publish_every`` rounds
+the global model becomes a published version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import tensorflow_federated as tff
+
+from fedkb.home import Home
+from federated import registry, training
+from federated.examples import encode_examples
+from federated.model import build_model, named_weights
+from federated.model_config import ModelConfig, preset
+from federated.population import members, select_clients
+from keyboard.store import Device
+from tokenizer.vocab import Tokenizer, TokenizerError
+
+RUN_FILE = "run.json"
+
+
+class TrainError(Exception):
+    """Training cannot start or go on; the message says what to run first."""
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    round_num: int
+    total_rounds: int
+    metrics: dict[str, float]
+    clients: list[str]
+    seconds: float
+    published: str | None = None
+
+
+@dataclass
+class TrainSummary:
+    start_round: int
+    end_round: int
+    rounds: list[RoundResult] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
+    model_config: ModelConfig | None = None
+
+
+def _run_record(model: ModelConfig, train: training.TrainConfig, tokenizer: Tokenizer) -> dict:
+    """What a checkpoint must agree with to be resumed (everything but the round count)."""
+    return {"model": asdict(model), "train": train.as_dict(), "tokenizer_sha256": tokenizer.sha256}
+
+
+def check_resumable(home: Home, record: dict, *, fresh: bool) -> None:
+    """Refuses to resume from a checkpoint made with other settings, saying what differs."""
+    path = home.state / RUN_FILE
+    if fresh or not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise TrainError(f"{path}: unreadable ({exc}); pass --fresh to start over") from None
+    diffs = []
+    for section in ("model", "train"):
+        for key in sorted(set(saved.get(section, {})) | set(record[section])):
+            a, b = saved.get(section, {}).get(key), record[section].get(key)
+            if a != b:
+                diffs.append(f"{key}: checkpoint {a!r}, now {b!r}")
+    if saved.get("tokenizer_sha256") != record["tokenizer_sha256"]:
+        diffs.append("the tokenizer was retrained since the checkpoint")
+    if diffs:
+        raise TrainError(
+            f"the checkpoint in {home.state} was made with other settings ({'; '.join(diffs)}). "
+            "Run with the same settings to resume, pass --fresh to start over, or use another --home."
+        )
+
+
+def prepare(home: Home, train: training.TrainConfig) -> tuple[list, Tokenizer, ModelConfig]:
+    """Checks that a population and a tokenizer exist; returns them and the model config."""
+    population = members(home)
+    if not population:
+        raise TrainError(f"no devices in {home.devices}; run `fedkb population seed --corpus shakespeare` first")
+    try:
+        tokenizer = Tokenizer.load(home.tokenizer)
+    except TokenizerError as exc:
+        raise TrainError(str(exc)) from None
+    return population, tokenizer, preset(train.preset, vocab_size=tokenizer.vocab_size)
+
+
+def client_examples(home: Home, device_id: str, tokenizer: Tokenizer, model: ModelConfig,
+                    train: training.TrainConfig, round_num: int) -> np.ndarray:
+    """On the device: its train split as examples, at most ``max_examples_per_client`` of them."""
+    with Device(home.device(device_id)) as device:
+        sentences = device.splits().train
+    examples = encode_examples(tokenizer.encode, sentences, model.sequence_length)
+    if len(examples) > train.max_examples_per_client:
+        rng = np.random.default_rng([train.seed, round_num, len(examples)])
+        examples = examples[np.sort(rng.choice(len(examples), train.max_examples_per_client, replace=False))]
+    return examples
+
+
+def run(
+    home: Home,
+    train: training.TrainConfig,
+    *,
+    rounds: int,
+    publish_every: int = 5,
+    fresh: bool = False,
+    on_round: Callable[[RoundResult], None] | None = None,
+) -> TrainSummary:
+    """Runs (or resumes) training until ``rounds`` rounds are complete. Needs a TFF context."""
+    return asyncio.run(_run(home, train, rounds=rounds, publish_every=publish_every, fresh=fresh, on_round=on_round))
+
+
+async def _run(home, train, *, rounds, publish_every, fresh, on_round) -> TrainSummary:
+    if rounds < 1:
+        raise TrainError("--rounds must be at least 1")
+    population, tokenizer, model_config = prepare(home, train)
+    record = _run_record(model_config, train, tokenizer)
+    check_resumable(home, record, fresh=fresh)
+
+    state_manager = tff.program.FileProgramStateManager(str(home.state), keep_total=3, keep_first=False)
+    if fresh:
+        await state_manager.remove_all()
+        for path in (home.metrics_csv,):
+            path.unlink(missing_ok=True)
+    home.state.mkdir(parents=True, exist_ok=True)
+    (home.state / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+
+    process = training.build_process(model_config, train)
+    state = process.initialize()
+    loaded, done = await state_manager.load_latest(state)
+    if loaded is not None:
+        state = loaded
+    summary = TrainSummary(start_round=done, end_round=max(done, rounds), model_config=model_config)
+    if done >= rounds:
+        return summary
+
+    csv_out = tff.program.CSVFileReleaseManager(
+        file_path=str(home.metrics_csv), key_fieldname="round", save_mode=tff.program.CSVSaveMode.APPEND
+    )
+    tb_out = tff.program.TensorBoardReleaseManager(summary_dir=str(home.tensorboard))
+    keras_model = build_model(model_config)
+
+    for round_num in range(done + 1, rounds + 1):
+        t0 = time.perf_counter()
+        selection = select_clients(
+            home, population, round_num, train.clients_per_round, seed=train.seed, min_examples=train.min_examples
+        )
+        if not selection.device_ids:
+            raise TrainError(
+                f"round {round_num}: none of {selection.population} devices is eligible "
+                f"({selection.available} idle, charging and unmetered; --min-examples {train.min_examples})"
+            )
+        data = [
+            training.client_dataset(
+                client_examples(home, d, tokenizer, model_config, train, round_num), train, shuffle_seed=train.seed + round_num
+            )
+            for d in selection.device_ids
+        ]
+        output = process.next(state, data)
+        state = output.state
+        seconds = time.perf_counter() - t0
+        metrics = training.train_metrics(output.metrics)
+        metrics.update(
+            clients=len(selection.device_ids), available_devices=selection.available,
+            population=selection.population, round_seconds=seconds,
+        )
+        await state_manager.save(state, round_num)
+        await csv_out.release(dict(metrics), key=round_num)
+        await tb_out.release(dict(metrics), key=round_num)
+        for device_id in selection.device_ids:
+            with Device(home.device(device_id)) as device:
+                device.set(last_round=round_num)
+        published = None
+        if round_num % publish_every == 0 or round_num == rounds:
+            process.get_model_weights(state).assign_weights_to(keras_model)
+            version = registry.publish(
+                home.models, weights=named_weights(keras_model), config=model_config,
+                tokenizer_proto=tokenizer.model_proto, round_num=round_num, metrics=metrics,
+                extra={"train_config": train.as_dict()},
+            )
+            published = version.name
+            summary.published.append(version.name)
+        result = RoundResult(round_num, rounds, dict(metrics), selection.device_ids, seconds, published)
+        summary.rounds.append(result)
+        if on_round:
+            on_round(result)
+    return summary

@@ -1,0 +1,162 @@
+"""TFF's C++ runtime, started so that its ``worker_binary`` never outlives us.
+
+TFF's default context starts ``worker_binary`` lazily and stops it from ``__del__``, which does
+not run at interpreter exit, and a parent killed with SIGKILL runs no Python at all. So we
+start the worker ourselves: on Linux the child asks the kernel for SIGKILL when its parent
+dies (``PR_SET_PDEATHSIG``), its SIGINT handler is reset to the default (a worker that
+inherits an ignored SIGINT makes TFF hang when it stops it), and ``stop()`` ends it on every
+normal path. The context talks to it over gRPC exactly as TFF's own local context does.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+_PR_SET_PDEATHSIG = 1
+_GRPC_OPTIONS = [
+    ("grpc.max_message_length", 2_000_000_000),
+    ("grpc.max_receive_message_length", 2_000_000_000),
+    ("grpc.max_send_message_length", 2_000_000_000),
+]
+
+
+class RuntimeStartError(RuntimeError):
+    """The TFF worker could not be started."""
+
+
+def worker_binary_path() -> Path:
+    import tensorflow_federated
+
+    return Path(tensorflow_federated.__file__).parent / "data" / "worker_binary"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _child_setup() -> None:  # runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.setpgrp()  # Ctrl-C in the terminal reaches us, and we stop the worker in order
+
+
+class Worker:
+    """One ``worker_binary`` process serving TFF's executor service on a local port."""
+
+    def __init__(self, *, port: int | None = None, log_path: Path | None = None,
+                 max_concurrent_computation_calls: int = -1):
+        self.port = port or _free_port()
+        binary = worker_binary_path()
+        if not binary.is_file():
+            raise RuntimeStartError(f"TFF worker binary not found at {binary}")
+        self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [str(binary), f"--port={self.port}",
+             f"--max_concurrent_computation_calls={max_concurrent_computation_calls}"],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+            preexec_fn=_child_setup,
+        )
+        atexit.register(self.stop)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ends the worker (SIGINT, then SIGKILL if it does not exit in ``timeout`` seconds)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not subprocess.DEVNULL and not self._log.closed:
+            self._log.close()
+        atexit.unregister(self.stop)
+
+
+def connect_context(targets: list[str], *, startup_timeout: float = 60.0):
+    """A synchronous TFF context that runs on the executor services at ``targets``.
+
+    One target gives an ordinary context; several give TFF's mergeable-computation context,
+    which splits each round's clients across them.
+    """
+    import tensorflow_federated as tff
+
+    contexts = [_async_context(target, startup_timeout) for target in targets]
+    if len(contexts) == 1:
+        return tff.framework.SyncExecutionContext(
+            executor_fn=contexts[0], compiler_fn=tff.backends.native.desugar_and_transform_to_native,
+            transform_args=tff.tensorflow.transform_args, transform_result=tff.tensorflow.transform_result,
+        )
+    asyncs = [
+        tff.framework.AsyncExecutionContext(
+            factory, compiler_fn=tff.backends.native.desugar_and_transform_to_native,
+            transform_args=tff.tensorflow.transform_args, transform_result=tff.tensorflow.transform_result,
+        )
+        for factory in contexts
+    ]
+    return tff.backends.native.create_mergeable_comp_execution_context(asyncs)
+
+
+def _async_context(target: str, startup_timeout: float):
+    """An executor factory for one remote executor service (CLIENTS cardinality defaults to 0)."""
+    import tensorflow_federated as tff
+
+    channel = grpc.insecure_channel(target, _GRPC_OPTIONS)
+    stub = tff.framework.RemoteExecutorGrpcStub(channel)
+    deadline = time.monotonic() + startup_timeout
+    while not stub.is_ready:
+        if time.monotonic() > deadline:
+            raise RuntimeStartError(f"no TFF executor service answered at {target} within {startup_timeout:.0f} s")
+        time.sleep(0.1)
+
+    def stack_fn(cardinalities):
+        cardinalities.setdefault(tff.CLIENTS, 0)
+        executor = tff.framework.RemoteExecutor(stub)
+        executor.set_cardinalities(cardinalities)
+        return executor
+
+    return tff.framework.ResourceManagingExecutorFactory(stack_fn)
+
+
+class LocalRuntime:
+    """Context manager: start a local worker, make it TFF's default context, stop it on exit."""
+
+    def __init__(self, log_path: Path | None = None):
+        self._log_path = log_path
+        self.worker: Worker | None = None
+
+    def __enter__(self) -> "LocalRuntime":
+        import tensorflow_federated as tff
+
+        # A worker inheriting SIG_IGN for SIGINT would hang TFF when stopped.
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.worker = Worker(log_path=self._log_path)
+        try:
+            tff.framework.set_default_context(connect_context([self.worker.target]))
+        except BaseException:
+            self.worker.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.worker is not None:
+            self.worker.stop()

@@ -1,0 +1,212 @@
+"""The ``fedkb`` command line. Heavy libraries are imported inside the commands that need them,
+so ``fedkb --help`` and the keyboard never wait for TensorFlow."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# Must be set before TensorFlow is imported anywhere in this process.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from fedkb.home import ENV_VAR, Home, resolve_home  # noqa: E402  (light: stdlib only)
+
+
+class UserError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+# -- population ---------------------------------------------------------------------------------
+def cmd_population_seed(home: Home, args: argparse.Namespace) -> None:
+    from federated.corpus import resolve_corpus
+    from federated.population import seed
+
+    corpus = resolve_corpus(args.corpus)
+    report = seed(home, corpus, min_sentences=args.min_sentences, max_devices=args.max_devices,
+                  append=args.append, seed=args.seed)
+    _console().print(
+        f"Seeded [bold]{report.devices_created}[/] new devices"
+        + (f" and appended to {report.devices_appended}" if report.devices_appended else "")
+        + f" with {report.sentences_written:,} sentences from {report.corpus}\n"
+        f"  {report.records:,} records, {report.users:,} users, "
+        f"{report.dropped_small_users:,} users with fewer than {args.min_sentences} sentences left out\n"
+        f"  devices are in {home.devices}"
+    )
+
+
+def cmd_population_show(home: Home, args: argparse.Namespace) -> None:
+    from rich.table import Table
+
+    from federated.population import available, conditions_now, members
+    from keyboard.store import Device
+
+    population = members(home)
+    if not population:
+        raise UserError(f"no devices in {home.devices}; run `fedkb population seed --corpus shakespeare` first")
+    cond = conditions_now(population)
+    ok = available(cond)
+    table = Table(title=f"Devices in {home.devices}")
+    for col in ("device", "user", "sentences", "train", "held-out", "idle", "charging", "unmetered", "last round"):
+        table.add_column(col, justify="right" if col not in ("device", "user") else "left")
+    total = eligible = 0
+    shown = population if args.all else population[: args.limit]
+    statuses = {}
+    for i, m in enumerate(population):
+        with Device(home.device(m.device_id)) as device:
+            st = device.status()
+        statuses[m.device_id] = st
+        total += st["sentences"]
+        eligible += bool(ok[i]) and st["train_sentences"] >= args.min_examples
+    yes = lambda b: "yes" if b else "-"  # noqa: E731
+    for i, m in enumerate(shown):
+        st = statuses[m.device_id]
+        table.add_row(m.device_id, m.user, str(st["sentences"]), str(st["train_sentences"]),
+                      str(st["heldout_sentences"]), yes(cond["idle"][i]), yes(cond["charging"][i]),
+                      yes(cond["unmetered"][i]), str(st.get("last_round") or "-"))
+    console = _console()
+    console.print(table)
+    if len(shown) < len(population):
+        console.print(f"  … {len(population) - len(shown)} more (use --all)")
+    console.print(
+        f"[bold]{len(population)}[/] devices, {total:,} sentences; eligible now (idle, charging, unmetered, "
+        f"≥ {args.min_examples} train sentences): [bold]{eligible}[/] ({eligible / len(population):.0%})"
+    )
+
+
+# -- tokenizer ----------------------------------------------------------------------------------
+def cmd_tokenizer_train(home: Home, args: argparse.Namespace) -> None:
+    from federated.vocabulary import train_tokenizer
+    from tokenizer.vocab import TokenizerConfig
+
+    config = TokenizerConfig(vocab_size=args.vocab_size, model_type=args.model_type)
+    report = train_tokenizer(home, config)
+    _console().print(
+        f"Trained a {config.model_type} tokenizer with [bold]{report.vocab_size}[/] pieces from the summed word counts "
+        f"of {report.devices} devices ({report.words:,} words, {report.distinct_words:,} distinct)\n  saved in {report.path}"
+    )
+
+
+# -- train ----------------------------------------------------------------------------------------
+def cmd_train(home: Home, args: argparse.Namespace) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = _console()
+    with console.status("Starting TensorFlow Federated…"):
+        from federated import program, training
+        from federated.runtime import LocalRuntime
+
+    train = training.TrainConfig(
+        preset=args.preset, clients_per_round=args.clients_per_round, server_optimizer=args.server_optimizer,
+        client_lr=args.client_lr, server_lr=args.server_lr, local_epochs=args.local_epochs,
+        batch_size=args.batch_size, min_examples=args.min_examples, seed=args.seed,
+    )
+    program.prepare(home, train)  # fail fast, before starting the runtime
+    home.logs.mkdir(parents=True, exist_ok=True)
+    with LocalRuntime(log_path=home.logs / "worker.log"), Progress(
+        TextColumn("[bold]round[/]"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.description}"),
+        TimeElapsedColumn(), console=console,
+    ) as progress:
+        task = progress.add_task("building the federated computation…", total=args.rounds)
+
+        def on_round(r: program.RoundResult) -> None:
+            m = r.metrics
+            line = (f"loss {m['loss']:.3f}  acc {m['accuracy_without_pad']:.3f}  "
+                    f"{m['clients']:.0f} clients of {m['available_devices']:.0f} available  {r.seconds:.1f} s")
+            progress.update(task, completed=r.round_num, description=line)
+            progress.console.print(f"round {r.round_num:>4}  {line}" + (f"  → published version {r.published}" if r.published else ""))
+
+        summary = program.run(home, train, rounds=args.rounds, publish_every=args.publish_every,
+                              fresh=args.fresh, on_round=on_round)
+        progress.update(task, completed=summary.end_round)
+    if not summary.rounds:
+        console.print(f"Already at round {summary.start_round} (asked for {args.rounds}); nothing to do.")
+        return
+    console.print(
+        f"Rounds {summary.start_round + 1}–{summary.end_round} done; metrics in {home.metrics_csv}, "
+        f"checkpoints in {home.state}" + (f"; published {', '.join(summary.published)} in {home.models}" if summary.published else "")
+    )
+
+
+# -- parser -------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedkb",
+        description="A federated next-word-prediction keyboard: devices keep their typing, "
+                    "TensorFlow Federated trains on it where it lies.",
+    )
+    parser.add_argument("--home", help=f"where devices and server state live (default: ${ENV_VAR} or the user data directory)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    pop = sub.add_parser("population", help="seed and inspect the device population")
+    pop_sub = pop.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = pop_sub.add_parser("seed", help="create one device per user of a JSONL corpus")
+    p.add_argument("--corpus", required=True, help="'shakespeare' (bundled) or a JSONL / JSONL.gz file of {user, text[, timestamp]}")
+    p.add_argument("--min-sentences", type=int, default=10, help="leave out users with fewer sentences (default 10)")
+    p.add_argument("--max-devices", type=int, default=None, help="keep only the first N users, in file order")
+    p.add_argument("--append", action="store_true", help="add to an existing population")
+    p.add_argument("--seed", type=int, default=0, help="seed of the devices' availability models (default 0)")
+    p.set_defaults(func=cmd_population_seed)
+    p = pop_sub.add_parser("show", help="devices, sentences, and how many are eligible now")
+    p.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
+    p.add_argument("--all", action="store_true", help="show every device")
+    p.add_argument("--min-examples", type=int, default=5, help="train sentences a device needs to be eligible (default 5)")
+    p.set_defaults(func=cmd_population_show)
+
+    tok = sub.add_parser("tokenizer", help="learn the vocabulary from devices' word counts")
+    tok_sub = tok.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = tok_sub.add_parser("train", help="train SentencePiece on word counts summed across devices")
+    p.add_argument("--vocab-size", type=int, default=8000, help="pieces, specials included (default 8000; gboard: 10000)")
+    p.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram")
+    p.set_defaults(func=cmd_tokenizer_train)
+
+    p = sub.add_parser("train", help="run federated training rounds (resumes from the last checkpoint)")
+    p.add_argument("--rounds", type=int, required=True, help="train until this many rounds are complete")
+    p.add_argument("--clients-per-round", type=int, default=10, help="devices sampled per round (default 10)")
+    p.add_argument("--preset", choices=("small", "gboard"), default="small", help="model size (default small)")
+    p.add_argument("--server-optimizer", choices=("sgdm", "adam", "yogi"), default="adam")
+    p.add_argument("--client-lr", type=float, default=0.5, help="local SGD learning rate (default 0.5)")
+    p.add_argument("--server-lr", type=float, default=0.01, help="server learning rate (default 0.01)")
+    p.add_argument("--local-epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--min-examples", type=int, default=5, help="train sentences a device needs to take part (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--publish-every", type=int, default=5, help="publish a model version every N rounds and at the end")
+    p.add_argument("--fresh", action="store_true", help="discard existing checkpoints and metrics and start over")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    home = resolve_home(args.home)
+    try:
+        args.func(home, args)
+    except KeyboardInterrupt:
+        print("fedkb: interrupted", file=sys.stderr)
+        return 130
+    except UserError as exc:
+        print(f"fedkb: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # known error types carry messages meant for the user
+        if type(exc).__name__ in _USER_ERRORS:
+            print(f"fedkb: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+# Errors whose message already says what and where; anything else is a bug and keeps its traceback.
+_USER_ERRORS = {
+    "CorpusError", "PopulationError", "DeviceError", "TokenizerError", "VocabularyError",
+    "TrainError", "RegistryError", "RuntimeStartError", "ValueError",
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""A device's typing log: timestamped sentences in SQLite, on the device only.
+
+Each device is a directory ``<home>/devices/<id>/`` holding ``log.sqlite``. The database
+has two tables: ``sentences`` (the log; raw text exists only here) and ``meta`` (the
+device's status record: the user it belongs to, its availability model, the model version
+it has installed, the last federated round it joined). WAL mode lets the keyboard append
+while a trainer or evaluator reads the splits.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "log.sqlite"
+HELDOUT_FRACTION = 0.2
+# A "sentence" is what a person types before Enter; anything longer is a paste, not typing.
+MAX_SENTENCE_CHARS = 10_000
+_BUSY_TIMEOUT_MS = 30_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sentences (
+    id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts   REAL,            -- seconds since the epoch; NULL when the source had no timestamps
+    text TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL   -- JSON
+);
+"""
+
+
+class DeviceError(Exception):
+    """A device directory is missing, unreadable, or was given bad input."""
+
+
+def device_id_for(user: str) -> str:
+    """A filesystem-safe, stable device id for a user name (``Hamlet::HAMLET`` -> ``hamlet-hamlet-1a2b3c``)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", user.lower()).strip("-")[:40] or "user"
+    digest = hashlib.sha1(user.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    return f"{slug}-{digest}"
+
+
+def clean_sentence(text: Any, *, where: str = "sentence") -> str:
+    """Collapses white space; raises ``DeviceError`` on non-text, empty or oversized input."""
+    if not isinstance(text, str):
+        raise DeviceError(f"{where}: expected text, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DeviceError(f"{where}: not valid Unicode text ({exc.reason} at character {exc.start})") from None
+    cleaned = " ".join(text.replace("\x00", " ").split())
+    if not cleaned:
+        raise DeviceError(f"{where}: empty text")
+    if len(cleaned) > MAX_SENTENCE_CHARS:
+        raise DeviceError(
+            f"{where}: {len(cleaned):,} characters is more than the {MAX_SENTENCE_CHARS:,} allowed for one sentence"
+        )
+    return cleaned
+
+
+def heldout_count(n: int) -> int:
+    """How many of ``n`` sentences form the held-out split: the newest 20 %, rounded half up."""
+    return int(n * HELDOUT_FRACTION + 0.5)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A device's sentences in time order, split into train (older) and held-out (newest 20 %)."""
+
+    train: list[str]
+    heldout: list[str]
+
+
+class Device:
+    """One device: its typing log and status record. Use as a context manager or call ``close()``."""
+
+    def __init__(self, directory: Path, *, create: bool = False):
+        self.directory = Path(directory)
+        self.id = self.directory.name
+        db_path = self.directory / DB_NAME
+        if not create and not db_path.is_file():
+            raise DeviceError(f"no device at {self.directory} (missing {DB_NAME})")
+        if create:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(db_path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self._db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            if create:
+                self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise DeviceError(f"device {self.id}: cannot open {db_path}: {exc}") from None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Device":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the log -------------------------------------------------------------------------
+    def append(self, text: str, timestamp: float | None = None) -> str:
+        """Appends one sentence (``timestamp`` defaults to now) and returns it as stored."""
+        cleaned = clean_sentence(text, where=f"device {self.id}")
+        ts = time.time() if timestamp is None else float(timestamp)
+        self._db.execute("INSERT INTO sentences (ts, text) VALUES (?, ?)", (ts, cleaned))
+        return cleaned
+
+    def append_many(self, rows: Iterable[tuple[float | None, str]]) -> int:
+        """Appends already-cleaned ``(timestamp or None, text)`` rows in one transaction."""
+        with self._transaction():
+            cur = self._db.executemany("INSERT INTO sentences (ts, text) VALUES (?, ?)", rows)
+        return cur.rowcount
+
+    def count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0]
+
+    def sentences(self) -> list[str]:
+        """All sentences, oldest first (rows without a timestamp come first, in insertion order)."""
+        rows = self._db.execute("SELECT text FROM sentences ORDER BY ts, id").fetchall()
+        return [r[0] for r in rows]
+
+    def splits(self) -> Splits:
+        """Train split (older) and held-out split (newest 20 % by time), read in one snapshot."""
+        texts = self.sentences()
+        cut = len(texts) - heldout_count(len(texts))
+        return Splits(train=texts[:cut], heldout=texts[cut:])
+
+    def train_word_counts(self) -> collections.Counter[str]:
+        """Whitespace-word counts of the train split: what a device reports for the vocabulary."""
+        counts: collections.Counter[str] = collections.Counter()
+        for sentence in self.splits().train:
+            counts.update(sentence.split())
+        return counts
+
+    def delete_log(self) -> None:
+        """Deletes every sentence in the log (the person asked to forget what they typed)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM sentences")
+        self._db.execute("VACUUM")
+
+    # -- the status record ---------------------------------------------------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set(self, **values: Any) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [(k, json.dumps(v)) for k, v in values.items()],
+            )
+
+    def status(self) -> dict[str, Any]:
+        """The status record plus counts derived from the log."""
+        meta = {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+        n = self.count()
+        meta.update(id=self.id, sentences=n, heldout_sentences=heldout_count(n), train_sentences=n - heldout_count(n))
+        return meta
+
+    def _transaction(self) -> "_Tx":
+        return _Tx(self._db)
+
+
+class _Tx:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def list_device_dirs(devices_root: Path) -> Iterator[Path]:
+    """Device directories under ``devices_root`` in sorted order (staging folders are skipped)."""
+    if not devices_root.is_dir():
+        return
+    for entry in sorted(devices_root.iterdir()):
+        if entry.is_dir() and not entry.name.startswith(".") and (entry / DB_NAME).is_file():
+            yield entry
