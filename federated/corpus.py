@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def read_records(path: Path) -> list[Record]:
             raw = f.read()
         if raw[:2] == _GZIP_MAGIC:
             raw = gzip.decompress(raw)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: corrupt compressed data
         raise CorpusError(f"{path}: cannot read: {exc}") from None
     records = []
     for lineno, line in enumerate(raw.split(b"\n"), start=1):
@@ -71,6 +72,8 @@ def _parse_line(line: bytes, path: Path, lineno: int) -> Record:
         obj = json.loads(decoded)
     except json.JSONDecodeError as exc:
         raise CorpusError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits; nesting too deep
+        raise CorpusError(f"{where}: invalid JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise CorpusError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     user = obj.get("user")
@@ -80,6 +83,10 @@ def _parse_line(line: bytes, path: Path, lineno: int) -> Record:
     user = user.strip()
     if not user:
         raise CorpusError(f'{where}: "user" is empty')
+    try:
+        user.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800", which JSON escapes allow
+        raise CorpusError(f'{where}: "user" is not valid Unicode text ({exc.reason} at character {exc.start})') from None
     if "text" not in obj:
         raise CorpusError(f'{where}: missing "text"')
     try:

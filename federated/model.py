@@ -22,9 +22,9 @@ class ProjectedLSTMCell(tf.keras.layers.Layer):
     Gate order in the kernel: input, [forget,] candidate, output.
     """
 
-    def __init__(self, units: int, projection_dim: int, cifg: bool = True, **kwargs):
+    def __init__(self, units: int, projection_dim: int, cifg: bool = True, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.units, self.projection_dim, self.cifg = units, projection_dim, cifg
+        self.units, self.projection_dim, self.cifg, self.seed = units, projection_dim, cifg, seed
         self.gates = 3 if cifg else 4
         self.state_size = [projection_dim, units]
         self.output_size = projection_dim
@@ -33,7 +33,7 @@ class ProjectedLSTMCell(tf.keras.layers.Layer):
         in_dim = int(input_shape[-1])
         self.kernel = self.add_weight(
             name="kernel", shape=(in_dim + self.projection_dim, self.gates * self.units),
-            initializer="glorot_uniform",
+            initializer=tf.keras.initializers.GlorotUniform(seed=self.seed),
         )
         # Start with the forget gate mostly open: +1 on a separate forget gate, or -1 on the
         # CIFG input gate (whose complement is the forget gate).
@@ -43,7 +43,8 @@ class ProjectedLSTMCell(tf.keras.layers.Layer):
             bias[self.units : 2 * self.units] = 1.0
         self.bias = self.add_weight(name="bias", shape=bias.shape, initializer=tf.constant_initializer(bias))
         self.projection = self.add_weight(
-            name="projection", shape=(self.units, self.projection_dim), initializer="glorot_uniform"
+            name="projection", shape=(self.units, self.projection_dim),
+            initializer=tf.keras.initializers.GlorotUniform(seed=None if self.seed is None else self.seed + 1),
         )
         super().build(input_shape)
 
@@ -62,17 +63,26 @@ class ProjectedLSTMCell(tf.keras.layers.Layer):
         return h, [h, c]
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "projection_dim": self.projection_dim, "cifg": self.cifg}
+        return {**super().get_config(), "units": self.units, "projection_dim": self.projection_dim, "cifg": self.cifg, "seed": self.seed}
 
 
 class NextWordModel(tf.keras.Model):
-    """Token ids ``[batch, time]`` -> next-piece logits ``[batch, time, vocab]``. Uncompiled."""
+    """Token ids ``[batch, time]`` -> next-piece logits ``[batch, time, vocab]``. Uncompiled.
 
-    def __init__(self, config: ModelConfig, **kwargs):
+    ``seed`` fixes the initial weights, so that a run with a fixed seed is reproducible.
+    """
+
+    def __init__(self, config: ModelConfig, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        self.embedding = tf.keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")
-        cell = ProjectedLSTMCell(config.lstm_units, config.embedding_dim, cifg=config.cifg, name="cell")
+        self.embedding = tf.keras.layers.Embedding(
+            config.vocab_size, config.embedding_dim, name="embedding",
+            embeddings_initializer=tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=seed),
+        )
+        cell = ProjectedLSTMCell(
+            config.lstm_units, config.embedding_dim, cifg=config.cifg,
+            seed=None if seed is None else seed + 1, name="cell",
+        )
         self.rnn = tf.keras.layers.RNN(cell, return_sequences=True, name="rnn")
         self.output_bias = self.add_weight(name="output_bias", shape=(config.vocab_size,), initializer="zeros")
 
@@ -81,9 +91,9 @@ class NextWordModel(tf.keras.Model):
         return tf.einsum("bte,ve->btv", h, self.embedding.embeddings) + self.output_bias
 
 
-def build_model(config: ModelConfig) -> NextWordModel:
+def build_model(config: ModelConfig, seed: int | None = None) -> NextWordModel:
     """Builds the model and its weights (with a dummy call), ready for TFF or Keras."""
-    model = NextWordModel(config)
+    model = NextWordModel(config, seed=seed)
     model(tf.zeros([1, config.sequence_length], tf.int32))
     return model
 

@@ -46,6 +46,8 @@ class ModelConfig:
 # Hard et al. 2018 (arXiv 1811.03604): 10K vocabulary, 96-dim embedding, CIFG with 670 units and
 # a 96-dim projection, output tied to the input embedding: about 1.4M parameters.
 PRESETS: dict[str, ModelConfig] = {
+    # For tests and smoke runs: seconds per round even on one core; it learns little.
+    "tiny": ModelConfig(vocab_size=256, embedding_dim=16, lstm_units=32, sequence_length=16),
     "small": ModelConfig(vocab_size=8000, embedding_dim=64, lstm_units=256),
     "gboard": ModelConfig(vocab_size=10000, embedding_dim=96, lstm_units=670),
 }

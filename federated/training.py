@@ -57,12 +57,12 @@ def input_spec(config: ModelConfig):
     return (spec, spec)
 
 
-def model_fn_for(config: ModelConfig):
+def model_fn_for(config: ModelConfig, seed: int | None = None):
     """A no-arg builder of a fresh TFF model, as TFF's algorithm builders want."""
 
     def model_fn():
         return tff.learning.models.from_keras_model(
-            build_model(config),
+            build_model(config, seed=seed),
             input_spec=input_spec(config),
             loss=MaskedCrossEntropy(),
             metrics=[MaskedAccuracy(), NumTokens()],
@@ -82,7 +82,7 @@ def server_optimizer(train: TrainConfig):
 def build_process(model: ModelConfig, train: TrainConfig, *, model_aggregator=None):
     """Weighted FedAvg (weights = number of examples); ``model_aggregator`` None is TFF's mean."""
     return tff.learning.algorithms.build_weighted_fed_avg(
-        model_fn_for(model),
+        model_fn_for(model, seed=train.seed),
         client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=train.client_lr),
         server_optimizer_fn=server_optimizer(train),
         model_aggregator=model_aggregator,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 # Must be set before TensorFlow is imported anywhere in this process.
@@ -169,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="run federated training rounds (resumes from the last checkpoint)")
     p.add_argument("--rounds", type=int, required=True, help="train until this many rounds are complete")
     p.add_argument("--clients-per-round", type=int, default=10, help="devices sampled per round (default 10)")
-    p.add_argument("--preset", choices=("small", "gboard"), default="small", help="model size (default small)")
+    p.add_argument("--preset", choices=("tiny", "small", "gboard"), default="small",
+                   help="model size: small (default), gboard (Hard et al. 2018, 1.4M parameters), tiny (for tests)")
     p.add_argument("--server-optimizer", choices=("sgdm", "adam", "yogi"), default="adam")
     p.add_argument("--client-lr", type=float, default=0.5, help="local SGD learning rate (default 0.5)")
     p.add_argument("--server-lr", type=float, default=0.01, help="server learning rate (default 0.01)")
@@ -183,8 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm(signum, frame):  # unwind like Ctrl-C, so context managers stop the TFF worker
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     home = resolve_home(args.home)
     try:
         args.func(home, args)

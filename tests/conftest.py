@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow
 
 import pytest
 
@@ -32,3 +35,29 @@ def small_corpus(tmp_path: Path) -> Path:
             text = " ".join(words[(i + j + len(u)) % len(words)] for j in range(6 + i % 4))
             records.append({"user": u, "text": text})
     return write_jsonl(tmp_path / "corpus.jsonl", records)
+
+
+def synthetic_corpus(path: Path, users: int = 60, sentences: int = 12, seed: int = 0) -> Path:
+    """``users`` users typing ``sentences`` sentences each from a small English vocabulary."""
+    import random
+
+    rnd = random.Random(seed)
+    words = ("the a cat dog sat ran on in to park mat ball red big small and then with my your "
+             "good morning night love you thank see tomorrow").split()
+    records = [
+        {"user": f"user{u:03d}", "text": " ".join(rnd.choice(words) for _ in range(rnd.randint(3, 12)))}
+        for u in range(users) for _ in range(sentences)
+    ]
+    return write_jsonl(path, records)
+
+
+@pytest.fixture
+def seeded_home(tmp_path: Path, home: Home) -> Home:
+    """A home with 60 seeded devices and a 64-piece tokenizer (no TensorFlow needed)."""
+    from federated.population import seed
+    from federated.vocabulary import train_tokenizer
+    from tokenizer.vocab import TokenizerConfig
+
+    seed(home, synthetic_corpus(tmp_path / "synthetic.jsonl"))
+    train_tokenizer(home, TokenizerConfig(vocab_size=64))
+    return home

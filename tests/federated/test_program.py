@@ -1,0 +1,99 @@
+"""Federated rounds end to end on a tiny model: metrics, checkpoints, resume, publishing, errors."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    from federated.runtime import LocalRuntime
+
+    with LocalRuntime() as rt:
+        yield rt
+
+
+def _config(**overrides):
+    from federated.training import TrainConfig
+
+    return TrainConfig(**{"preset": "tiny", "clients_per_round": 3, "client_lr": 0.5, "server_lr": 0.05, **overrides})
+
+
+def _final_weights(home):
+    from federated import registry
+
+    return registry.load_weights(registry.latest(home.models))
+
+
+def test_rounds_write_metrics_checkpoints_and_versions(runtime, seeded_home):
+    from federated import program, registry
+
+    summary = program.run(seeded_home, _config(), rounds=4, publish_every=2)
+    assert [r.round_num for r in summary.rounds] == [1, 2, 3, 4]
+    assert summary.published == ["0001", "0002"]
+    rows = list(csv.DictReader(open(seeded_home.metrics_csv)))
+    assert [int(r["round"]) for r in rows] == [1, 2, 3, 4]
+    assert all(0 < int(r["clients"]) <= 3 and float(r["loss"]) > 0 for r in rows)
+    assert any(p.name.startswith("events") for p in seeded_home.tensorboard.rglob("*"))
+    version = registry.latest(seeded_home.models)
+    assert version.name == "0002" and version.round == 4
+    assert set(version.manifest["files"]) == {"weights.npz", "model.json", "spm.model"}
+    from tokenizer.vocab import Tokenizer
+
+    assert version.model_config().vocab_size == Tokenizer.load(seeded_home.tokenizer).vocab_size
+    # Devices that took part know it; the others do not.
+    from keyboard.store import Device
+
+    joined = {d for r in summary.rounds for d in r.clients}
+    with Device(seeded_home.device(sorted(joined)[0])) as device:
+        assert 1 <= device.get("last_round") <= 4
+
+
+def test_resume_continues_and_matches_an_uninterrupted_run(runtime, seeded_home, tmp_path):
+    import shutil
+
+    from federated import program
+
+    other = type(seeded_home)(tmp_path / "other")
+    shutil.copytree(seeded_home.root, other.root)
+
+    first = program.run(seeded_home, _config(), rounds=2)
+    assert [r.round_num for r in first.rounds] == [1, 2]
+    resumed = program.run(seeded_home, _config(), rounds=4)
+    assert [r.round_num for r in resumed.rounds] == [3, 4]
+    assert program.run(seeded_home, _config(), rounds=4).rounds == []  # already done
+
+    straight = program.run(other, _config(), rounds=4)
+    assert [r.clients for r in straight.rounds[2:]] == [r.clients for r in resumed.rounds]
+    a, b = _final_weights(seeded_home), _final_weights(other)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-7)
+    rows = list(csv.DictReader(open(seeded_home.metrics_csv)))
+    assert [int(r["round"]) for r in rows] == [1, 2, 3, 4]
+
+
+def test_incompatible_checkpoint_is_refused_with_what_differs(runtime, seeded_home):
+    from federated import program
+
+    program.run(seeded_home, _config(), rounds=1)
+    with pytest.raises(program.TrainError, match=r"clients_per_round: checkpoint 3, now 5.*--fresh"):
+        program.run(seeded_home, _config(clients_per_round=5), rounds=2)
+    summary = program.run(seeded_home, _config(clients_per_round=5), rounds=1, fresh=True)
+    assert [r.round_num for r in summary.rounds] == [1]
+    assert json.loads((seeded_home.state / "run.json").read_text())["train"]["clients_per_round"] == 5
+
+
+def test_missing_population_or_tokenizer_says_what_to_run(home, tmp_path):
+    from federated import program
+    from federated.population import seed
+    from tests.conftest import synthetic_corpus
+
+    with pytest.raises(program.TrainError, match="fedkb population seed"):
+        program.prepare(home, _config())
+    seed(home, synthetic_corpus(tmp_path / "c.jsonl", users=3))
+    with pytest.raises(program.TrainError, match="fedkb tokenizer train"):
+        program.prepare(home, _config())

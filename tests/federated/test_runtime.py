@@ -1,0 +1,100 @@
+"""No worker_binary outlives the fedkb process that started it: normal exit, SIGINT, SIGKILL."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_gone(pid: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _gone(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _workers_of(parent: psutil.Process) -> list[int]:
+    try:
+        return [c.pid for c in parent.children(recursive=True) if c.name() == "worker_binary"]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _kill_leftovers(pids):
+    for pid in pids:
+        try:
+            psutil.Process(pid).kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def test_worker_is_stopped_on_normal_exit():
+    code = (
+        "import numpy as np, tensorflow_federated as tff\n"
+        "from federated.runtime import LocalRuntime\n"
+        "with LocalRuntime() as rt:\n"
+        "    s = tff.federated_computation(lambda x: tff.federated_sum(x), tff.FederatedType(np.int32, tff.CLIENTS))\n"
+        "    assert s([1, 2, 3]) == 6\n"
+        "    print('WORKER', rt.worker.process.pid, flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    pid = int(out.stdout.split("WORKER")[1].split()[0])
+    assert _wait_gone(pid, timeout=5)
+
+
+@pytest.fixture
+def training_process(seeded_home):
+    """``fedkb train`` on the tiny preset, stopped at the end of the test if still alive."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root), "train", "--rounds", "200",
+         "--preset", "tiny", "--clients-per-round", "3"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    parent = psutil.Process(proc.pid)
+    seen: list[int] = []
+    yield proc, parent, seeded_home, seen
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    _kill_leftovers(seen)
+
+
+def _wait_for_training(parent, home, seen, timeout=240.0):
+    """Waits until the worker exists and at least one round has been written."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen[:] = _workers_of(parent) or seen
+        if seen and home.metrics_csv.is_file():
+            return
+        time.sleep(0.2)
+    pytest.fail("fedkb train did not start a worker and finish a round in time")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
+def test_no_worker_left_when_train_is_interrupted(training_process, sig):
+    proc, parent, home, seen = training_process
+    _wait_for_training(parent, home, seen)
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    for pid in seen:
+        assert _wait_gone(pid), f"worker_binary {pid} outlived fedkb train after {sig.name}"
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130
+        assert b"Traceback" not in proc.stderr.read()
