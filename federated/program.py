@@ -175,7 +175,8 @@ async def _run(home, train, *, rounds, publish_every, fresh, on_round) -> TrainS
             clients=len(selection.device_ids), available_devices=selection.available,
             population=selection.population, round_seconds=seconds,
         )
-        await state_manager.save(state, round_num)
+        # Metrics and the version go out before the state is saved: a crash in between re-runs
+        # this round identically (same clients, same seed) and overwrites the metrics row.
         await csv_out.release(dict(metrics), key=round_num)
         await tb_out.release(dict(metrics), key=round_num)
         for device_id in selection.device_ids:
@@ -191,6 +192,7 @@ async def _run(home, train, *, rounds, publish_every, fresh, on_round) -> TrainS
             )
             published = version.name
             summary.published.append(version.name)
+        await state_manager.save(state, round_num)
         result = RoundResult(round_num, rounds, dict(metrics), selection.device_ids, seconds, published)
         summary.rounds.append(result)
         if on_round:

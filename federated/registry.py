@@ -3,8 +3,11 @@
 A version holds ``weights.npz`` (numpy arrays by layer name: readable without TensorFlow),
 ``model.json`` (the ModelConfig), ``spm.model`` (the tokenizer it was trained with) and
 ``manifest.json`` (sha256 of every file, the round, the training metrics). A version is built
-in a temporary folder, fsynced and renamed into place, so a reader never sees half of one;
-``latest.json`` then points at it.
+in a temporary folder, fsynced and renamed into place, so a reader never sees half of one.
+
+A published version is a *candidate* until rollout decides on it: ``registry.json`` records each
+decision (promoted or held back, and why) and which version is ``latest`` — the one devices
+install.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ import numpy as np
 from fedkb.atomic import atomic_write, fsync_dir
 from federated.model_config import ModelConfig
 
-WEIGHTS, CONFIG, TOKENIZER, MANIFEST, LATEST = "weights.npz", "model.json", "spm.model", "manifest.json", "latest.json"
+from fedkb import artifacts
+from fedkb.artifacts import CONFIG, MANIFEST, TOKENIZER, WEIGHTS
+
+REGISTRY = "registry.json"
 
 
 class RegistryError(Exception):
@@ -45,14 +51,6 @@ class Version:
         return ModelConfig.from_json((self.path / CONFIG).read_text())
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _version_names(models_dir: Path) -> list[str]:
     if not models_dir.is_dir():
         return []
@@ -69,7 +67,7 @@ def publish(
     metrics: Mapping[str, float],
     extra: Mapping[str, object] | None = None,
 ) -> Version:
-    """Writes a new version atomically and points ``latest.json`` at it."""
+    """Writes a new candidate version atomically."""
     models_dir.mkdir(parents=True, exist_ok=True)
     names = _version_names(models_dir)
     name = f"{int(names[-1]) + 1 if names else 1:04d}"
@@ -96,38 +94,56 @@ def publish(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    atomic_write(models_dir / LATEST, json.dumps({"version": name}).encode())
     return Version(name, models_dir / name, manifest)
 
 
 def verify(path: Path) -> Version:
-    """Loads a version's manifest and checks every file's sha256; raises ``RegistryError`` naming the file."""
-    manifest_path = path / MANIFEST
+    """Checks every file of a version against its manifest; raises ``RegistryError`` naming the file."""
     try:
-        manifest = json.loads(manifest_path.read_text())
-        files = manifest["files"]
-    except FileNotFoundError:
-        raise RegistryError(f"{manifest_path}: missing; {path} is not a complete version") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise RegistryError(f"{manifest_path}: unreadable manifest ({exc})") from None
-    for fname in (WEIGHTS, CONFIG, TOKENIZER):
-        if fname not in files:
-            raise RegistryError(f"{manifest_path}: lists no sha256 for {fname}")
-        fpath = path / fname
-        if not fpath.is_file():
-            raise RegistryError(f"{fpath}: missing")
-        if sha256_file(fpath) != files[fname]:
-            raise RegistryError(f"{fpath}: sha256 does not match {manifest_path}; the file is damaged or was altered")
-    return Version(path.name, path, manifest)
+        return Version(Path(path).name, Path(path), artifacts.verify(path))
+    except artifacts.ArtifactError as exc:
+        raise RegistryError(str(exc)) from None
+
+
+def read_registry(models_dir: Path) -> dict:
+    """``{"latest": name or None, "decisions": {name: {...}}}``; empty when nothing was decided."""
+    path = models_dir / REGISTRY
+    if not path.is_file():
+        return {"latest": None, "decisions": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RegistryError(f"{path}: unreadable ({exc})") from None
+
+
+def record_decision(models_dir: Path, name: str, *, promoted: bool, reason: str, **details: object) -> dict:
+    """Records whether version ``name`` was promoted (and why); a promotion makes it ``latest``."""
+    reg = read_registry(models_dir)
+    decision = {"promoted": promoted, "reason": reason,
+                "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **details}
+    reg["decisions"][name] = decision
+    if promoted:
+        reg["latest"] = name
+    atomic_write(models_dir / REGISTRY, json.dumps(reg, indent=2, sort_keys=True).encode())
+    return decision
 
 
 def latest(models_dir: Path) -> Version | None:
-    """The version ``latest.json`` points at, verified; None if nothing was published."""
-    pointer = models_dir / LATEST
-    if not pointer.is_file():
-        return None
-    name = json.loads(pointer.read_text())["version"]
-    return verify(models_dir / name)
+    """The promoted version devices should install, verified; None before the first promotion."""
+    name = read_registry(models_dir).get("latest")
+    return None if name is None else verify(models_dir / name)
+
+
+def newest(models_dir: Path) -> Version | None:
+    """The most recently published version (promoted or not), verified."""
+    names = _version_names(models_dir)
+    return verify(models_dir / names[-1]) if names else None
+
+
+def undecided(models_dir: Path) -> list[str]:
+    """Published versions rollout has not decided on yet, oldest first."""
+    decided = read_registry(models_dir)["decisions"]
+    return [n for n in _version_names(models_dir) if n not in decided]
 
 
 def list_versions(models_dir: Path) -> list[str]:

@@ -54,8 +54,9 @@ def cmd_population_show(home: Home, args: argparse.Namespace) -> None:
     cond = conditions_now(population)
     ok = available(cond)
     table = Table(title=f"Devices in {home.devices}")
-    for col in ("device", "user", "sentences", "train", "held-out", "idle", "charging", "unmetered", "last round"):
-        table.add_column(col, justify="right" if col not in ("device", "user") else "left")
+    table.add_column("device", overflow="ellipsis", no_wrap=True, min_width=12, max_width=22)
+    for col in ("sent.", "train", "held", "idle", "chg.", "wifi", "round"):
+        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
     total = eligible = 0
     shown = population if args.all else population[: args.limit]
     statuses = {}
@@ -65,14 +66,16 @@ def cmd_population_show(home: Home, args: argparse.Namespace) -> None:
         statuses[m.device_id] = st
         total += st["sentences"]
         eligible += bool(ok[i]) and st["train_sentences"] >= args.min_examples
-    yes = lambda b: "yes" if b else "-"  # noqa: E731
+    yes = lambda b: "✓" if b else "·"  # noqa: E731
     for i, m in enumerate(shown):
         st = statuses[m.device_id]
-        table.add_row(m.device_id, m.user, str(st["sentences"]), str(st["train_sentences"]),
+        table.add_row(m.device_id, str(st["sentences"]), str(st["train_sentences"]),
                       str(st["heldout_sentences"]), yes(cond["idle"][i]), yes(cond["charging"][i]),
                       yes(cond["unmetered"][i]), str(st.get("last_round") or "-"))
     console = _console()
     console.print(table)
+    console.print("  sent. = sentences logged, held = held-out (newest 20 %), chg. = charging, "
+                  "wifi = unmetered network, round = last federated round joined")
     if len(shown) < len(population):
         console.print(f"  … {len(population) - len(shown)} more (use --all)")
     console.print(

@@ -60,6 +60,7 @@ def _file_with_bad_line(tmp_path: Path, bad: bytes, name: str = "corpus.jsonl") 
         (b'{"user": "alice", "text": "hi", "n": ' + b"9" * 5000 + b"}", "invalid JSON"),
         (b"[" * 100_000, "invalid JSON"),
     ],
+    ids=lambda v: v[:40].decode("utf-8", "backslashreplace") if isinstance(v, bytes) else None,
 )
 def test_bad_record_names_file_and_line(tmp_path, bad, message):
     path = _file_with_bad_line(tmp_path, bad)
@@ -91,6 +92,7 @@ def test_bad_line_in_a_gzip_file_names_the_line(tmp_path):
         b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"\xff" * 30,  # corrupt deflate data
         gzip.compress(b'{"user": "a", "text": "b"}\n' * 50)[:-12],  # truncated
     ],
+    ids=["unknown-method", "corrupt-deflate", "truncated"],
 )
 def test_corrupt_gzip_is_a_corpus_error(tmp_path, data):
     path = tmp_path / "broken.jsonl.gz"

@@ -26,7 +26,7 @@ def _config(**overrides):
 def _final_weights(home):
     from federated import registry
 
-    return registry.load_weights(registry.latest(home.models))
+    return registry.load_weights(registry.newest(home.models))
 
 
 def test_rounds_write_metrics_checkpoints_and_versions(runtime, seeded_home):
@@ -39,7 +39,7 @@ def test_rounds_write_metrics_checkpoints_and_versions(runtime, seeded_home):
     assert [int(r["round"]) for r in rows] == [1, 2, 3, 4]
     assert all(0 < int(r["clients"]) <= 3 and float(r["loss"]) > 0 for r in rows)
     assert any(p.name.startswith("events") for p in seeded_home.tensorboard.rglob("*"))
-    version = registry.latest(seeded_home.models)
+    version = registry.newest(seeded_home.models)
     assert version.name == "0002" and version.round == 4
     assert set(version.manifest["files"]) == {"weights.npz", "model.json", "spm.model"}
     from tokenizer.vocab import Tokenizer

@@ -1,0 +1,463 @@
+"""``fedkb report``: evaluation results and training metrics, in the terminal and as one HTML file.
+
+Inputs, all under ``<home>/server``:
+
+    evals/<version>.json   one per evaluated model version (written by ``fedkb eval``)
+    metrics.csv            one row per training round (written by ``fedkb train``)
+
+Older eval files may lack keys; a missing value shows as "–". A file that is not valid JSON, or
+holds a value of the wrong type, raises :class:`ReportError` naming the file.
+
+The HTML page is self-contained: inline CSS, plots as base64 PNG ``data:`` URIs, no scripts and
+no links, so it opens offline and can be mailed around. With no evaluation and no metrics,
+:func:`write_html` still writes a page, which says that there is nothing to report yet and which
+commands to run. No TensorFlow here; rich and matplotlib are imported only when rendering.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import html
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+BASELINE_LABELS = {
+    "unigram": "unigram",
+    "ngram": "n-gram (centralized reference)",
+    "centralized_lstm": "centralized LSTM (centralized reference)",
+}
+DASH = "–"
+
+
+class ReportError(Exception):
+    """An input file of the report cannot be read."""
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    name: str
+    recall_at_1: float | None = None
+    recall_at_3: float | None = None
+    recall_at_5: float | None = None
+    oov_rate: float | None = None
+    predictions: float | None = None
+    train_tokens: float | None = None
+
+    def recall(self, k: int) -> float | None:
+        return getattr(self, f"recall_at_{k}")
+
+    @property
+    def label(self) -> str:
+        return BASELINE_LABELS.get(self.name, self.name)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    path: Path
+    version: str
+    round: int | None = None
+    created: str | None = None
+    devices: int | None = None
+    predictions: int | None = None
+    recall_at_1: float | None = None
+    recall_at_3: float | None = None
+    recall_at_5: float | None = None
+    token_loss: float | None = None
+    perplexity: float | None = None
+    oov_rate: float | None = None
+    quantiles: dict[str, float] = field(default_factory=dict)
+    histogram_edges: tuple[float, ...] = ()
+    histogram_counts: tuple[float, ...] = ()
+    baselines: dict[str, BaselineResult] = field(default_factory=dict)
+    promoted: bool | None = None
+    promotion_reason: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    privacy: dict[str, Any] | None = None
+
+    def recall(self, k: int) -> float | None:
+        return getattr(self, f"recall_at_{k}")
+
+
+@dataclass(frozen=True)
+class RoundMetrics:
+    round: int
+    loss: float | None = None
+    accuracy_without_pad: float | None = None
+    clients: float | None = None
+    available_devices: float | None = None
+    num_tokens: float | None = None
+    round_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ReportData:
+    server_dir: Path
+    evals: list[EvalResult]  # sorted by version
+    rounds: list[RoundMetrics]  # sorted by round, one row per round
+
+    @property
+    def latest(self) -> EvalResult | None:
+        return self.evals[-1] if self.evals else None
+
+
+# -- loading ------------------------------------------------------------------------------------
+def _num(obj: dict, key: str, where: str, kind: type = float):
+    v = obj.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ReportError(f"{where}: '{key}' should be a number, not {v!r}")
+    return kind(v)
+
+
+def _obj(obj: dict, key: str, where: str) -> dict:
+    v = obj.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ReportError(f"{where}: '{key}' should be an object, not {v!r}")
+    return v
+
+
+def _numbers(v: Any, where: str) -> tuple[float, ...]:
+    if v is None:
+        return ()
+    if not isinstance(v, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
+        raise ReportError(f"{where} should be a list of numbers")
+    return tuple(float(x) for x in v)
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def load_eval(path: Path) -> EvalResult:
+    """One ``evals/<version>.json``; raises :class:`ReportError` naming the file if it is malformed."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{path}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportError(f"{path}: cannot read ({e})") from None
+    if not isinstance(raw, dict):
+        raise ReportError(f"{path}: expected a JSON object, found {type(raw).__name__}")
+    w = str(path)
+    per_device = _obj(raw, "per_device_recall_at_1", w)
+    hist = _obj(per_device, "histogram", f"{w}: per_device_recall_at_1")
+    quantiles = _obj(per_device, "quantiles", f"{w}: per_device_recall_at_1")
+    edges = _numbers(hist.get("edges"), f"{w}: histogram edges")
+    counts = _numbers(hist.get("counts"), f"{w}: histogram counts")
+    if counts and len(edges) != len(counts) + 1:
+        raise ReportError(f"{w}: histogram has {len(counts)} counts but {len(edges)} edges (need counts + 1)")
+    baselines = {}
+    for name, b in _obj(raw, "baselines", w).items():
+        if not isinstance(b, dict):
+            raise ReportError(f"{w}: baseline '{name}' should be an object")
+        bw = f"{w}: baselines.{name}"
+        baselines[name] = BaselineResult(name, *(_num(b, k, bw) for k in (
+            "recall_at_1", "recall_at_3", "recall_at_5", "oov_rate", "predictions", "train_tokens")))
+    promotion = _obj(raw, "promotion", w)
+    privacy = raw.get("privacy")
+    if privacy is not None and not isinstance(privacy, dict):
+        raise ReportError(f"{w}: 'privacy' should be an object, not {privacy!r}")
+    if privacy is not None:
+        for key in ("epsilon", "delta", "noise_multiplier"):
+            _num(privacy, key, f"{w}: privacy")
+    if promotion.get("promoted") not in (True, False, None):
+        raise ReportError(f"{w}: promotion.promoted should be true or false, not {promotion['promoted']!r}")
+    version = raw.get("model_version", path.stem)
+    return EvalResult(
+        path=path, version=str(version), round=_num(raw, "round", w, int), created=_str(raw.get("created")),
+        devices=_num(raw, "devices", w, int), predictions=_num(raw, "predictions", w, int),
+        **{k: _num(raw, k, w) for k in ("recall_at_1", "recall_at_3", "recall_at_5", "token_loss",
+                                         "perplexity", "oov_rate")},
+        quantiles={k: _num(quantiles, k, f"{w}: quantiles") for k in quantiles},
+        histogram_edges=edges, histogram_counts=counts, baselines=baselines,
+        promoted=promotion.get("promoted"), promotion_reason=_str(promotion.get("reason")),
+        settings=_obj(raw, "settings", w), privacy=privacy,
+    )
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        v = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def load_metrics(path: Path) -> list[RoundMetrics]:
+    """Rows of ``metrics.csv``; a re-run round keeps its last row; unreadable values become None."""
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames and "round" not in reader.fieldnames:
+            raise ReportError(f"{path}: no 'round' column (columns: {', '.join(reader.fieldnames)})")
+        by_round: dict[int, RoundMetrics] = {}
+        for row in reader:
+            r = _float(row.get("round"))
+            if r is None:
+                continue
+            by_round[int(r)] = RoundMetrics(int(r), *(_float(row.get(k)) for k in (
+                "loss", "accuracy_without_pad", "clients", "available_devices", "num_tokens", "round_seconds")))
+    return [by_round[r] for r in sorted(by_round)]
+
+
+def _version_key(e: EvalResult):
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", e.version) if p)
+
+
+def load_report_data(server_dir: Path) -> ReportData:
+    """Everything the report shows; a missing ``evals/`` or ``metrics.csv`` gives an empty list."""
+    server_dir = Path(server_dir)
+    evals_dir = server_dir / "evals"
+    files = sorted(p for p in evals_dir.glob("*.json") if not p.name.startswith(".")) if evals_dir.is_dir() else []
+    evals = sorted((load_eval(p) for p in files), key=_version_key)
+    return ReportData(server_dir, evals, load_metrics(server_dir / "metrics.csv"))
+
+
+# -- shared formatting --------------------------------------------------------------------------
+def pct(v: float | None) -> str:
+    return DASH if v is None else f"{100 * v:.1f}%"
+
+
+def _int(v: float | None) -> str:
+    return DASH if v is None else f"{int(v):,}"
+
+
+def _promotion(e: EvalResult) -> str:
+    status = {True: "promoted", False: "not promoted", None: "promotion unknown"}[e.promoted]
+    return f"{status} ({e.promotion_reason})" if e.promotion_reason else status
+
+
+def _privacy(e: EvalResult) -> str:
+    p = e.privacy or {}
+    eps, noise = p.get("epsilon"), p.get("noise_multiplier")
+    if eps is not None:
+        extra = [f"δ = {p['delta']:g}" if isinstance(p.get("delta"), (int, float)) else None, p.get("accountant")]
+        extra = ", ".join(str(x) for x in extra if x)
+        return f"ε = {eps:g}" + (f" ({extra})" if extra else "")
+    if isinstance(noise, (int, float)) and noise > 0:
+        return f"DP noise multiplier {noise:g}, ε not computed"
+    return "no DP"
+
+
+def _created(e: EvalResult) -> str:
+    if not e.created:
+        return DASH
+    try:
+        t = dt.datetime.fromisoformat(e.created)
+    except ValueError:
+        return e.created
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M") + (" UTC" if t.tzinfo else "")
+
+
+def _title(e: EvalResult) -> str:
+    bits = [f"round {e.round}" if e.round is not None else None,
+            f"{e.devices:,} devices" if e.devices is not None else None,
+            f"{e.predictions:,} predictions" if e.predictions is not None else None]
+    inner = ", ".join(b for b in bits if b)
+    return f"latest version {e.version}" + (f" ({inner})" if inner else "")
+
+
+def summary_rows(e: EvalResult) -> list[tuple[str, str, str, str, str]]:
+    """(model, recall@1, recall@3, recall@5, OOV rate) for the federated model and each baseline."""
+    rows = [("federated model", pct(e.recall_at_1), pct(e.recall_at_3), pct(e.recall_at_5), pct(e.oov_rate))]
+    order = [n for n in BASELINE_LABELS if n in e.baselines] + sorted(set(e.baselines) - set(BASELINE_LABELS))
+    for name in order:
+        b = e.baselines[name]
+        rows.append((b.label, pct(b.recall_at_1), pct(b.recall_at_3), pct(b.recall_at_5), pct(b.oov_rate)))
+    return rows
+
+
+def facts(e: EvalResult) -> list[tuple[str, str]]:
+    q = "  ".join(f"{k} {pct(v)}" for k, v in e.quantiles.items()) or DASH
+    return [
+        ("token loss", DASH if e.token_loss is None else f"{e.token_loss:.3f}"),
+        ("perplexity", DASH if e.perplexity is None else f"{e.perplexity:.1f}"),
+        ("per-device recall@1", q),
+        ("promotion", _promotion(e)),
+        ("privacy", _privacy(e)),
+    ]
+
+
+def trend_rows(data: ReportData) -> list[tuple[str, ...]]:
+    yes = {True: "yes", False: "no", None: DASH}
+    return [(e.version, DASH if e.round is None else str(e.round), pct(e.recall_at_1), pct(e.recall_at_3),
+             pct(e.recall_at_5), _int(e.devices), yes[e.promoted]) for e in data.evals]
+
+
+TREND_COLUMNS = ("version", "round", "recall@1", "recall@3", "recall@5", "devices", "promoted")
+SUMMARY_COLUMNS = ("model", "recall@1", "recall@3", "recall@5", "OOV rate")
+
+
+def _training_line(data: ReportData) -> str | None:
+    losses = [r.loss for r in data.rounds if r.loss is not None]
+    if not data.rounds:
+        return None
+    text = f"{len(data.rounds)} training rounds (last round {data.rounds[-1].round})"
+    return text + (f", loss {losses[0]:.3f} → {losses[-1]:.3f}" if losses else "")
+
+
+# -- terminal -----------------------------------------------------------------------------------
+def render_terminal(data: ReportData, console: "Console") -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    latest = data.latest
+    if latest is None:
+        if data.rounds:
+            console.print(Text(f"No evaluation yet: {_training_line(data)}. Run `fedkb eval` to evaluate "
+                               "the latest published version.", style="yellow"))
+        else:
+            console.print(Text("Nothing to report yet: no evaluation and no training metrics in "
+                               f"{data.server_dir}. Run `fedkb train`, then `fedkb eval`.", style="yellow"))
+        return
+    table = Table(title=Text(_title(latest)), title_justify="left")
+    for i, col in enumerate(SUMMARY_COLUMNS):
+        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
+    for i, row in enumerate(summary_rows(latest)):
+        table.add_row(*map(Text, row), style="bold" if i == 0 else None)
+    console.print(table)
+    for key, value in facts(latest):
+        console.print(Text.assemble(("  " + key + ": ", "dim"), value))
+    if line := _training_line(data):
+        console.print(Text.assemble(("  training: ", "dim"), line))
+    console.print()
+    trend = Table(title="trend over versions", title_justify="left")
+    for i, col in enumerate(TREND_COLUMNS):
+        trend.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in trend_rows(data):
+        trend.add_row(*map(Text, row))
+    console.print(trend)
+
+
+# -- HTML ---------------------------------------------------------------------------------------
+CSS = """
+:root { color-scheme: light; }
+body { font: 15px/1.5 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+       color: #1d2330; background: #f5f6f8; margin: 0; }
+main { max-width: 1080px; margin: 0 auto; padding: 0 24px 40px; }
+header { background: #1f3b66; color: #fff; padding: 22px 24px; margin-bottom: 8px; }
+header h1 { margin: 0 auto; max-width: 1080px; font-size: 24px; }
+header p { margin: 4px auto 0; max-width: 1080px; opacity: .85; }
+section { background: #fff; border: 1px solid #dde1e7; border-radius: 8px; padding: 16px 22px; margin: 18px 0; }
+h2 { font-size: 18px; margin: 0 0 10px; color: #1f3b66; }
+h3 { font-size: 14px; margin: 14px 0 6px; color: #4a5568; text-transform: uppercase; letter-spacing: .04em; }
+table { border-collapse: collapse; margin: 6px 0 10px; font-variant-numeric: tabular-nums; }
+th, td { padding: 5px 12px; border-bottom: 1px solid #e7eaee; text-align: right; }
+th { background: #f0f3f7; font-weight: 600; }
+th:first-child, td:first-child { text-align: left; }
+tr.main td { font-weight: 700; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 3px 16px; margin: 8px 0; }
+dt { color: #5a6475; } dd { margin: 0; }
+.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 12px; }
+img { width: 100%; height: auto; border: 1px solid #eef0f3; border-radius: 4px; }
+.settings { display: flex; flex-wrap: wrap; gap: 0 28px; }
+.note { color: #5a6475; } .empty { color: #8a5a00; }
+footer { color: #7a8494; font-size: 12px; text-align: center; }
+"""
+
+
+def _esc(v: Any) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], main_first: bool = False) -> str:
+    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    body = "".join(("<tr class='main'>" if main_first and i == 0 else "<tr>")
+                   + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for i, row in enumerate(rows))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}" alt="{_esc(alt)}">'
+
+
+def _setting(v: Any) -> str:
+    if v is None:
+        return DASH
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+def _settings_html(e: EvalResult) -> str:
+    groups: dict[str, dict] = {}
+    loose = {k: v for k, v in e.settings.items() if not isinstance(v, dict)}
+    groups.update({k: v for k, v in e.settings.items() if isinstance(v, dict)})
+    if loose:
+        groups["general"] = loose
+    groups["privacy"] = {"summary": _privacy(e), **(e.privacy or {})}
+    parts = [f"<div><h3>{_esc(name)}</h3>" + _table(("setting", "value"), [(k, _setting(v)) for k, v in g.items()])
+             + "</div>" for name, g in groups.items()]
+    return '<div class="settings">' + "".join(parts) + "</div>"
+
+
+def render_html(data: ReportData) -> str:
+    """The report as one self-contained HTML document."""
+    from eval import plots
+
+    e = data.latest
+    sections = []
+    if e is not None:
+        dl = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts(e))
+        sections.append(f'<section id="latest"><h2>{_esc(_title(e))}</h2>'
+                        + _table(SUMMARY_COLUMNS, summary_rows(e), main_first=True) + f"<dl>{dl}</dl>"
+                        + '<p class="note">Recall@k: share of next words whose true word is among the top k '
+                        "suggestions. The centralized references are trained on pooled text, which a federated "
+                        "keyboard never sees; they bound what the model could reach.</p></section>")
+        trend = "".join(_img(plots.recall_per_version(data.evals, k), f"recall@{k} per version") for k in (1, 3))
+        sections.append(f'<section id="trend"><h2>Trend over versions</h2><div class="plots">{trend}</div>'
+                        + _table(TREND_COLUMNS, trend_rows(data)) + "</section>")
+    if data.rounds:
+        sections.append(f'<section id="training"><h2>Training</h2><p>{_esc(_training_line(data))}</p>'
+                        + '<div class="plots">' + _img(plots.loss_per_round(data.rounds, data.evals),
+                                                        "training loss per round") + "</div></section>")
+    if e is not None:
+        hist = (_img(plots.device_histogram(e), "histogram of per-device recall@1") if e.histogram_counts
+                else '<p class="empty">This evaluation has no per-device histogram.</p>')
+        quant = _table(tuple(e.quantiles), [[pct(v) for v in e.quantiles.values()]]) if e.quantiles else ""
+        sections.append(f'<section id="devices"><h2>Per-device recall@1, version {_esc(e.version)}</h2>'
+                        f'<div class="plots">{hist}</div>{quant}</section>')
+        sections.append(f'<section id="settings"><h2>Settings of the run</h2>{_settings_html(e)}</section>')
+        sub = f"latest version {e.version} · round {e.round if e.round is not None else DASH} · evaluated {_created(e)}"
+    else:
+        what = "`fedkb eval`" if data.rounds else "`fedkb train`, then `fedkb eval`"
+        sections.insert(0, f'<section id="empty"><h2>No evaluation yet</h2><p class="empty">Nothing has been '
+                        f"evaluated in {_esc(data.server_dir)}. Run {_esc(what)} and then `fedkb report` again.</p></section>")
+        sub = "no evaluated version yet"
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>fedkb report{_esc(' · ' + e.version) if e else ''}</title><style>{CSS}</style></head><body>"
+            f"<header><h1>fedkb report</h1><p>{_esc(sub)}</p></header><main>{''.join(sections)}"
+            f"<footer>generated {now} from {_esc(data.server_dir)}</footer></main></body></html>\n")
+
+
+def write_html(data: ReportData, path: Path) -> Path:
+    """Writes :func:`render_html` to ``path`` atomically (temp file, fsync, rename); returns ``path``.
+
+    Always writes a page, even with no data: it then says which commands to run first.
+    """
+    from fedkb.atomic import atomic_write
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, render_html(data).encode("utf-8"))
+    return path
