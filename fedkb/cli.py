@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--publish-every", type=int, default=5, help="publish a model version every N rounds and at the end")
     p.add_argument("--fresh", action="store_true", help="discard existing checkpoints and metrics and start over")
     p.set_defaults(func=cmd_train)
+
+    from fedkb import cmd_eval  # light: its heavy imports live inside the commands
+
+    cmd_eval.add_parsers(sub)
     return parser
 
 
@@ -215,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
 # Errors whose message already says what and where; anything else is a bug and keeps its traceback.
 _USER_ERRORS = {
     "CorpusError", "PopulationError", "DeviceError", "TokenizerError", "VocabularyError",
-    "TrainError", "RegistryError", "RuntimeStartError", "ValueError",
+    "TrainError", "RegistryError", "RuntimeStartError", "ValueError", "RolloutError", "ReportError",
+    "ArtifactError",
 }
 
 if __name__ == "__main__":

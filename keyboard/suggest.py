@@ -59,18 +59,18 @@ class WordSuggester:
         h, c = (np.repeat(s, b, axis=0) for s in state)
         finished: list[dict[str, float]] = [{} for _ in range(n)]
         for depth in range(self.max_pieces):
-            live = np.isfinite(scores)
-            if not live.any():
+            if not np.isfinite(scores).any():
                 break
             h, c = self.lm.cell(idx.reshape(-1), (h, c))
             logits = self.lm.logits(h)
             peak = logits.max(axis=1, keepdims=True)
             expd = np.exp(logits - peak)
             log_z = np.log(expd.sum(axis=1)) + peak[:, 0]
-            end = (np.log(np.maximum(expd @ self.ends_word, 1e-30)) + peak[:, 0] - log_z).reshape(n, b)
+            with np.errstate(divide="ignore"):
+                end = (np.log(expd @ self.ends_word) + peak[:, 0] - log_z).reshape(n, b)
             done = scores + end
             for row in range(n):
-                for j in np.flatnonzero(live[row]):
+                for j in np.flatnonzero(np.isfinite(done[row])):
                     word = words[row][j]
                     if word.startswith(prefixes[row]):
                         finished[row][word] = np.logaddexp(finished[row].get(word, -np.inf), done[row, j])

@@ -1,0 +1,135 @@
+"""Federated evaluation: each device measures a model version on its own held-out split.
+
+On the device, the version runs in the device's own runtime (``keyboard.lm``, the numpy model
+the keyboard uses) with the same whole-word beam the keyboard shows, so what is measured is what
+people see. The device writes its own result under ``devices/<id>/eval/`` and contributes only a
+vector of sums — predictions, hits at 1/3/5, OOV words, token loss, and a one-hot bin of its own
+recall@1 — to a TFF ``federated_sum`` run in the TFF runtime. The server sees the sums, never a
+device's numbers: recall, loss and the histogram of per-device recall@1 (from which quantiles are
+read) are all computed from them. Baselines are scored on the same devices and the same words.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from eval.recall import KS, RecallCounts, quantiles_from_histogram, recall_counts, token_nll
+from fedkb.atomic import atomic_write
+from fedkb.home import Home
+from keyboard.lm import NumpyLM
+from keyboard.store import Device
+from keyboard.suggest import WordSuggester
+from tokenizer.vocab import Tokenizer
+
+HIST_EDGES = np.linspace(0.0, 1.0, 21)  # per-device recall@1 in 5-point bins
+_COUNT_FIELDS = ("predictions", "oov", *(f"hits_at_{k}" for k in KS))
+
+
+def load_suggester(version_dir: Path) -> WordSuggester:
+    """The whole-word predictor for a (verified) version directory."""
+    return WordSuggester(NumpyLM.load(version_dir), Tokenizer.load(Path(version_dir) / "spm.model"))
+
+
+def _counts_vector(c: RecallCounts) -> list[float]:
+    return [c.predictions, c.oov, *(c.hits[k] for k in KS)]
+
+
+def _counts_from(v: Sequence[float]) -> RecallCounts:
+    return RecallCounts(int(v[0]), int(v[1]), {k: int(x) for k, x in zip(KS, v[2:])})
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each quantity sits in a device's contribution vector."""
+
+    baselines: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        return len(_COUNT_FIELDS) + 3 + len(HIST_EDGES) - 1 + len(_COUNT_FIELDS) * len(self.baselines)
+
+
+def device_contribution(
+    device_dir: Path, version_name: str, suggester: WordSuggester, baselines: Mapping[str, object]
+) -> np.ndarray:
+    """Runs on the device: evaluates on its held-out split, writes its own record, returns sums only."""
+    with Device(device_dir) as device:
+        heldout = device.splits().heldout
+    own = recall_counts(suggester, heldout)
+    nll, tokens = token_nll(suggester.lm, suggester.tok.encode, heldout)
+    hist = np.zeros(len(HIST_EDGES) - 1)
+    if own.predictions:
+        hist[min(np.searchsorted(HIST_EDGES, own.recall(1), side="right") - 1, len(hist) - 1)] = 1
+    record = {"model_version": version_name, **own.summary(), "token_loss": nll / tokens if tokens else None,
+              "heldout_sentences": len(heldout)}
+    vector = [*_counts_vector(own), nll, tokens, float(own.predictions > 0), *hist]
+    for name, predictor in baselines.items():
+        counts = recall_counts(predictor, heldout)
+        record[f"baseline_{name}"] = counts.summary()
+        vector += _counts_vector(counts)
+    eval_dir = Path(device_dir) / "eval"
+    eval_dir.mkdir(exist_ok=True)
+    atomic_write(eval_dir / f"{version_name}.json", json.dumps(record, indent=2).encode())
+    return np.asarray(vector, np.float64)
+
+
+_SUM_COMPUTATIONS: dict[int, object] = {}
+
+
+def federated_sum(vectors: list[np.ndarray]) -> np.ndarray:
+    """Sums device vectors with a TFF ``federated_sum`` in the current TFF context."""
+    import tensorflow_federated as tff
+
+    size = len(vectors[0])
+    if size not in _SUM_COMPUTATIONS:
+        @tff.federated_computation(tff.FederatedType(tff.TensorType(np.float64, [size]), tff.CLIENTS))
+        def summed(values):
+            return tff.federated_sum(values)
+
+        _SUM_COMPUTATIONS[size] = summed
+    return np.asarray(_SUM_COMPUTATIONS[size](vectors), np.float64)
+
+
+def aggregate(total: np.ndarray, layout: Layout) -> dict:
+    """Turns the summed vector into the reported aggregates (recall as fractions)."""
+    n = len(_COUNT_FIELDS)
+    own = _counts_from(total[:n])
+    nll, tokens, devices = total[n : n + 3]
+    hist = total[n + 3 : n + 3 + len(HIST_EDGES) - 1]
+    result = {
+        "devices": int(devices),
+        **own.summary(),
+        "token_loss": float(nll / tokens) if tokens else None,
+        "perplexity": float(np.exp(nll / tokens)) if tokens else None,
+        "per_device_recall_at_1": {
+            "quantiles": quantiles_from_histogram(HIST_EDGES, hist),
+            "histogram": {"edges": HIST_EDGES.round(4).tolist(), "counts": [int(x) for x in hist]},
+        },
+        "baselines": {},
+    }
+    offset = n + 3 + len(hist)
+    for i, name in enumerate(layout.baselines):
+        result["baselines"][name] = _counts_from(total[offset + i * n : offset + (i + 1) * n]).summary()
+    return result
+
+
+def evaluate(
+    home: Home, device_ids: Sequence[str], version_name: str, version_dir: Path,
+    baselines: Mapping[str, object] | None = None, on_device=None,
+) -> dict:
+    """Federated evaluation of one version on ``device_ids``; returns the aggregates."""
+    baselines = dict(baselines or {})
+    suggester = load_suggester(version_dir)
+    vectors = []
+    for device_id in device_ids:
+        vectors.append(device_contribution(home.device(device_id), version_name, suggester, baselines))
+        if on_device:
+            on_device(device_id)
+    if not vectors:
+        raise ValueError("no devices to evaluate on")
+    return aggregate(federated_sum(vectors), Layout(tuple(baselines)))

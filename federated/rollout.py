@@ -1,0 +1,225 @@
+"""On-device evaluation runs, promotion of candidate versions, and rollout to devices.
+
+``run_eval`` evaluates a version (or what each device has installed) on the devices' held-out
+splits with the baselines beside it and writes ``server/evals/<version>.json``. ``rollout``
+decides on the newest candidate — promoted unless its federated recall@1 falls more than a
+threshold below the current ``latest`` — and devices install ``latest`` (checksums verified).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from eval.ngram import KneserNeyTrigram, UnigramPredictor
+from fedkb import artifacts
+from fedkb.atomic import atomic_write
+from fedkb.home import Home
+from federated import evaluation, registry
+from federated.examples import encode_examples
+from federated.population import members
+from keyboard import install as device_install
+from keyboard.store import Device
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+class RolloutError(Exception):
+    """Nothing to evaluate or roll out; the message says what to run first."""
+
+
+def eval_devices(home: Home, count: int | None, seed: int) -> list[str]:
+    """Devices with at least one held-out sentence: all of them, or a seeded sample of ``count``."""
+    ids = []
+    for m in members(home):
+        with Device(home.device(m.device_id)) as device:
+            if device.status()["heldout_sentences"] > 0:
+                ids.append(m.device_id)
+    if count is not None and count < len(ids):
+        rng = np.random.default_rng([seed, 0xE7A1])
+        ids = [ids[i] for i in sorted(rng.choice(len(ids), count, replace=False))]
+    return ids
+
+
+def pooled_train_sentences(home: Home) -> list[str]:
+    """Every device's train split in one list: only for the centralized references."""
+    sentences: list[str] = []
+    for m in members(home):
+        with Device(home.device(m.device_id)) as device:
+            sentences += device.splits().train
+    return sentences
+
+
+def training_tokens_until(home: Home, round_num: int) -> int:
+    """Target tokens federated training consumed in rounds 1..round_num (from metrics.csv)."""
+    if not home.metrics_csv.is_file():
+        return 0
+    with open(home.metrics_csv, newline="") as f:
+        return int(sum(float(r["num_tokens"]) for r in csv.DictReader(f) if int(float(r["round"])) <= round_num))
+
+
+def centralized_lstm(home: Home, version: registry.Version, pooled: list[str], seed: int) -> tuple[Path, int]:
+    """The centralized LSTM with the federated token budget of ``version``; trained once, then cached."""
+    from tokenizer.vocab import Tokenizer
+
+    config = version.model_config()
+    budget = training_tokens_until(home, version.round)
+    if budget <= 0:
+        raise RolloutError(f"{home.metrics_csv} has no training tokens up to round {version.round}")
+    tokenizer = Tokenizer.load(version.path / artifacts.TOKENIZER)
+    key = f"{config.to_json()}|{tokenizer.sha256}|{budget}|{seed}"
+    import hashlib
+
+    cache = home.server / "baselines" / "centralized_lstm" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    cached = registry.newest(cache)
+    if cached is not None:
+        return cached.path, budget
+    from eval.centralized import train_centralized
+
+    examples = encode_examples(tokenizer.encode, pooled, config.sequence_length)
+    weights = train_centralized(config, examples, budget, seed=seed)
+    out = registry.publish(cache, weights=weights, config=config, tokenizer_proto=tokenizer.model_proto,
+                           round_num=version.round, metrics={"train_tokens": budget},
+                           extra={"kind": "centralized_lstm"})
+    return out.path, budget
+
+
+@dataclass
+class EvalOutcome:
+    version: str
+    result: dict
+    path: Path
+
+
+def run_eval(
+    home: Home, *, version: str | None = None, devices: int | None = None, seed: int = 0,
+    baselines: bool = True, progress: Progress | None = None, record: bool = True,
+) -> list[EvalOutcome]:
+    """Federated evaluation of ``version`` (or each device's installed version), with baselines.
+
+    With ``record`` the result is written to ``server/evals/<version>.json`` for the report.
+    """
+    progress = progress or (lambda *a: None)
+    ids = eval_devices(home, devices, seed)
+    if not ids:
+        raise RolloutError(f"no device in {home.devices} has held-out sentences; seed a population first")
+    groups: dict[str, list[str]] = {}
+    if version is not None:
+        registry.verify(home.models / version)  # refuse a tampered version, naming the file
+        groups[version] = ids
+    else:
+        for device_id in ids:
+            inst = device_install.installed(home.device(device_id))
+            if inst is not None:
+                groups.setdefault(inst.version, []).append(device_id)
+        if not groups:
+            raise RolloutError("no device has a model installed; run `fedkb rollout` first (or pass --version)")
+    pooled = pooled_train_sentences(home) if baselines else []
+    outcomes = []
+    for name, group in sorted(groups.items()):
+        ver = registry.verify(home.models / name)
+        preds: dict[str, object] = {}
+        budget = None
+        if baselines:
+            progress("fitting baselines", 0, 3)
+            preds["unigram"] = UnigramPredictor.fit(pooled)
+            preds["ngram"] = KneserNeyTrigram.fit(pooled)
+            progress("training the centralized LSTM", 2, 3)
+            central_dir, budget = centralized_lstm(home, ver, pooled, seed)
+            preds["centralized_lstm"] = evaluation.load_suggester(central_dir)
+            progress("baselines ready", 3, 3)
+        done = [0]
+
+        def tick(_device_id: str) -> None:
+            done[0] += 1
+            progress(f"evaluating {name} on devices", done[0], len(group))
+
+        result = evaluation.evaluate(home, group, name, ver.path, preds, on_device=tick)
+        if budget is not None:
+            result["baselines"]["centralized_lstm"]["train_tokens"] = budget
+        result = _describe(home, ver, result, devices_requested=devices, seed=seed)
+        path = home.server / "evals" / f"{name}.json"
+        if record:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, json.dumps(result, indent=2).encode())
+        outcomes.append(EvalOutcome(name, result, path))
+    return outcomes
+
+
+def _describe(home: Home, ver: registry.Version, result: dict, *, devices_requested, seed) -> dict:
+    decision = registry.read_registry(home.models)["decisions"].get(ver.name)
+    return {
+        "model_version": ver.name,
+        "round": ver.round,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **result,
+        "promotion": decision,
+        "settings": {"train": ver.manifest.get("train_config", {}), "model": asdict(ver.model_config()),
+                     "eval": {"devices_requested": devices_requested, "seed": seed}},
+        "privacy": ver.manifest.get("privacy", {"epsilon": None, "delta": None, "accountant": None,
+                                                 "noise_multiplier": 0.0, "rounds": ver.round}),
+    }
+
+
+@dataclass
+class RolloutReport:
+    decisions: dict[str, dict] = field(default_factory=dict)
+    latest: str | None = None
+    installed: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def rollout(
+    home: Home, *, threshold_points: float = 0.5, devices: int | None = 100, seed: int = 0,
+    progress: Progress | None = None,
+) -> RolloutReport:
+    """Decides on the newest candidate (older undecided ones are superseded), then installs ``latest``."""
+    progress = progress or (lambda *a: None)
+    report = RolloutReport()
+    pending = registry.undecided(home.models)
+    if not pending and registry.latest(home.models) is None:
+        raise RolloutError(f"no published version in {home.models}; run `fedkb train` first")
+    for name in pending[:-1]:
+        report.decisions[name] = registry.record_decision(home.models, name, promoted=False,
+                                                          reason=f"superseded by {pending[-1]}")
+    if pending:
+        report.decisions[pending[-1]] = _decide(home, pending[-1], threshold_points, devices, seed, progress)
+    latest = registry.latest(home.models)
+    report.latest = latest.name if latest else None
+    if latest is not None:
+        population = members(home)
+        for i, m in enumerate(population, 1):
+            try:
+                device_install.install(home.device(m.device_id), latest.path)
+                report.installed += 1
+            except artifacts.ArtifactError as exc:
+                report.failed[m.device_id] = str(exc)
+            progress(f"installing {latest.name}", i, len(population))
+    return report
+
+
+def _decide(home: Home, name: str, threshold_points: float, devices: int | None, seed: int, progress) -> dict:
+    current = registry.latest(home.models)
+    if current is None:
+        return registry.record_decision(home.models, name, promoted=True, reason="first version")
+    cand = run_eval(home, version=name, devices=devices, seed=seed, baselines=False, progress=progress, record=False)[0].result
+    base = run_eval(home, version=current.name, devices=devices, seed=seed, baselines=False, progress=progress,
+                    record=False)[0].result
+    delta = (cand["recall_at_1"] - base["recall_at_1"]) * 100
+    details = {"recall_at_1": cand["recall_at_1"], "latest": current.name, "latest_recall_at_1": base["recall_at_1"],
+               "devices": cand["devices"], "threshold_points": threshold_points}
+    if delta < -threshold_points:
+        return registry.record_decision(
+            home.models, name, promoted=False,
+            reason=f"recall@1 {cand['recall_at_1']:.2%} is {-delta:.2f} points below {current.name} "
+                   f"({base['recall_at_1']:.2%}); the threshold is {threshold_points} points", **details)
+    return registry.record_decision(
+        home.models, name, promoted=True,
+        reason=f"recall@1 {cand['recall_at_1']:.2%} vs {current.name} {base['recall_at_1']:.2%} "
+               f"({delta:+.2f} points, threshold -{threshold_points})", **details)

@@ -1,0 +1,131 @@
+"""``fedkb eval``, ``fedkb rollout``, ``fedkb report`` and ``fedkb demo``."""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import contextmanager
+from pathlib import Path
+
+from fedkb.home import Home
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@contextmanager
+def stage_progress(console):
+    """A Rich progress display fed by ``(stage, done, total)`` callbacks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+@contextmanager
+def tff_runtime(home: Home, console):
+    with console.status("Starting TensorFlow Federated…"):
+        from federated.runtime import LocalRuntime
+
+        home.logs.mkdir(parents=True, exist_ok=True)
+        runtime = LocalRuntime(log_path=home.logs / "worker.log")
+        runtime.__enter__()
+    try:
+        yield runtime
+    finally:
+        runtime.__exit__(None, None, None)
+
+
+def do_rollout(home: Home, console, *, threshold: float, devices: int | None, seed: int) -> None:
+    from federated.rollout import rollout
+
+    with stage_progress(console) as progress:
+        report = rollout(home, threshold_points=threshold, devices=devices, seed=seed, progress=progress)
+    for name, decision in report.decisions.items():
+        verdict = "[green]promoted[/]" if decision["promoted"] else "[yellow]held back[/]"
+        console.print(f"version {name}: {verdict} — {decision['reason']}")
+    failed = f", [red]{len(report.failed)} refused the files[/]" if report.failed else ""
+    console.print(f"latest is {report.latest}; installed on {report.installed} devices (checksums verified){failed}")
+    for device_id, why in list(report.failed.items())[:5]:
+        console.print(f"  [red]{device_id}[/]: {why}")
+
+
+def do_eval(home: Home, console, *, version: str | None, devices: int | None, seed: int,
+            baselines: bool = True, json_path: Path | None = None) -> list:
+    import json
+
+    from federated.rollout import run_eval
+
+    with stage_progress(console) as progress:
+        outcomes = run_eval(home, version=version, devices=devices, seed=seed, baselines=baselines, progress=progress)
+    for o in outcomes:
+        r = o.result
+        console.print(f"version {o.version}: {r['devices']} devices, {r['predictions']:,} predictions — "
+                      f"recall@1 {r['recall_at_1']:.1%}, @3 {r['recall_at_3']:.1%}, @5 {r['recall_at_5']:.1%}; "
+                      f"written to {o.path}")
+    if json_path is not None and outcomes:
+        main = max(outcomes, key=lambda o: o.result["devices"])
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(main.result, indent=2))
+        console.print(f"JSON: {json_path}")
+    return outcomes
+
+
+def do_report(home: Home, console, html: Path | None) -> Path | None:
+    from eval.report import load_report_data, render_terminal, write_html
+
+    data = load_report_data(home.server)
+    render_terminal(data, console)
+    if html is not None:
+        path = write_html(data, html)
+        console.print(f"HTML report: {path}")
+        return path
+    return None
+
+
+def cmd_rollout(home: Home, args: argparse.Namespace) -> None:
+    console = _console()
+    with tff_runtime(home, console):
+        do_rollout(home, console, threshold=args.threshold, devices=args.devices, seed=args.seed)
+
+
+def cmd_eval(home: Home, args: argparse.Namespace) -> None:
+    console = _console()
+    with tff_runtime(home, console):
+        do_eval(home, console, version=args.version, devices=args.devices, seed=args.seed,
+                baselines=not args.no_baselines, json_path=Path(args.json) if args.json else None)
+
+
+def cmd_report(home: Home, args: argparse.Namespace) -> None:
+    do_report(home, _console(), Path(args.html) if args.html else None)
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("rollout", help="promote or hold back the newest version, then install latest on devices")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="hold a version back if its recall@1 is more than this many points below latest (default 0.5)")
+    p.add_argument("--devices", type=int, default=100, help="devices sampled to compare versions (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_rollout)
+
+    p = sub.add_parser("eval", help="on-device evaluation: recall@1/3/5 on devices' held-out sentences, with baselines")
+    p.add_argument("--version", help="evaluate this published version (default: what each device has installed)")
+    p.add_argument("--devices", type=int, default=None, help="evaluate on a seeded sample of N devices (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="also write the aggregate result to this JSON file")
+    p.add_argument("--no-baselines", action="store_true", help="skip the unigram, n-gram and centralized LSTM references")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("report", help="recall tables and trends; --html writes a self-contained report with plots")
+    p.add_argument("--html", help="write an HTML report to this path")
+    p.set_defaults(func=cmd_report)
