@@ -236,17 +236,23 @@ class Selection:
 
 
 def select_clients(
-    home: Home, population: Sequence[Member], round_num: int, k: int, *, seed: int, min_examples: int
+    home: Home, population: Sequence[Member], round_num: int, k: int, *, seed: int, min_examples: int,
+    utc_hour: int | None = None, draw: int = 0,
 ) -> Selection:
     """Samples up to ``k`` eligible devices uniformly at random, deterministically for (seed, round).
 
     Eligible = idle, charging and unmetered at this round, with at least ``min_examples``
-    sentences in the train split. Only the candidates actually considered are opened, so the
+    sentences in the train split. With ``utc_hour`` the devices' conditions are drawn at that
+    hour (``draw`` numbers repeated checks) instead of the round's simulated hour. Only the candidates actually considered are opened, so the
     cost depends on ``k``, not on the population size.
     """
-    ok = available(round_conditions(population, round_num, seed))
+    if utc_hour is None:
+        ok = available(round_conditions(population, round_num, seed))
+    else:  # a live server (``fedkb serve``): conditions at the real hour, a fresh draw per check
+        cond_rng = np.random.default_rng([seed, round_num, draw, 0xE11])
+        ok = available(draw_conditions(availability_arrays(population), utc_hour, cond_rng))
     candidates = np.flatnonzero(ok)
-    rng = np.random.default_rng([seed, round_num, 0x5A])
+    rng = np.random.default_rng([seed, round_num, draw, 0x5A])
     chosen: list[str] = []
     for index in rng.permutation(candidates):
         device_id = population[int(index)].device_id

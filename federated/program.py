@@ -108,6 +108,97 @@ def client_examples(home: Home, device_id: str, tokenizer: Tokenizer, model: Mod
     return examples
 
 
+class Session:
+    """A resumable training run: the learning process is built once, rounds run one at a time.
+
+    ``fedkb train`` runs rounds back to back; ``fedkb serve`` runs one whenever enough devices
+    are eligible. Either way each round is checkpointed, so a new session resumes where the last
+    one stopped.
+    """
+
+    def __init__(self, home: Home, train: training.TrainConfig, *, publish_every: int = 5, fresh: bool = False):
+        if publish_every < 1:
+            raise TrainError("--publish-every must be at least 1")
+        self.home, self.train, self.publish_every = home, train, publish_every
+        self.population, self.tokenizer, self.model_config = prepare(home, train)
+        record = _run_record(self.model_config, train, self.tokenizer)
+        check_resumable(home, record, fresh=fresh)
+        self._states = tff.program.FileProgramStateManager(str(home.state), keep_total=3, keep_first=False)
+        if fresh:
+            _sync(self._states.remove_all())
+            home.metrics_csv.unlink(missing_ok=True)
+        home.state.mkdir(parents=True, exist_ok=True)
+        (home.state / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+        self.process = training.build_process(self.model_config, train)
+        self.state = self.process.initialize()
+        loaded, self.done = _sync(self._states.load_latest(self.state))
+        if loaded is not None:
+            self.state = loaded
+        self._csv = tff.program.CSVFileReleaseManager(
+            file_path=str(home.metrics_csv), key_fieldname="round", save_mode=tff.program.CSVSaveMode.APPEND
+        )
+        self._tensorboard = tff.program.TensorBoardReleaseManager(summary_dir=str(home.tensorboard))
+        self._keras_model = build_model(self.model_config)
+
+    def select(self, round_num: int, *, utc_hour: int | None = None, draw: int = 0):
+        """The clients round ``round_num`` would train on (at simulated hour ``round_num mod 24`` by default)."""
+        return select_clients(self.home, self.population, round_num, self.train.clients_per_round,
+                              seed=self.train.seed, min_examples=self.train.min_examples,
+                              utc_hour=utc_hour, draw=draw)
+
+    def run_round(self, *, total_rounds: int | None = None, selection=None, force_publish: bool = False) -> RoundResult:
+        """Runs, records and checkpoints round ``done + 1``; publishes every ``publish_every`` rounds."""
+        return _sync(self._run_round(total_rounds, selection, force_publish))
+
+    async def _run_round(self, total_rounds, selection, force_publish) -> RoundResult:
+        round_num = self.done + 1
+        t0 = time.perf_counter()
+        selection = selection or self.select(round_num)
+        if not selection.device_ids:
+            raise TrainError(
+                f"round {round_num}: none of {selection.population} devices is eligible "
+                f"({selection.available} idle, charging and unmetered; --min-examples {self.train.min_examples})"
+            )
+        data = [
+            training.client_dataset(
+                client_examples(self.home, d, self.tokenizer, self.model_config, self.train, round_num),
+                self.train, shuffle_seed=self.train.seed + round_num,
+            )
+            for d in selection.device_ids
+        ]
+        output = self.process.next(self.state, data)
+        seconds = time.perf_counter() - t0
+        metrics = training.train_metrics(output.metrics)
+        metrics.update(clients=len(selection.device_ids), available_devices=selection.available,
+                       population=selection.population, round_seconds=seconds)
+        # Metrics and the version go out before the state is saved: a crash in between re-runs
+        # this round identically (same clients, same seed) and overwrites the metrics row.
+        await self._csv.release(dict(metrics), key=round_num)
+        await self._tensorboard.release(dict(metrics), key=round_num)
+        for device_id in selection.device_ids:
+            with Device(self.home.device(device_id)) as device:
+                device.set(last_round=round_num)
+        published = None
+        if force_publish or round_num % self.publish_every == 0 or round_num == total_rounds:
+            published = self.publish(output.state, round_num, metrics).name
+        await self._states.save(output.state, round_num)
+        self.state, self.done = output.state, round_num
+        return RoundResult(round_num, total_rounds or round_num, dict(metrics), selection.device_ids, seconds, published)
+
+    def publish(self, state, round_num: int, metrics: dict) -> registry.Version:
+        self.process.get_model_weights(state).assign_weights_to(self._keras_model)
+        return registry.publish(
+            self.home.models, weights=named_weights(self._keras_model), config=self.model_config,
+            tokenizer_proto=self.tokenizer.model_proto, round_num=round_num, metrics=metrics,
+            extra={"train_config": self.train.as_dict()},
+        )
+
+
+def _sync(coro):
+    """Runs one ``tff.program`` coroutine to completion from synchronous code."""
+    return asyncio.run(coro)
+
+
 def run(
     home: Home,
     train: training.TrainConfig,
@@ -118,83 +209,16 @@ def run(
     on_round: Callable[[RoundResult], None] | None = None,
 ) -> TrainSummary:
     """Runs (or resumes) training until ``rounds`` rounds are complete. Needs a TFF context."""
-    return asyncio.run(_run(home, train, rounds=rounds, publish_every=publish_every, fresh=fresh, on_round=on_round))
-
-
-async def _run(home, train, *, rounds, publish_every, fresh, on_round) -> TrainSummary:
     if rounds < 1:
         raise TrainError("--rounds must be at least 1")
-    population, tokenizer, model_config = prepare(home, train)
-    record = _run_record(model_config, train, tokenizer)
-    check_resumable(home, record, fresh=fresh)
-
-    state_manager = tff.program.FileProgramStateManager(str(home.state), keep_total=3, keep_first=False)
-    if fresh:
-        await state_manager.remove_all()
-        for path in (home.metrics_csv,):
-            path.unlink(missing_ok=True)
-    home.state.mkdir(parents=True, exist_ok=True)
-    (home.state / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
-
-    process = training.build_process(model_config, train)
-    state = process.initialize()
-    loaded, done = await state_manager.load_latest(state)
-    if loaded is not None:
-        state = loaded
-    summary = TrainSummary(start_round=done, end_round=max(done, rounds), model_config=model_config)
-    if done >= rounds:
-        return summary
-
-    csv_out = tff.program.CSVFileReleaseManager(
-        file_path=str(home.metrics_csv), key_fieldname="round", save_mode=tff.program.CSVSaveMode.APPEND
-    )
-    tb_out = tff.program.TensorBoardReleaseManager(summary_dir=str(home.tensorboard))
-    keras_model = build_model(model_config)
-
-    for round_num in range(done + 1, rounds + 1):
-        t0 = time.perf_counter()
-        selection = select_clients(
-            home, population, round_num, train.clients_per_round, seed=train.seed, min_examples=train.min_examples
-        )
-        if not selection.device_ids:
-            raise TrainError(
-                f"round {round_num}: none of {selection.population} devices is eligible "
-                f"({selection.available} idle, charging and unmetered; --min-examples {train.min_examples})"
-            )
-        data = [
-            training.client_dataset(
-                client_examples(home, d, tokenizer, model_config, train, round_num), train, shuffle_seed=train.seed + round_num
-            )
-            for d in selection.device_ids
-        ]
-        output = process.next(state, data)
-        state = output.state
-        seconds = time.perf_counter() - t0
-        metrics = training.train_metrics(output.metrics)
-        metrics.update(
-            clients=len(selection.device_ids), available_devices=selection.available,
-            population=selection.population, round_seconds=seconds,
-        )
-        # Metrics and the version go out before the state is saved: a crash in between re-runs
-        # this round identically (same clients, same seed) and overwrites the metrics row.
-        await csv_out.release(dict(metrics), key=round_num)
-        await tb_out.release(dict(metrics), key=round_num)
-        for device_id in selection.device_ids:
-            with Device(home.device(device_id)) as device:
-                device.set(last_round=round_num)
-        published = None
-        if round_num % publish_every == 0 or round_num == rounds:
-            process.get_model_weights(state).assign_weights_to(keras_model)
-            version = registry.publish(
-                home.models, weights=named_weights(keras_model), config=model_config,
-                tokenizer_proto=tokenizer.model_proto, round_num=round_num, metrics=metrics,
-                extra={"train_config": train.as_dict()},
-            )
-            published = version.name
-            summary.published.append(version.name)
-        await state_manager.save(state, round_num)
-        result = RoundResult(round_num, rounds, dict(metrics), selection.device_ids, seconds, published)
+    session = Session(home, train, publish_every=publish_every, fresh=fresh)
+    summary = TrainSummary(start_round=session.done, end_round=max(session.done, rounds),
+                           model_config=session.model_config)
+    while session.done < rounds:
+        result = session.run_round(total_rounds=rounds)
         summary.rounds.append(result)
+        if result.published:
+            summary.published.append(result.published)
         if on_round:
             on_round(result)
     return summary

@@ -98,26 +98,25 @@ def cmd_tokenizer_train(home: Home, args: argparse.Namespace) -> None:
 
 
 # -- train ----------------------------------------------------------------------------------------
-def cmd_train(home: Home, args: argparse.Namespace) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def train_config_from(args: argparse.Namespace):
+    from federated import training
 
-    console = _console()
-    with console.status("Starting TensorFlow Federated…"):
-        from federated import program, training
-        from federated.runtime import LocalRuntime
-
-    train = training.TrainConfig(
+    return training.TrainConfig(
         preset=args.preset, clients_per_round=args.clients_per_round, server_optimizer=args.server_optimizer,
         client_lr=args.client_lr, server_lr=args.server_lr, local_epochs=args.local_epochs,
         batch_size=args.batch_size, min_examples=args.min_examples, seed=args.seed,
     )
-    program.prepare(home, train)  # fail fast, before starting the runtime
-    home.logs.mkdir(parents=True, exist_ok=True)
-    with LocalRuntime(log_path=home.logs / "worker.log"), Progress(
-        TextColumn("[bold]round[/]"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.description}"),
-        TimeElapsedColumn(), console=console,
-    ) as progress:
-        task = progress.add_task("building the federated computation…", total=args.rounds)
+
+
+def train_with_progress(home: Home, train, *, rounds: int, publish_every: int, fresh: bool, console):
+    """Runs ``program.run`` under a progress bar that shows loss and accuracy per round."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from federated import program
+
+    with Progress(TextColumn("[bold]round[/]"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("building the federated computation…", total=rounds)
 
         def on_round(r: program.RoundResult) -> None:
             m = r.metrics
@@ -126,16 +125,46 @@ def cmd_train(home: Home, args: argparse.Namespace) -> None:
             progress.update(task, completed=r.round_num, description=line)
             progress.console.print(f"round {r.round_num:>4}  {line}" + (f"  → published version {r.published}" if r.published else ""))
 
-        summary = program.run(home, train, rounds=args.rounds, publish_every=args.publish_every,
-                              fresh=args.fresh, on_round=on_round)
+        summary = program.run(home, train, rounds=rounds, publish_every=publish_every, fresh=fresh, on_round=on_round)
         progress.update(task, completed=summary.end_round)
     if not summary.rounds:
-        console.print(f"Already at round {summary.start_round} (asked for {args.rounds}); nothing to do.")
-        return
-    console.print(
-        f"Rounds {summary.start_round + 1}–{summary.end_round} done; metrics in {home.metrics_csv}, "
-        f"checkpoints in {home.state}" + (f"; published {', '.join(summary.published)} in {home.models}" if summary.published else "")
-    )
+        console.print(f"Already at round {summary.start_round} (asked for {rounds}); nothing to train.")
+    else:
+        console.print(
+            f"Rounds {summary.start_round + 1}–{summary.end_round} done; metrics in {home.metrics_csv}, "
+            f"checkpoints in {home.state}"
+            + (f"; published {', '.join(summary.published)} in {home.models}" if summary.published else "")
+        )
+    return summary
+
+
+def cmd_train(home: Home, args: argparse.Namespace) -> None:
+    console = _console()
+    with console.status("Starting TensorFlow Federated…"):
+        from federated import program
+        from fedkb.cmd_eval import tff_runtime
+
+    train = train_config_from(args)
+    program.prepare(home, train)  # fail fast, before starting the runtime
+    with tff_runtime(home, console):
+        train_with_progress(home, train, rounds=args.rounds, publish_every=args.publish_every,
+                            fresh=args.fresh, console=console)
+
+
+def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int = 10) -> None:
+    """Options shared by ``train``, ``serve`` and ``demo``."""
+    p.add_argument("--clients-per-round", type=int, default=clients_per_round,
+                   help=f"devices sampled per round (default {clients_per_round})")
+    p.add_argument("--preset", choices=("tiny", "small", "gboard"), default="small",
+                   help="model size: small (default), gboard (Hard et al. 2018, 1.4M parameters), tiny (for tests)")
+    p.add_argument("--server-optimizer", choices=("sgdm", "adam", "yogi"), default="adam")
+    p.add_argument("--client-lr", type=float, default=0.5, help="local SGD learning rate (default 0.5)")
+    p.add_argument("--server-lr", type=float, default=0.01, help="server learning rate (default 0.01)")
+    p.add_argument("--local-epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--min-examples", type=int, default=5, help="train sentences a device needs to take part (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--publish-every", type=int, default=5, help="publish a model version every N rounds and at the end")
 
 
 # -- parser -------------------------------------------------------------------------------------
@@ -172,23 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="run federated training rounds (resumes from the last checkpoint)")
     p.add_argument("--rounds", type=int, required=True, help="train until this many rounds are complete")
-    p.add_argument("--clients-per-round", type=int, default=10, help="devices sampled per round (default 10)")
-    p.add_argument("--preset", choices=("tiny", "small", "gboard"), default="small",
-                   help="model size: small (default), gboard (Hard et al. 2018, 1.4M parameters), tiny (for tests)")
-    p.add_argument("--server-optimizer", choices=("sgdm", "adam", "yogi"), default="adam")
-    p.add_argument("--client-lr", type=float, default=0.5, help="local SGD learning rate (default 0.5)")
-    p.add_argument("--server-lr", type=float, default=0.01, help="server learning rate (default 0.01)")
-    p.add_argument("--local-epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--min-examples", type=int, default=5, help="train sentences a device needs to take part (default 5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--publish-every", type=int, default=5, help="publish a model version every N rounds and at the end")
+    add_train_options(p)
     p.add_argument("--fresh", action="store_true", help="discard existing checkpoints and metrics and start over")
     p.set_defaults(func=cmd_train)
 
-    from fedkb import cmd_eval  # light: its heavy imports live inside the commands
+    from fedkb import cmd_demo, cmd_eval  # light: their heavy imports live inside the commands
 
     cmd_eval.add_parsers(sub)
+    cmd_demo.add_parsers(sub)
     return parser
 
 

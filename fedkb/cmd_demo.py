@@ -1,0 +1,115 @@
+"""``fedkb demo`` (the whole story on the bundled corpus) and ``fedkb serve`` (rounds as devices allow)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+from pathlib import Path
+
+from fedkb.home import Home
+
+
+def cmd_demo(home: Home, args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.rule import Rule
+
+    from fedkb.cli import train_config_from, train_with_progress
+    from fedkb.cmd_eval import do_eval, do_report, do_rollout, tff_runtime
+    from federated.corpus import resolve_corpus
+    from federated.population import members, seed
+    from federated.vocabulary import train_tokenizer
+    from tokenizer.vocab import Tokenizer, TokenizerConfig, TokenizerError
+
+    console = Console(highlight=False)
+    started = time.monotonic()
+    console.print(Rule(f"fedkb demo — home {home.root}"))
+
+    console.print("[bold]1. Devices[/]")
+    existing = members(home)
+    if existing:
+        console.print(f"   reusing the {len(existing)} devices already in {home.devices}")
+    else:
+        report = seed(home, resolve_corpus(args.corpus), min_sentences=10, seed=args.seed)
+        console.print(f"   seeded {report.devices_created} devices (one per speaking role) with "
+                      f"{report.sentences_written:,} sentences; raw text stays in each device's own log")
+
+    console.print("[bold]2. Vocabulary[/]")
+    try:
+        tok = Tokenizer.load(home.tokenizer)
+        console.print(f"   reusing the tokenizer in {home.tokenizer} ({tok.vocab_size} pieces)")
+    except TokenizerError:
+        vocab = train_tokenizer(home, TokenizerConfig(vocab_size=args.vocab_size))
+        console.print(f"   {vocab.devices} devices counted the words of their own train splits; SentencePiece learned "
+                      f"{vocab.vocab_size} pieces from the summed counts")
+
+    train = train_config_from(args)
+    with tff_runtime(home, console):
+        console.print(f"[bold]3. Federated training[/] — {args.rounds} rounds of FedAvg, {train.clients_per_round} "
+                      f"eligible devices per round (idle, charging, unmetered)")
+        train_with_progress(home, train, rounds=args.rounds, publish_every=args.publish_every, fresh=False,
+                            console=console)
+        console.print("[bold]4. Rollout[/] — the newest version is evaluated against latest, then installed")
+        do_rollout(home, console, threshold=0.5, devices=args.eval_devices, seed=args.seed)
+        console.print(f"[bold]5. On-device evaluation[/] — {args.eval_devices or 'all'} devices measure the installed "
+                      "model on their held-out sentences; only sums leave them")
+        do_eval(home, console, version=None, devices=args.eval_devices, seed=args.seed)
+    console.print(Rule("report"))
+    html = Path(args.html) if args.html else home.server / "reports" / "report.html"
+    do_report(home, console, html)
+    console.print(f"demo finished in {time.monotonic() - started:.0f} s")
+
+
+def cmd_serve(home: Home, args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from fedkb.cli import train_config_from
+    from fedkb.cmd_eval import do_rollout, tff_runtime
+
+    console = Console(highlight=False)
+    log = lambda msg: console.print(f"[dim]{dt.datetime.now():%H:%M:%S}[/] {msg}")  # noqa: E731
+    train = train_config_from(args)
+    with tff_runtime(home, console):
+        from federated.program import Session
+
+        session = Session(home, train, publish_every=args.publish_every)
+        log(f"serving: round {session.done} done; a round every {args.interval:g} s when ≥ "
+            f"{train.clients_per_round} devices are eligible (Ctrl-C stops)")
+        checks = 0
+        try:
+            while args.max_rounds is None or session.done < args.max_rounds:
+                checks += 1
+                selection = session.select(session.done + 1, utc_hour=dt.datetime.now(dt.timezone.utc).hour, draw=checks)
+                if len(selection.device_ids) < train.clients_per_round:
+                    log(f"{len(selection.device_ids)} of {selection.population} devices eligible; waiting")
+                else:
+                    r = session.run_round(selection=selection)
+                    m = r.metrics
+                    log(f"round {r.round_num}: loss {m['loss']:.3f}, {m['clients']:.0f} clients, {r.seconds:.1f} s"
+                        + (f"; published {r.published}" if r.published else ""))
+                    if r.published:
+                        do_rollout(home, console, threshold=args.threshold, devices=args.eval_devices, seed=train.seed)
+                time.sleep(args.interval)
+        except KeyboardInterrupt:
+            log(f"stopped after round {session.done}; the state is saved and `fedkb serve` resumes from it")
+
+
+def add_parsers(sub) -> None:
+    from fedkb.cli import add_train_options
+
+    p = sub.add_parser("demo", help="the whole story on the bundled corpus: seed, vocabulary, rounds, rollout, eval, report")
+    p.add_argument("--corpus", default="shakespeare", help="corpus for a new population (default: shakespeare)")
+    p.add_argument("--rounds", type=int, default=60, help="federated rounds (default 60)")
+    p.add_argument("--vocab-size", type=int, default=8000)
+    p.add_argument("--eval-devices", type=int, default=100, help="devices that evaluate (default 100)")
+    p.add_argument("--html", help="where to write the HTML report (default <home>/server/reports/report.html)")
+    add_train_options(p, clients_per_round=10)
+    p.set_defaults(func=cmd_demo, publish_every=20)
+
+    p = sub.add_parser("serve", help="keep federated rounds running as devices become eligible; publish and roll out")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between eligibility checks (default 5)")
+    p.add_argument("--max-rounds", type=int, default=None, help="stop after this many rounds in all")
+    p.add_argument("--threshold", type=float, default=0.5, help="promotion threshold in recall@1 points (default 0.5)")
+    p.add_argument("--eval-devices", type=int, default=50, help="devices that evaluate each new version (default 50)")
+    add_train_options(p)
+    p.set_defaults(func=cmd_serve)

@@ -1,0 +1,81 @@
+"""Federated evaluation equals a direct per-device computation; only aggregates leave the devices."""
+
+import json
+
+import numpy as np
+import pytest
+
+from eval.recall import RecallCounts, recall_counts, token_nll
+from federated import registry
+from federated.model_config import ModelConfig
+from keyboard.store import Device
+from tokenizer.vocab import Tokenizer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    from federated.runtime import LocalRuntime
+
+    with LocalRuntime() as rt:
+        yield rt
+
+
+def _random_version(home, seed=0):
+    tok = Tokenizer.load(home.tokenizer)
+    v, e, u = tok.vocab_size, 8, 12
+    rng = np.random.default_rng(seed)
+    weights = {
+        "embedding/embeddings": rng.normal(0, 0.5, (v, e)).astype(np.float32),
+        "rnn/cell/kernel": rng.normal(0, 0.5, (2 * e, 3 * u)).astype(np.float32),
+        "rnn/cell/bias": np.zeros(3 * u, np.float32),
+        "rnn/cell/projection": rng.normal(0, 0.5, (u, e)).astype(np.float32),
+        "output_bias": rng.normal(0, 0.5, v).astype(np.float32),
+    }
+    config = ModelConfig(vocab_size=v, embedding_dim=e, lstm_units=u)
+    return registry.publish(home.models, weights=weights, config=config, tokenizer_proto=tok.model_proto,
+                            round_num=1, metrics={})
+
+
+def test_federated_eval_equals_direct_per_device_computation(runtime, seeded_home):
+    from eval.ngram import UnigramPredictor
+    from federated import evaluation
+    from federated.population import members
+
+    version = _random_version(seeded_home)
+    ids = [m.device_id for m in members(seeded_home)][:12]
+    pooled = []
+    for d in ids:
+        with Device(seeded_home.device(d)) as dev:
+            pooled += dev.splits().train
+    unigram = UnigramPredictor.fit(pooled)
+    result = evaluation.evaluate(seeded_home, ids, version.name, version.path, {"unigram": unigram})
+
+    suggester = evaluation.load_suggester(version.path)
+    direct, uni, nll, tokens, per_device = RecallCounts(), RecallCounts(), 0.0, 0, []
+    for d in ids:
+        with Device(seeded_home.device(d)) as dev:
+            heldout = dev.splits().heldout
+        own = recall_counts(suggester, heldout)
+        direct, uni = direct + own, uni + recall_counts(unigram, heldout)
+        n, t = token_nll(suggester.lm, suggester.tok.encode, heldout)
+        nll, tokens = nll + n, tokens + t
+        per_device.append(own.recall(1))
+        # The device's own result stays on the device.
+        record = json.loads((seeded_home.device(d) / "eval" / f"{version.name}.json").read_text())
+        assert record["predictions"] == own.predictions and record["recall_at_1"] == own.recall(1)
+
+    assert result["devices"] == len(ids)
+    assert result["predictions"] == direct.predictions > 0
+    for k in (1, 3, 5):
+        assert result[f"recall_at_{k}"] == pytest.approx(direct.recall(k), abs=1e-12)
+        assert result["baselines"]["unigram"][f"recall_at_{k}"] == pytest.approx(uni.recall(k), abs=1e-12)
+    assert result["oov_rate"] == pytest.approx(direct.oov_rate)
+    assert result["token_loss"] == pytest.approx(nll / tokens, rel=1e-9)
+    hist = result["per_device_recall_at_1"]["histogram"]
+    assert sum(hist["counts"]) == len(ids)
+    expected, _ = np.histogram(np.minimum(per_device, 0.999999), bins=hist["edges"])
+    assert hist["counts"] == expected.tolist()
+    # Nothing per-device in the aggregate.
+    assert not any(d in json.dumps(result) for d in ids)

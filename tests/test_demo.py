@@ -1,0 +1,44 @@
+"""End to end through the command line: demo (twice), serve, and the report."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, synthetic_corpus
+
+pytestmark = pytest.mark.slow
+
+
+def _fedkb(home, *args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=timeout)
+
+
+def test_demo_runs_the_whole_story_and_can_run_again(tmp_path):
+    corpus = synthetic_corpus(tmp_path / "c.jsonl", users=40, sentences=15)
+    home = tmp_path / "home"
+    args = ["demo", "--corpus", str(corpus), "--preset", "tiny", "--rounds", "4", "--publish-every", "2",
+            "--clients-per-round", "3", "--eval-devices", "12", "--vocab-size", "64"]
+    first = _fedkb(home, *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = first.stdout
+    for text in ("seeded 40 devices", "round    4", "promoted", "installed on 40 devices", "recall@1",
+                 "unigram", "n-gram", "centralized LSTM", "HTML report"):
+        assert text in out, text
+    html = home / "server" / "reports" / "report.html"
+    assert html.is_file() and html.read_text().count("data:image/png;base64,") >= 3
+    assert (home / "server" / "evals" / "0002.json").is_file()
+
+    again = _fedkb(home, *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "reusing the 40 devices" in again.stdout and "reusing the tokenizer" in again.stdout
+    assert "Already at round 4" in again.stdout
+
+
+def test_serve_runs_rounds_when_devices_are_eligible_and_rolls_out(seeded_home):
+    proc = _fedkb(seeded_home.root, "serve", "--interval", "0", "--max-rounds", "2", "--publish-every", "2",
+                  "--preset", "tiny", "--clients-per-round", "2", "--eval-devices", "10")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "round 2:" in proc.stdout and "published 0001" in proc.stdout
+    assert "installed on 60 devices" in proc.stdout
