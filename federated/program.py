@@ -169,6 +169,12 @@ class Session:
         output = self.process.next(self.state, data)
         seconds = time.perf_counter() - t0
         metrics = training.train_metrics(output.metrics)
+        if not np.isfinite(metrics["loss"]):
+            raise TrainError(
+                f"round {round_num}: the training loss is {metrics['loss']}: the model diverged. Lower "
+                f"--client-lr ({self.train.client_lr}) or --server-lr ({self.train.server_lr}); "
+                f"nothing of this round was saved, round {self.done} is the last checkpoint"
+            )
         metrics.update(clients=len(selection.device_ids), available_devices=selection.available,
                        population=selection.population, round_seconds=seconds)
         # Metrics and the version go out before the state is saved: a crash in between re-runs

@@ -33,6 +33,9 @@ class NumpyLM:
         self.bias = f32("rnn/cell/bias")
         self.projection = f32("rnn/cell/projection")  # [U, P]
         self.output_bias = f32("output_bias")
+        for name in ("embedding", "kernel", "bias", "projection", "output_bias"):
+            if not np.isfinite(getattr(self, name)).all():
+                raise ValueError(f"model weights {name!r} hold NaN or infinite values; the model is unusable")
         self.embedding_t = np.ascontiguousarray(self.embedding.T)
         self.cifg = bool(self.config.get("cifg", True))
         self.vocab_size, self.embedding_dim = self.embedding.shape
