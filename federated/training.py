@@ -16,6 +16,7 @@ import tensorflow_federated as tff
 
 from federated.model import MaskedAccuracy, MaskedCrossEntropy, NumTokens, build_model
 from federated.model_config import ModelConfig
+from federated.optimizers import ClippedSGD
 
 SERVER_OPTIMIZERS = ("sgdm", "adam", "yogi")
 
@@ -28,6 +29,7 @@ class TrainConfig:
     clients_per_round: int = 10  # K devices sampled from the eligible ones each round
     server_optimizer: str = "adam"  # sgdm | adam | yogi
     client_lr: float = 0.5  # local SGD learning rate
+    client_clip_norm: float = 1.0  # local gradients are clipped to this global norm (LSTMs explode)
     server_lr: float = 0.01  # server optimizer learning rate (1.0 with sgdm is plain FedAvg)
     server_momentum: float = 0.9  # for sgdm only
     local_epochs: int = 1  # passes over a device's train split per round
@@ -42,7 +44,7 @@ class TrainConfig:
         for name in ("clients_per_round", "local_epochs", "batch_size", "min_examples", "max_examples_per_client"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("client_lr", "server_lr"):
+        for name in ("client_lr", "server_lr", "client_clip_norm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if not 0 <= self.server_momentum < 1:
@@ -83,7 +85,7 @@ def build_process(model: ModelConfig, train: TrainConfig, *, model_aggregator=No
     """Weighted FedAvg (weights = number of examples); ``model_aggregator`` None is TFF's mean."""
     return tff.learning.algorithms.build_weighted_fed_avg(
         model_fn_for(model, seed=train.seed),
-        client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=train.client_lr),
+        client_optimizer_fn=ClippedSGD(train.client_lr, train.client_clip_norm),
         server_optimizer_fn=server_optimizer(train),
         model_aggregator=model_aggregator,
     )

@@ -21,7 +21,7 @@ class UserError(Exception):
 def _console():
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 # -- population ---------------------------------------------------------------------------------
@@ -103,7 +103,8 @@ def train_config_from(args: argparse.Namespace):
 
     return training.TrainConfig(
         preset=args.preset, clients_per_round=args.clients_per_round, server_optimizer=args.server_optimizer,
-        client_lr=args.client_lr, server_lr=args.server_lr, local_epochs=args.local_epochs,
+        client_lr=args.client_lr, client_clip_norm=args.client_clip_norm, server_lr=args.server_lr,
+        local_epochs=args.local_epochs,
         batch_size=args.batch_size, min_examples=args.min_examples, seed=args.seed,
     )
 
@@ -159,6 +160,8 @@ def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int = 10
                    help="model size: small (default), gboard (Hard et al. 2018, 1.4M parameters), tiny (for tests)")
     p.add_argument("--server-optimizer", choices=("sgdm", "adam", "yogi"), default="adam")
     p.add_argument("--client-lr", type=float, default=0.5, help="local SGD learning rate (default 0.5)")
+    p.add_argument("--client-clip-norm", type=float, default=1.0,
+                   help="clip local gradients to this global norm (default 1.0)")
     p.add_argument("--server-lr", type=float, default=0.01, help="server learning rate (default 0.01)")
     p.add_argument("--local-epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)
@@ -205,10 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="discard existing checkpoints and metrics and start over")
     p.set_defaults(func=cmd_train)
 
-    from fedkb import cmd_demo, cmd_eval  # light: their heavy imports live inside the commands
+    from fedkb import cmd_demo, cmd_eval, cmd_keyboard  # light: their heavy imports live inside the commands
 
     cmd_eval.add_parsers(sub)
     cmd_demo.add_parsers(sub)
+    cmd_keyboard.add_parsers(sub)
     return parser
 
 

@@ -21,7 +21,7 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
     from federated.vocabulary import train_tokenizer
     from tokenizer.vocab import Tokenizer, TokenizerConfig, TokenizerError
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     started = time.monotonic()
     console.print(Rule(f"fedkb demo — home {home.root}"))
 
@@ -66,7 +66,7 @@ def cmd_serve(home: Home, args: argparse.Namespace) -> None:
     from fedkb.cli import train_config_from
     from fedkb.cmd_eval import do_rollout, tff_runtime
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     log = lambda msg: console.print(f"[dim]{dt.datetime.now():%H:%M:%S}[/] {msg}")  # noqa: E731
     train = train_config_from(args)
     with tff_runtime(home, console):

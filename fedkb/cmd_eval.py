@@ -12,7 +12,7 @@ from fedkb.home import Home
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 @contextmanager

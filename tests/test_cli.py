@@ -35,3 +35,31 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     assert proc.returncode == 1
     assert "nope.jsonl: no such file" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _fedkb(home, *args):
+    return subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def test_seed_show_and_tokenizer_from_the_command_line(tmp_path):
+    from tests.conftest import synthetic_corpus
+
+    corpus = synthetic_corpus(tmp_path / "c.jsonl", users=8, sentences=12)
+    home = tmp_path / "home"
+    seeded = _fedkb(home, "population", "seed", "--corpus", str(corpus), "--max-devices", "5")
+    assert seeded.returncode == 0, seeded.stderr
+    assert "Seeded 5 new devices with 60 sentences" in seeded.stdout
+    again = _fedkb(home, "population", "seed", "--corpus", str(corpus))
+    assert again.returncode == 1 and "--append" in again.stderr
+    shown = _fedkb(home, "population", "show")
+    assert shown.returncode == 0 and "5 devices, 60 sentences" in shown.stdout
+    tok = _fedkb(home, "tokenizer", "train", "--vocab-size", "64")
+    assert tok.returncode == 0, tok.stderr
+    assert "from the summed word counts of 5 devices" in tok.stdout
+
+
+def test_train_without_population_says_what_to_run(tmp_path):
+    out = _fedkb(tmp_path / "empty", "train", "--rounds", "1")
+    assert out.returncode == 1
+    assert "fedkb population seed --corpus shakespeare" in out.stderr and "Traceback" not in out.stderr

@@ -15,8 +15,8 @@ def runtime():
         yield rt
 
 
-def _client_update_by_hand(config, w0, x, y, lr, batch_size):
-    """Plain SGD over the client's batches in order, from ``w0``; returns the trained weights."""
+def _client_update_by_hand(config, w0, x, y, lr, batch_size, clip_norm):
+    """SGD with global-norm clipping over the client's batches in order, from ``w0``."""
     from federated.model import MaskedCrossEntropy, build_model
 
     model = build_model(config)
@@ -27,7 +27,7 @@ def _client_update_by_hand(config, w0, x, y, lr, batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
         with tf.GradientTape() as tape:
             loss = loss_fn(yb, model(xb, training=True))
-        grads = tape.gradient(loss, model.trainable_weights)
+        grads, _ = tf.clip_by_global_norm(tape.gradient(loss, model.trainable_weights), clip_norm)
         for var, g in zip(model.trainable_weights, grads):
             var.assign_sub(lr * tf.convert_to_tensor(g))
     return [v.numpy() for v in model.trainable_weights]
@@ -38,7 +38,8 @@ def test_one_round_is_the_example_weighted_mean_of_client_updates(runtime):
     from federated.model_config import ModelConfig
 
     config = ModelConfig(vocab_size=12, embedding_dim=4, lstm_units=5, sequence_length=6)
-    train = training.TrainConfig(server_optimizer="sgdm", server_lr=1.0, server_momentum=0.0, client_lr=0.3, batch_size=2)
+    train = training.TrainConfig(server_optimizer="sgdm", server_lr=1.0, server_momentum=0.0, client_lr=0.3, batch_size=2,
+                                 client_clip_norm=0.05)  # small enough that clipping happens
     process = training.build_process(config, train)
     state = process.initialize()
     w0 = [np.asarray(w) for w in process.get_model_weights(state).trainable]
@@ -56,7 +57,7 @@ def test_one_round_is_the_example_weighted_mean_of_client_updates(runtime):
     got = [np.asarray(w) for w in process.get_model_weights(output.state).trainable]
 
     updates = [
-        [wi - w for wi, w in zip(_client_update_by_hand(config, w0, x, y, train.client_lr, train.batch_size), w0)]
+        [wi - w for wi, w in zip(_client_update_by_hand(config, w0, x, y, train.client_lr, train.batch_size, train.client_clip_norm), w0)]
         for x, y in clients
     ]
     total = sum(sizes)
