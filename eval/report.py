@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 BASELINE_LABELS = {
     "unigram": "unigram",
-    "ngram": "n-gram (centralized reference)",
-    "centralized_lstm": "centralized LSTM (centralized reference)",
+    "ngram": "KN trigram (central ref.)",
+    "centralized_lstm": "LSTM, central (central ref.)",
 }
 DASH = "–"
 
@@ -301,7 +301,7 @@ def trend_rows(data: ReportData) -> list[tuple[str, ...]]:
 
 
 TREND_COLUMNS = ("version", "round", "recall@1", "recall@3", "recall@5", "devices", "promoted")
-SUMMARY_COLUMNS = ("model", "recall@1", "recall@3", "recall@5", "OOV rate")
+SUMMARY_COLUMNS = ("model", "recall@1", "recall@3", "recall@5", "OOV")
 
 
 def _training_line(data: ReportData) -> str | None:
@@ -328,7 +328,7 @@ def render_terminal(data: ReportData, console: "Console") -> None:
         return
     table = Table(title=Text(_title(latest)), title_justify="left")
     for i, col in enumerate(SUMMARY_COLUMNS):
-        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
+        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=True, min_width=len(col))
     for i, row in enumerate(summary_rows(latest)):
         table.add_row(*map(Text, row), style="bold" if i == 0 else None)
     console.print(table)

@@ -51,7 +51,27 @@ class Layout:
 
     @property
     def size(self) -> int:
-        return len(_COUNT_FIELDS) + 3 + len(HIST_EDGES) - 1 + len(_COUNT_FIELDS) * len(self.baselines)
+        return (len(_COUNT_FIELDS) + 3 + len(HIST_EDGES) - 1 + len(_PERSONAL_FIELDS)
+                + len(_COUNT_FIELDS) * len(self.baselines))
+
+
+# A device that fine-tuned a personal model reports, for its own held-out split, the hits of the
+# global model and of its personal one (Wang et al. 2019): summed, they give the before/after.
+_PERSONAL_FIELDS = ("devices", "predictions", "global_hits_at_1", "global_hits_at_3",
+                    "personal_hits_at_1", "personal_hits_at_3")
+
+
+def _personal_vector(device_dir: Path, version_name: str) -> list[float]:
+    path = Path(device_dir) / "eval" / "personalization.json"
+    try:
+        rec = json.loads(path.read_text())
+        if rec.get("global_version") != version_name:
+            raise ValueError("personalized from another version")
+        g, p = rec["global"], rec["personal"]
+        n = float(g["predictions"])
+        return [1.0, n, g["recall_at_1"] * n, g["recall_at_3"] * n, p["recall_at_1"] * n, p["recall_at_3"] * n]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [0.0] * len(_PERSONAL_FIELDS)
 
 
 def device_contribution(
@@ -67,7 +87,8 @@ def device_contribution(
         hist[min(np.searchsorted(HIST_EDGES, own.recall(1), side="right") - 1, len(hist) - 1)] = 1
     record = {"model_version": version_name, **own.summary(), "token_loss": nll / tokens if tokens else None,
               "heldout_sentences": len(heldout)}
-    vector = [*_counts_vector(own), nll, tokens, float(own.predictions > 0), *hist]
+    vector = [*_counts_vector(own), nll, tokens, float(own.predictions > 0), *hist,
+              *_personal_vector(device_dir, version_name)]
     for name, predictor in baselines.items():
         counts = recall_counts(predictor, heldout)
         record[f"baseline_{name}"] = counts.summary()
@@ -113,6 +134,17 @@ def aggregate(total: np.ndarray, layout: Layout) -> dict:
         "baselines": {},
     }
     offset = n + 3 + len(hist)
+    pers = dict(zip(_PERSONAL_FIELDS, total[offset : offset + len(_PERSONAL_FIELDS)]))
+    offset += len(_PERSONAL_FIELDS)
+    if pers["devices"] and pers["predictions"]:
+        before = {k: pers[f"global_hits_at_{k}"] / pers["predictions"] for k in (1, 3)}
+        after = {k: pers[f"personal_hits_at_{k}"] / pers["predictions"] for k in (1, 3)}
+        result["personalization"] = {
+            "devices": int(pers["devices"]), "predictions": int(pers["predictions"]),
+            "global_recall_at_1": before[1], "personal_recall_at_1": after[1],
+            "global_recall_at_3": before[3], "personal_recall_at_3": after[3],
+            "relative_change_at_1": (after[1] - before[1]) / before[1] if before[1] else None,
+        }
     for i, name in enumerate(layout.baselines):
         result["baselines"][name] = _counts_from(total[offset + i * n : offset + (i + 1) * n]).summary()
     return result

@@ -30,7 +30,7 @@ class TrainConfig:
     server_optimizer: str = "adam"  # sgdm | adam | yogi
     client_lr: float = 0.5  # local SGD learning rate
     client_clip_norm: float = 1.0  # local gradients are clipped to this global norm (LSTMs explode)
-    server_lr: float = 0.01  # server optimizer learning rate (1.0 with sgdm is plain FedAvg)
+    server_lr: float = 0.03  # server optimizer learning rate (1.0 with sgdm is plain FedAvg)
     server_momentum: float = 0.9  # for sgdm only
     local_epochs: int = 1  # passes over a device's train split per round
     batch_size: int = 16  # examples per local step

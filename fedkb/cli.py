@@ -162,7 +162,7 @@ def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int = 10
     p.add_argument("--client-lr", type=float, default=0.5, help="local SGD learning rate (default 0.5)")
     p.add_argument("--client-clip-norm", type=float, default=1.0,
                    help="clip local gradients to this global norm (default 1.0)")
-    p.add_argument("--server-lr", type=float, default=0.01, help="server learning rate (default 0.01)")
+    p.add_argument("--server-lr", type=float, default=0.03, help="server learning rate (default 0.03)")
     p.add_argument("--local-epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--min-examples", type=int, default=5, help="train sentences a device needs to take part (default 5)")

@@ -72,7 +72,7 @@ class WordSuggester:
             for row in range(n):
                 for j in np.flatnonzero(np.isfinite(done[row])):
                     word = words[row][j]
-                    if word.startswith(prefixes[row]):
+                    if word and word.startswith(prefixes[row]):  # the bare "▁" piece alone is no word
                         finished[row][word] = np.logaddexp(finished[row].get(word, -np.inf), done[row, j])
             if depth == self.max_pieces - 1:
                 break

@@ -24,7 +24,7 @@ def test_demo_runs_the_whole_story_and_can_run_again(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
     for text in ("seeded 40 devices", "round    4", "promoted", "installed on 40 devices", "recall@1",
-                 "unigram", "n-gram", "centralized LSTM", "HTML report"):
+                 "unigram", "KN trigram", "LSTM, central", "HTML report"):
         assert text in out, text
     html = home / "server" / "reports" / "report.html"
     assert html.is_file() and html.read_text().count("data:image/png;base64,") >= 3

@@ -60,12 +60,12 @@ def test_versions_sort_numerically_and_rerun_rounds_keep_last_row(tmp_path):
 def test_terminal_shows_latest_table_baselines_and_trend():
     out = terminal_text(load_report_data(FIXTURE))
     assert "latest version 0002 (round 6, 120 devices, 12,345 predictions)" in out
-    for name in ("federated model", "unigram", "n-gram (centralized reference)",
-                 "centralized LSTM (centralized reference)"):
+    for name in ("federated model", "unigram", "KN trigram (central ref.)",
+                 "LSTM, central (central ref.)"):
         assert name in out
     row = next(line for line in out.splitlines() if "federated model" in line)
     assert re.search(r"12\.0%.*21\.0%.*26\.0%.*3\.0%", row)
-    lstm = next(line for line in out.splitlines() if "centralized LSTM" in line)
+    lstm = next(line for line in out.splitlines() if "LSTM, central" in line)
     assert re.search(r"14\.3%.*23\.8%.*29\.1%", lstm)
     assert "perplexity: 164.0" in out and "p50 12.0%" in out
     assert "promoted (recall@1 up 3.7 points over 0001)" in out
@@ -122,7 +122,7 @@ def test_html_is_self_contained(fixture_html):
 def test_html_has_header_tables_and_settings(fixture_html):
     assert "latest version 0002" in fixture_html and "2026-11-30 13:00 UTC" in fixture_html
     assert "<td>federated model</td><td>12.0%</td><td>21.0%</td><td>26.0%</td><td>3.0%</td>" in fixture_html
-    assert "<td>centralized LSTM (centralized reference)</td><td>14.3%</td>" in fixture_html
+    assert "<td>LSTM, central (central ref.)</td><td>14.3%</td>" in fixture_html
     assert 'id="settings"' in fixture_html
     for key, value in (("server_optimizer", "adam"), ("clients_per_round", "10"), ("lstm_units", "256"),
                        ("cifg", "yes"), ("summary", "no DP")):

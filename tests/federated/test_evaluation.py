@@ -50,6 +50,12 @@ def test_federated_eval_equals_direct_per_device_computation(runtime, seeded_hom
         with Device(seeded_home.device(d)) as dev:
             pooled += dev.splits().train
     unigram = UnigramPredictor.fit(pooled)
+    # Two devices fine-tuned personal models: (global, personal) recall@1 .1 -> .3 on 10 and .2 -> .2 on 30.
+    for d, n, g1, p1 in ((ids[0], 10, 0.1, 0.3), (ids[1], 30, 0.2, 0.2)):
+        (seeded_home.device(d) / "eval").mkdir(exist_ok=True)
+        (seeded_home.device(d) / "eval" / "personalization.json").write_text(json.dumps({
+            "global_version": version.name, "global": {"recall_at_1": g1, "recall_at_3": 0.5, "predictions": n},
+            "personal": {"recall_at_1": p1, "recall_at_3": 0.5, "predictions": n}, "use_personal": p1 > g1}))
     result = evaluation.evaluate(seeded_home, ids, version.name, version.path, {"unigram": unigram})
 
     suggester = evaluation.load_suggester(version.path)
@@ -77,5 +83,10 @@ def test_federated_eval_equals_direct_per_device_computation(runtime, seeded_hom
     assert sum(hist["counts"]) == len(ids)
     expected, _ = np.histogram(np.minimum(per_device, 0.999999), bins=hist["edges"])
     assert hist["counts"] == expected.tolist()
+    pers = result["personalization"]
+    assert pers["devices"] == 2 and pers["predictions"] == 40
+    assert pers["global_recall_at_1"] == pytest.approx((1 + 6) / 40)
+    assert pers["personal_recall_at_1"] == pytest.approx((3 + 6) / 40)
+    assert pers["relative_change_at_1"] == pytest.approx(2 / 7)
     # Nothing per-device in the aggregate.
     assert not any(d in json.dumps(result) for d in ids)
