@@ -1,0 +1,464 @@
+"""The keyboard: type, see three suggested words after every keystroke, accept one with a key.
+
+Finished sentences go to this device's log and nowhere else. Prediction runs in a thread worker
+(one at a time; a superseded result is dropped), model updates install in another, and SQLite is
+only touched from the event loop, because a sqlite3 connection belongs to the thread that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from fedkb.artifacts import ArtifactError
+from keyboard.install import installed as installed_version
+from keyboard.personalize import PERSONAL_DIR, RECORD as PERSONAL_RECORD
+from keyboard.predictor import FrequencyPredictor, Learner, Predictor, load_predictor
+from keyboard.screens import ConfirmScreen, EvalScreen, HelpScreen
+from keyboard.store import MAX_SENTENCE_CHARS, Device, DeviceError
+from keyboard.updates import UpdateError, fetch_update
+from keyboard.widgets import Chip, DeviceStatus, RecentSentences, StatusBar, SuggestionBar, TypingInput
+
+SENTENCE_END = ".!?"
+# Actions that act on the typing line; disabled while another screen is on top.
+_TYPING_ACTIONS = {"accept", "toggle_incognito", "check_update", "show_eval", "delete_log", "help", "personalize"}
+
+
+def personalize_command(device_dir: Path) -> list[str]:
+    """On-device training runs in its own process: it imports TensorFlow, the keyboard never does."""
+    return [sys.executable, "-m", "keyboard.personalize", "--device-dir", str(device_dir)]
+
+
+def charging_now() -> bool | None:
+    """Whether the machine is on mains power; None when it reports no battery (most desktops)."""
+    import psutil  # only needed here; the import costs a few milliseconds
+
+    try:
+        battery = psutil.sensors_battery()
+    except (AttributeError, NotImplementedError, OSError):
+        return None
+    return None if battery is None else bool(battery.power_plugged)
+
+
+def _model_note(predictor: Predictor | None) -> str:
+    """What the status bar says when suggestions do not come from a model version."""
+    if predictor is None:
+        return "loading the model…"
+    return f"{getattr(predictor, 'reason', 'no model yet')} — suggesting from your own word counts"
+
+
+def key_display(keys: str) -> str:
+    """``"tab,f1,alt+1"`` -> ``"Tab / F1 / Alt+1"``."""
+    return " / ".join("+".join(part.upper() if len(part) <= 3 and part[0] == "f" else part.capitalize()
+                               for part in key.split("+")) for key in keys.split(","))
+
+
+def let_escape_digits_be_alt() -> None:
+    """Makes Alt+1..3 reach the app in xterm, tmux, GNOME Terminal and friends.
+
+    Those terminals send Alt+1 as ESC 1. Textual maps ESC 1..3 to the characters WezTerm on macOS
+    types for Option+1..3 (¡ ™ £), so the Alt bindings never fire and a stray character is typed.
+    Dropping just those three entries lets the parser report them as alt+1..3.
+    """
+    try:
+        from textual._ansi_sequences import ANSI_SEQUENCES_KEYS
+    except ImportError:  # a future Textual without the table: nothing to undo
+        return
+    for digit in "123":
+        ANSI_SEQUENCES_KEYS.pop(f"\x1b{digit}", None)
+
+
+class Predicted(Message):
+    """Suggestions for ``text`` from ``predictor`` (a worker posts this; the app may drop it as stale)."""
+
+    def __init__(self, text: str, words: tuple[str, ...], predictor: Predictor, error: str | None = None) -> None:
+        super().__init__()
+        self.text, self.words, self.predictor, self.error = text, words, predictor, error
+
+
+class ModelChecked(Message):
+    """A model check finished: a new predictor (or None), the version installed, or an error."""
+
+    def __init__(self, predictor: Predictor | None, installed: str | None, error: str | None, on_demand: bool) -> None:
+        super().__init__()
+        self.predictor, self.installed, self.error, self.on_demand = predictor, installed, error, on_demand
+
+
+class Personalized(Message):
+    """On-device training finished: its one-line JSON result, or an error."""
+
+    def __init__(self, result: dict | None, error: str | None) -> None:
+        super().__init__()
+        self.result, self.error = result, error
+
+
+class KeyboardApp(App[None]):
+    """A next-word-prediction keyboard for one device.
+
+    Args:
+        device: the device whose log finished sentences go to (used from the event loop only).
+        predictor: suggestions to start with; None loads one with ``predictor_factory`` in a worker.
+        predictor_factory: builds a predictor for the device directory (called after an update).
+        models_dir: the server's published models (``registry.json``); None disables updates.
+        evals_dir: the server's all-device evaluation results, shown on the evaluation screen.
+        idle_after: seconds without a keystroke after which the device counts as idle.
+        check_every: seconds between checks for a newly promoted model.
+        charging: reports mains power (None = unknown); replaceable so tests are deterministic.
+        train_command: the command line of on-device training for a device directory; None disables it.
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "fedkb keyboard"
+    BINDINGS = [
+        # The chips show F1-F3 themselves, so the footer lists only Tab among the accept keys.
+        Binding("tab,f1,alt+1", "accept(0)", "accept", priority=True,
+                tooltip="accept the first suggestion (or click a suggestion)"),
+        Binding("f2,alt+2", "accept(1)", "2nd", show=False, priority=True, tooltip="accept the second suggestion"),
+        Binding("f3,alt+3", "accept(2)", "3rd", show=False, priority=True, tooltip="accept the third suggestion"),
+        Binding("ctrl+n", "toggle_incognito", "incognito", tooltip="incognito on/off: nothing is logged while on"),
+        Binding("ctrl+r", "check_update", "update", tooltip="check for a newer promoted model now"),
+        Binding("ctrl+t", "show_eval", "eval", tooltip="evaluation results of this device and of all devices"),
+        Binding("ctrl+o", "personalize", "train here",
+                tooltip="fine-tune a personal model on this device's log now (also starts by itself when eligible)"),
+        Binding("f8", "delete_log", "delete log", tooltip="delete this device's typing log (asks first)"),
+        Binding("f12", "help", "help", tooltip="this help"),
+        Binding("ctrl+q,ctrl+c", "quit", "quit", key_display="^q", priority=True, tooltip="quit"),
+    ]
+
+    incognito: reactive[bool] = reactive(False)
+    suggestions: reactive[tuple[str, ...]] = reactive(tuple)
+    recent: reactive[tuple[tuple[str, bool], ...]] = reactive(tuple)  # (sentence, logged), newest last
+    status: reactive[DeviceStatus | None] = reactive(None)
+
+    def __init__(
+        self,
+        device: Device,
+        predictor: Predictor | None = None,
+        *,
+        predictor_factory: Callable[[Path], Predictor] = load_predictor,
+        models_dir: Path | None = None,
+        evals_dir: Path | None = None,
+        idle_after: float = 30.0,
+        check_every: float = 60.0,
+        charging: Callable[[], bool | None] = charging_now,
+        train_command: Callable[[Path], list[str]] | None = personalize_command,
+    ) -> None:
+        super().__init__()
+        let_escape_digits_be_alt()
+        self.device, self.predictor, self.predictor_factory = device, predictor, predictor_factory
+        self.models_dir, self.evals_dir = models_dir, evals_dir
+        self.idle_after, self.check_every, self.charging = idle_after, check_every, charging
+        self.last_keystroke = time.monotonic()
+        self._previous_text = ""
+        self._checking = False  # a model check (install + load) is running in a worker
+        self._last_error: str | None = None  # periodic checks report each distinct error once
+        self._device_meta: dict = {}
+        self.train_command = train_command  # None: no on-device training (tests of other things)
+        self._training: subprocess.Popen | None = None
+        self._trained_for: tuple | None = None  # (version, train sentences) last trained on, this session
+
+    def compose(self) -> ComposeResult:
+        # Kept as an attribute: app.query_one() searches whichever screen is on top (help, eval…).
+        self.typing = TypingInput(placeholder="Type here — Tab accepts the first suggestion, Enter logs the sentence",
+                                  id="typing").data_bind(KeyboardApp.incognito)
+        yield Header()
+        yield self.typing
+        yield SuggestionBar(id="suggestions").data_bind(words=KeyboardApp.suggestions)
+        yield RecentSentences(id="recent").data_bind(lines=KeyboardApp.recent)
+        yield StatusBar(id="status").data_bind(KeyboardApp.status)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"device {self.device.id}"
+        self.refresh_device_status()
+        self.set_interval(1.0, self.refresh_status)  # idle and charging change without events
+        self.set_interval(10.0, self.refresh_device_status)  # a trainer may record a round meanwhile
+        if self.predictor is None or self.models_dir is not None:
+            self._check_model(on_demand=False, load=self.predictor is None)
+        if self.models_dir is not None:
+            self.set_interval(self.check_every, lambda: self._check_model(on_demand=False))
+        if self.predictor is not None:
+            self.request_suggestions("")
+
+    # -- typing and suggestions ------------------------------------------------------------------
+    @on(TypingInput.Changed, "#typing")
+    def text_changed(self, event: TypingInput.Changed) -> None:
+        text, grew = event.value, len(event.value) > len(self._previous_text)
+        self._previous_text = text
+        if text:  # clearing after a finished sentence is not a keystroke
+            self.last_keystroke = time.monotonic()
+        if grew and text[-1] in SENTENCE_END and text[:-1].strip(SENTENCE_END + " "):
+            self.finish_sentence(text)
+        else:
+            self.request_suggestions(text)
+
+    @on(TypingInput.Submitted, "#typing")
+    def text_submitted(self, event: TypingInput.Submitted) -> None:
+        self.finish_sentence(event.value)
+
+    def request_suggestions(self, text: str) -> None:
+        if self.predictor is None or len(text) > MAX_SENTENCE_CHARS:
+            self.suggestions = ()
+            return
+        self._predict(self.predictor, text)
+
+    @work(exclusive=True, thread=True, group="predict")
+    def _predict(self, predictor: Predictor, text: str) -> None:
+        try:
+            words, error = tuple(predictor.suggest(text, 3)), None
+        except Exception as exc:  # a broken predictor must not end the typing session
+            words, error = (), f"{type(exc).__name__}: {exc}"
+        self.post_message(Predicted(text, words, predictor, error))
+
+    @on(Predicted)
+    def show_suggestions(self, message: Predicted) -> None:
+        if message.predictor is not self.predictor or message.text != self.typing.value:
+            return  # stale: typing moved on, or the model was swapped meanwhile
+        if message.error and message.error != self._last_error:
+            self._last_error = message.error
+            self.notify(message.error, title="Suggestions failed", severity="error")
+        # A subword model can "finish" a word made of the bare word-start piece: nothing to accept.
+        self.suggestions = tuple(w for w in message.words if w.strip())
+
+    def action_accept(self, index: int) -> None:
+        if index >= len(self.suggestions):
+            self.bell()
+            return
+        self.typing.accept(self.suggestions[index])
+
+    @on(Chip.Chosen)
+    def chip_chosen(self, message: Chip.Chosen) -> None:
+        self.action_accept(message.index)
+        self.typing.focus()
+
+    @on(TypingInput.Refused)
+    def paste_refused(self, message: TypingInput.Refused) -> None:
+        self.notify(message.reason, title="Paste refused", severity="error", timeout=8)
+
+    # -- the log --------------------------------------------------------------------------------
+    def finish_sentence(self, text: str) -> None:
+        """Logs ``text`` as one sentence (unless incognito) and clears the line for the next."""
+        if not text.strip():
+            self.notify("Nothing to log: the line is empty.", severity="warning", timeout=3)
+            return
+        if self.incognito:
+            self.recent = (*self.recent, (" ".join(text.split()), False))[-RecentSentences.KEEP :]
+            self.typing.clear()
+            return
+        try:
+            stored = self.device.append(text)
+        except DeviceError as exc:  # too long or not text: keep the line so nothing typed is lost
+            self.notify(str(exc), title="Not logged", severity="error", timeout=8)
+            return
+        if isinstance(self.predictor, Learner):
+            self.predictor.observe(stored)
+        self.recent = (*self.recent, (stored, True))[-RecentSentences.KEEP :]
+        self.typing.clear()
+        self.refresh_device_status()
+
+    def watch_incognito(self, incognito: bool) -> None:
+        self.set_class(incognito, "-incognito")
+
+    def action_toggle_incognito(self) -> None:
+        self.incognito = not self.incognito
+        self.notify("Incognito on: nothing you type is logged." if self.incognito
+                    else "Incognito off: finished sentences are logged on this device.", timeout=3)
+
+    def action_delete_log(self) -> None:
+        n = self.device.count()
+        personal = self.device.directory / PERSONAL_DIR
+        extra = " and this device's personal model" if personal.exists() else ""
+        question = f"Delete all {n:,} sentence{'' if n == 1 else 's'} in this device's log{extra}? This cannot be undone."
+        self.push_screen(ConfirmScreen(question, "Delete"), self._delete_confirmed)
+
+    def _delete_confirmed(self, confirmed: bool | None) -> None:
+        if not confirmed:
+            self.notify("Nothing was deleted.", timeout=3)
+            return
+        self._stop_training()  # it would write a personal model learned from the deleted text
+        self.device.delete_log()
+        personal = self.device.directory / PERSONAL_DIR
+        had_personal = personal.exists()
+        shutil.rmtree(personal, ignore_errors=True)
+        if isinstance(self.predictor, FrequencyPredictor):  # its counts came from the deleted log
+            self.predictor = FrequencyPredictor(reason=self.predictor.reason)
+        elif had_personal:  # the personal model learned from the deleted log: back to the global one
+            self._check_model(on_demand=False, load=True)
+        self.recent = ()
+        self.refresh_device_status()
+        self.request_suggestions(self.typing.value)
+        self.notify("This device's typing log was deleted.", title="Deleted")
+
+    # -- status -----------------------------------------------------------------------------------
+    def refresh_device_status(self) -> None:
+        """Re-reads the log's counts and the status record (cheap: one COUNT and one small table)."""
+        self._device_meta = self.device.status()
+        self.refresh_status()
+
+    def refresh_status(self) -> None:
+        meta, p = self._device_meta, self.predictor
+        self.status = DeviceStatus(
+            device_id=self.device.id, model=p.version if p is not None else None, model_note=_model_note(p),
+            sentences=meta.get("sentences", 0), train_sentences=meta.get("train_sentences", 0),
+            last_round=meta.get("last_round"), idle=time.monotonic() - self.last_keystroke >= self.idle_after,
+            charging=self.charging(),
+        )
+        if self.status.eligible is not False and self.status.idle:  # unknown charging: a desktop on mains
+            self._maybe_personalize()
+
+    # -- model updates ----------------------------------------------------------------------------
+    def action_check_update(self) -> None:
+        if self.models_dir is None:
+            self.notify("This keyboard was started without a models folder; there is nothing to check.")
+            return
+        self._check_model(on_demand=True)
+
+    def _check_model(self, *, on_demand: bool, load: bool = False) -> None:
+        if self._checking:
+            if on_demand:
+                self.notify("Already checking for a new model…", timeout=3)
+            return
+        self._checking = True
+        self._install_and_load(on_demand, load)
+
+    @work(thread=True, group="model")
+    def _install_and_load(self, on_demand: bool, load: bool) -> None:
+        """Installs a newly promoted version (if any), then builds its predictor, off the event loop."""
+        installed, error, predictor = None, None, None
+        if self.models_dir is not None:
+            try:
+                new = fetch_update(self.device.directory, self.models_dir)
+                installed = new.version if new is not None else None
+            except (UpdateError, ArtifactError, OSError) as exc:
+                error = str(exc)
+        if load or installed is not None:
+            try:
+                predictor = self.predictor_factory(self.device.directory)
+            except Exception as exc:  # keep the current predictor; say why
+                error = f"could not load the model: {exc}"
+        self.post_message(ModelChecked(predictor, installed, error, on_demand))
+
+    @on(ModelChecked)
+    def model_checked(self, message: ModelChecked) -> None:
+        self._checking = False
+        if message.error and (message.on_demand or message.error != self._last_error):
+            self._last_error = message.error
+            self.notify(message.error, title="Model update failed", severity="warning", timeout=8)
+        if message.predictor is not None:
+            self.predictor = message.predictor  # in-flight results of the old one are now stale
+            self.refresh_status()
+            self.request_suggestions(self.typing.value)
+        if message.installed is not None:
+            self.notify(f"Installed model {message.installed}; suggestions now come from it.", title="New model")
+        elif message.on_demand and not message.error:
+            version = self.predictor.version if self.predictor is not None else None
+            self.notify(f"Model {version} is the latest." if version else "No model has been promoted yet.",
+                        timeout=4)
+
+    # -- on-device training -----------------------------------------------------------------------
+    def _training_key(self) -> tuple | None:
+        current = installed_version(self.device.directory)
+        if current is None:
+            return None
+        return current.version, self._device_meta.get("train_sentences", 0)
+
+    def _maybe_personalize(self) -> None:
+        """Starts on-device training when the device is eligible and has something new to learn from."""
+        key = self._training_key()
+        if key is None or self._training is not None or key == self._trained_for or self.train_command is None:
+            return
+        try:
+            record = json.loads((self.device.directory / "eval" / PERSONAL_RECORD).read_text())
+            if (record.get("global_version"), record.get("trained_on_sentences")) == key:
+                self._trained_for = key  # already trained on exactly this
+                return
+        except (OSError, ValueError):
+            pass
+        self.action_personalize(automatic=True)
+
+    def action_personalize(self, automatic: bool = False) -> None:
+        if self.train_command is None:
+            self.notify("On-device training is off in this keyboard.")
+            return
+        if self._training is not None:
+            self.notify("On-device training is already running.", timeout=3)
+            return
+        key = self._training_key()
+        if key is None:
+            self.notify("No model is installed yet: there is nothing to fine-tune.", timeout=4)
+            return
+        self._trained_for = key
+        self._training = subprocess.Popen(self.train_command(self.device.directory), stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        self.notify(("The device is idle and eligible: " if automatic else "")
+                    + "fine-tuning a personal model on this device's log in the background.", timeout=4)
+        self._wait_for_training(self._training)
+
+    @work(thread=True, group="personalize")
+    def _wait_for_training(self, process: subprocess.Popen) -> None:
+        out, err = process.communicate()
+        if process.returncode == 0:
+            try:
+                self.post_message(Personalized(json.loads(out.strip().splitlines()[-1]), None))
+                return
+            except (ValueError, IndexError):
+                err = f"unreadable result: {out[-200:]!r}"
+        self.post_message(Personalized(None, (err or f"exit code {process.returncode}").strip().splitlines()[-1]))
+
+    @on(Personalized)
+    def personalized(self, message: Personalized) -> None:
+        self._training = None
+        if message.error:
+            self.notify(message.error, title="On-device training failed", severity="warning", timeout=8)
+            return
+        r = message.result
+        g, p = r.get("global", {}), r.get("personal", {})
+        verdict = "suggestions now come from it" if r.get("use_personal") else "the global model stays in use"
+        self.notify(f"Personal model recall@1 {p.get('recall_at_1', 0):.1%} vs global {g.get('recall_at_1', 0):.1%} "
+                    f"on your held-out sentences: {verdict}.", title="Personal model", timeout=8)
+        self._check_model(on_demand=False, load=True)
+
+    def _stop_training(self) -> None:
+        if self._training is not None and self._training.poll() is None:
+            self._training.kill()
+        self._training = None
+
+    def on_unmount(self) -> None:
+        self._stop_training()
+
+    # -- screens and commands ---------------------------------------------------------------------
+    def action_show_eval(self) -> None:
+        self.push_screen(EvalScreen(self.device.directory, self.evals_dir))
+
+    def action_help(self) -> None:
+        rows = [(key_display(b.key), b.tooltip or b.description) for b in self.BINDINGS if isinstance(b, Binding)]
+        rows[3:3] = [("Click", "accept the suggestion clicked"), ("Enter", "finish the sentence and log it"),
+                     (". ! ?", "finish the sentence (with its punctuation) and log it")]
+        rows.append(("Ctrl+P", "command palette: every command by name"))
+        self.push_screen(HelpScreen(rows))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Priority keys such as Tab must reach a dialog's buttons when one is open.
+        return not (action in _TYPING_ACTIONS and len(self.screen_stack) > 1)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Incognito on/off", "Stop or resume logging what you type", self.action_toggle_incognito)
+        yield SystemCommand("Check for a new model", "Install the newest promoted model now", self.action_check_update)
+        yield SystemCommand("Evaluation results", "Recall of this device and all devices", self.action_show_eval)
+        yield SystemCommand("Train on this device", "Fine-tune a personal model on my log now", self.action_personalize)
+        yield SystemCommand("Delete my typing log", "Forget every sentence on this device", self.action_delete_log)
+        yield SystemCommand("fedkb keys", "Every key of the keyboard, explained", self.action_help)

@@ -1,0 +1,51 @@
+"""Finding and installing the model version the server promoted, from the published files alone.
+
+A device reads ``<models>/registry.json`` — ``{"latest": name, ...}`` — rather than importing the
+server's registry code: the published-model format is the only contract between the two rooms.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from keyboard.install import Installed, install, installed
+
+REGISTRY = "registry.json"  # written by federated/registry.py; devices only read its "latest" key
+
+
+class UpdateError(Exception):
+    """The server's registry is unreadable or names a version that is not a plain folder name."""
+
+
+def promoted_version(models_dir: Path) -> str | None:
+    """The name of the version devices should run, or None before the first promotion."""
+    path = Path(models_dir) / REGISTRY
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UpdateError(f"{path}: unreadable ({exc})") from None
+    name = data.get("latest") if isinstance(data, dict) else None
+    if name is None:
+        return None
+    # The name becomes a path: refuse anything that could point outside the models folder.
+    if not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name:
+        raise UpdateError(f"{path}: 'latest' should be a version folder name, got {name!r}")
+    return name
+
+
+def fetch_update(device_dir: Path, models_dir: Path) -> Installed | None:
+    """Installs the promoted version if the device runs another one; None when already up to date.
+
+    Raises ``UpdateError`` or ``fedkb.artifacts.ArtifactError`` (naming the file) and leaves the
+    device's installed version untouched when the promoted one is unreadable or does not verify.
+    """
+    name = promoted_version(models_dir)
+    if name is None:
+        return None
+    current = installed(device_dir)
+    if current is not None and current.version == name and not current.fell_back:
+        return None
+    return install(device_dir, Path(models_dir) / name)

@@ -1,0 +1,115 @@
+"""The keyboard in a real terminal: ``fedkb keyboard`` under tmux, keys sent as a person would type them."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from fedkb.home import Home
+from keyboard import install
+from keyboard.predictor import ModelPredictor
+from keyboard.store import Device
+from tests.conftest import REPO
+from tests.keyboard.helpers import publish_random
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+
+CHIPS = re.compile(r"F1 (\S+)\s*│.*F2 (\S+)\s*│.*F3 (\S+)\s*│")
+
+
+class Tmux:
+    """One detached session on a private tmux server, so a person's own tmux is never touched."""
+
+    def __init__(self, command: str, width: int = 120, height: int = 30):
+        # A socket in a folder of our own (short enough for a Unix socket path), removed in kill().
+        self._dir = tempfile.mkdtemp(prefix="fedkb-tmux-")
+        self.socket, self.name = os.path.join(self._dir, "sock"), "kb"
+        # COLUMNS/LINES inherited from the test runner would override the pane's real size.
+        self._run("new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
+                  f"env -u COLUMNS -u LINES {command}")
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True, timeout=10)
+
+    def send(self, *keys: str) -> None:
+        self._run("send-keys", "-t", self.name, *keys)
+
+    def type(self, text: str) -> None:
+        self._run("send-keys", "-t", self.name, "-l", text)
+
+    def screen(self) -> str:
+        return self._run("capture-pane", "-t", self.name, "-p").stdout
+
+    def alive(self) -> bool:
+        return self._run("has-session", "-t", self.name).returncode == 0
+
+    def wait_for(self, predicate, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if predicate(screen):
+                return screen
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout} s; the screen shows:\n{self.screen()}")
+
+    def kill(self) -> None:
+        self._run("kill-session", "-t", self.name)
+        self._run("kill-server")
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def chips(screen: str) -> tuple[str, ...] | None:
+    match = CHIPS.search(screen)
+    return None if match is None or "·" in match.groups() else match.groups()
+
+
+def test_typing_in_a_real_terminal_suggests_and_logs(tmp_path):
+    home = Home(tmp_path / "home")
+    version = publish_random(home.models, seed=2)
+    with Device(home.device("tmux-dev"), create=True):
+        pass
+    install.install(home.device("tmux-dev"), version.path)
+    expected = ModelPredictor(version.path)
+
+    started = time.monotonic()
+    tmux = Tmux(f"{sys.executable} -m fedkb.cli --home {home.root} keyboard --device tmux-dev")
+    try:
+        tmux.wait_for(lambda s: "model 0001" in s and chips(s) is not None)
+        print(f"first suggestions {time.monotonic() - started:.2f} s after start")
+        tmux.type("the ca")
+        screen = tmux.wait_for(lambda s: "the ca" in s and chips(s) == tuple(expected.suggest("the ca")))
+        second = chips(screen)[1]
+        tmux.send("M-2")  # Alt+2 accepts the second suggestion
+        tmux.wait_for(lambda s: f"the {second} " in s)
+        tmux.type("sat")
+        tmux.send("Enter")
+        tmux.wait_for(lambda s: f"✓ logged  the {second} sat" in s)
+        tmux.type("you ")
+        screen = tmux.wait_for(lambda s: chips(s) == tuple(w for w in expected.suggest("you ") if w.strip()))
+        first = chips(screen)[0]
+        tmux.send("F1")
+        tmux.wait_for(lambda s: f"you {first} " in s)
+        tmux.type("!")  # ends the sentence; the accepted word's space gives way to the punctuation
+        tmux.wait_for(lambda s: f"✓ logged  you {first}!" in s)
+        with Device(home.device("tmux-dev")) as device:
+            assert device.sentences() == [f"the {second} sat", f"you {first}!"]
+        tmux.send("C-q")
+        deadline = time.monotonic() + 10
+        while tmux.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not tmux.alive(), "ctrl+q did not quit the keyboard"
+    finally:
+        tmux.kill()
+
+
+def test_cli_help_lists_the_keyboard():
+    out = subprocess.run([sys.executable, "-m", "fedkb.cli", "keyboard", "--help"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "--device" in out.stdout
