@@ -344,6 +344,11 @@ class KeyboardApp(App[None]):
                 installed = new.version if new is not None else None
             except (UpdateError, ArtifactError, OSError) as exc:
                 error = str(exc)
+        # Another process (``fedkb rollout`` in a simulation) may have installed a version meanwhile.
+        on_disk = installed_version(self.device.directory)
+        running = getattr(self.predictor, "version", None) or ""
+        if on_disk is not None and not running.startswith(on_disk.version):
+            load, installed = True, installed or on_disk.version
         if load or installed is not None:
             try:
                 predictor = self.predictor_factory(self.device.directory)
