@@ -82,6 +82,7 @@ class EvalResult:
     promotion_reason: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     privacy: dict[str, Any] | None = None
+    personalization: dict[str, Any] | None = None  # devices' global vs personal recall (Wang et al. 2019)
 
     def recall(self, k: int) -> float | None:
         return getattr(self, f"recall_at_{k}")
@@ -185,6 +186,7 @@ def load_eval(path: Path) -> EvalResult:
         histogram_edges=edges, histogram_counts=counts, baselines=baselines,
         promoted=promotion.get("promoted"), promotion_reason=_str(promotion.get("reason")),
         settings=_obj(raw, "settings", w), privacy=privacy,
+        personalization=raw.get("personalization") if isinstance(raw.get("personalization"), dict) else None,
     )
 
 
@@ -291,7 +293,18 @@ def facts(e: EvalResult) -> list[tuple[str, str]]:
         ("per-device recall@1", q),
         ("promotion", _promotion(e)),
         ("privacy", _privacy(e)),
+        ("on-device personalization", _personalization(e)),
     ]
+
+
+def _personalization(e: EvalResult) -> str:
+    p = e.personalization
+    if not p:
+        return "no device has fine-tuned a personal model of this version"
+    change = p.get("relative_change_at_1")
+    rel = f" ({change:+.1%} relative)" if isinstance(change, (int, float)) else ""
+    return (f"{p.get('devices')} devices: recall@1 {pct(p.get('global_recall_at_1'))} global → "
+            f"{pct(p.get('personal_recall_at_1'))} personal{rel}")
 
 
 def trend_rows(data: ReportData) -> list[tuple[str, ...]]:

@@ -175,3 +175,15 @@ def test_import_is_light():
             "print([m for m in ('tensorflow', 'matplotlib', 'rich') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_terminal_shows_personalization_before_and_after(tmp_path):
+    server = tmp_path / "server"
+    shutil.copytree(FIXTURE, server)
+    path = server / "evals" / "0002.json"
+    raw = json.loads(path.read_text())
+    raw["personalization"] = {"devices": 4, "global_recall_at_1": 0.1, "personal_recall_at_1": 0.115,
+                              "relative_change_at_1": 0.15}
+    path.write_text(json.dumps(raw))
+    out = terminal_text(load_report_data(server))
+    assert "4 devices: recall@1 10.0% global → 11.5% personal (+15.0% relative)" in out
