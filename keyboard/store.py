@@ -149,9 +149,11 @@ class Device:
 
     def delete_log(self) -> None:
         """Deletes every sentence in the log (the person asked to forget what they typed)."""
+        self._db.execute("PRAGMA secure_delete=ON")  # overwrite freed pages, not just unlink them
         with self._transaction():
             self._db.execute("DELETE FROM sentences")
         self._db.execute("VACUUM")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nothing of the old text left in the WAL
 
     # -- the status record ---------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:

@@ -289,3 +289,13 @@ def test_writer_and_reader_at_once(tmp_path):
         if writer.poll() is None:
             writer.kill()
             writer.wait()
+
+
+def test_deleted_text_is_gone_from_the_files_before_close(tmp_path):
+    with Device(tmp_path / "d", create=True) as device:
+        for _ in range(50):
+            device.append("my secret zorblax phrase")
+        device.delete_log()
+        blobs = b"".join(p.read_bytes() for p in (tmp_path / "d").iterdir() if p.is_file())
+        assert b"zorblax" not in blobs
+        assert device.count() == 0
