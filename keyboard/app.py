@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from fedkb.artifacts import ArtifactError
-from keyboard.install import installed as installed_version
+from keyboard.install import installed as installed_version, read_pointer
 from keyboard.personalize import PERSONAL_DIR, RECORD as PERSONAL_RECORD
 from keyboard.predictor import FrequencyPredictor, Learner, Predictor, load_predictor
 from keyboard.screens import ConfirmScreen, EvalScreen, HelpScreen
@@ -375,10 +375,12 @@ class KeyboardApp(App[None]):
 
     # -- on-device training -----------------------------------------------------------------------
     def _training_key(self) -> tuple | None:
-        current = installed_version(self.device.directory)
+        # The pointer file, not ``installed()``: this runs every second while idle, and verifying
+        # would re-hash megabytes of weights each time. Training itself verifies what it loads.
+        current = read_pointer(self.device.directory).get("current")
         if current is None:
             return None
-        return current.version, self._device_meta.get("train_sentences", 0)
+        return current, self._device_meta.get("train_sentences", 0)
 
     def _maybe_personalize(self) -> None:
         """Starts on-device training when the device is eligible and has something new to learn from."""

@@ -42,6 +42,7 @@ class WordSuggester:
         self.start_ids, self.cont_ids = np.flatnonzero(self.is_start), np.flatnonzero(self.is_cont)
         # Surface text of each piece, as it appears inside a word (the marker dropped).
         self.surface = np.array([p[1:] if s else p for p, s in zip(pieces, self.is_start)], dtype=object)
+        self.surface_str = self.surface.astype(str)  # for vectorized prefix tests
 
     # -- the beam ------------------------------------------------------------------------------
     def suggest_from(self, logp: np.ndarray, state: State, k: int, prefixes: Sequence[str] | None = None) -> list[list[str]]:
@@ -93,12 +94,18 @@ class WordSuggester:
         return [[w for w, _ in sorted(f.items(), key=lambda ws: -ws[1])[:k]] for f in finished]
 
     def _consistent(self, prefix: str, so_far: str, ids: np.ndarray) -> np.ndarray:
-        """Which pieces of ``ids``, appended to ``so_far``, keep the word consistent with the typed ``prefix``."""
-        ok = np.zeros(len(ids), bool)
-        for n, i in enumerate(ids):
-            cand = so_far + self.surface[i]
-            ok[n] = cand.startswith(prefix) or prefix.startswith(cand)
-        return ok
+        """Which pieces of ``ids``, appended to ``so_far``, keep the word consistent with the typed ``prefix``.
+
+        Vectorized: this runs for every beam row on every keystroke inside a word.
+        """
+        if so_far.startswith(prefix):
+            return np.ones(len(ids), bool)  # the typed part is covered: any continuation fits
+        if not prefix.startswith(so_far):
+            return np.zeros(len(ids), bool)  # already diverged from what was typed
+        rest = prefix[len(so_far):]
+        surfaces = self.surface_str[ids]
+        # The piece covers the rest of the typed prefix, or is itself a prefix of that rest.
+        return np.char.startswith(surfaces, rest) | np.isin(surfaces, [rest[:i] for i in range(len(rest) + 1)])
 
     # -- evaluation: every position of a sentence ----------------------------------------------
     def word_pieces(self, word: str) -> list[int]:
