@@ -220,20 +220,45 @@ def _exit_on_sigterm(signum, frame):  # unwind like Ctrl-C, so context managers 
     raise SystemExit(128 + signum)
 
 
+_interrupted = False
+
+
+def _interrupt(signum, frame):
+    # Remembered because Ctrl-C can land inside TFF's gRPC or asyncio code, which may turn the
+    # KeyboardInterrupt into another exception on its way out; the user still asked to stop.
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
     home = resolve_home(args.home)
+    try:
+        return _run(home, args)
+    except BaseException:
+        if _interrupted:
+            print("fedkb: interrupted", file=sys.stderr)
+            return 130
+        raise
+
+
+def _run(home: Home, args: argparse.Namespace) -> int:
     try:
         args.func(home, args)
     except KeyboardInterrupt:
         print("fedkb: interrupted", file=sys.stderr)
         return 130
     except UserError as exc:
+        if _interrupted:
+            raise
         print(f"fedkb: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # known error types carry messages meant for the user
-        if type(exc).__name__ in _USER_ERRORS:
+        if type(exc).__name__ in _USER_ERRORS and not _interrupted:
             print(f"fedkb: error: {exc}", file=sys.stderr)
             return 1
         raise

@@ -63,3 +63,22 @@ def test_train_without_population_says_what_to_run(tmp_path):
     out = _fedkb(tmp_path / "empty", "train", "--rounds", "1")
     assert out.returncode == 1
     assert "fedkb population seed --corpus shakespeare" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_ctrl_c_exits_130_even_when_a_library_turns_it_into_another_error(tmp_path):
+    # TFF's gRPC and asyncio layers can re-raise an interrupt as some other exception.
+    code = (
+        "import os, signal, sys\n"
+        "from fedkb import cli\n"
+        "def converted(home, args):\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    except KeyboardInterrupt:\n"
+        "        raise ValueError('cancelled by the library')\n"
+        "cli.cmd_population_show = converted\n"
+        f"sys.exit(cli.main(['--home', {str(tmp_path)!r}, 'population', 'show']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 130, proc.stderr
+    assert "interrupted" in proc.stderr
+    assert "cancelled by the library" not in proc.stderr
