@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from eval import disclosure
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -349,6 +351,9 @@ def render_terminal(data: ReportData, console: "Console") -> None:
         console.print(Text.assemble(("  " + key + ": ", "dim"), value))
     if line := _training_line(data):
         console.print(Text.assemble(("  training: ", "dim"), line))
+    console.print(Text("  what left the devices:", style="dim"))
+    for line in disclosure.statement(data.server_dir, latest.privacy):
+        console.print(Text("    " + line))
     console.print()
     trend = Table(title="trend over versions", title_justify="left")
     for i, col in enumerate(TREND_COLUMNS):
@@ -429,7 +434,9 @@ def render_html(data: ReportData) -> str:
     e = data.latest
     sections = []
     if e is not None:
+        left = "<br>".join(_esc(line) for line in disclosure.statement(data.server_dir, e.privacy))
         dl = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts(e))
+        dl += f"<dt>what left the devices</dt><dd>{left}</dd>"
         sections.append(f'<section id="latest"><h2>{_esc(_title(e))}</h2>'
                         + _table(SUMMARY_COLUMNS, summary_rows(e), main_first=True) + f"<dl>{dl}</dl>"
                         + '<p class="note">Recall@k: share of next words whose true word is among the top k '

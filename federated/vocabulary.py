@@ -1,18 +1,31 @@
 """Building the vocabulary from word counts that devices compute on their own train splits.
 
-Each device reports the counts of the words in its train split; the server only ever sees
-the sum. (A later step replaces the plain sum with TFF's private heavy hitters.)
+Two ways to gather the counts that SentencePiece trains on:
+
+* plain sum (``gathering=None``): each device reports the counts of all words in its train
+  split and the server sums them. The server sees the full summed table, rare words included.
+* private heavy hitters (a ``HeavyHittersConfig``): each device contributes only its ``m``
+  most frequent words, each once, through TFF's IBLT heavy-hitters computation; the server
+  learns how many devices use each word that at least ``k`` devices use, optionally with DP
+  noise (``federated.heavy_hitters``). The table is then devices-per-word, not tokens-per-word.
+
+Either way SentencePiece trains on the resulting (word, count) table, and ``tokenizer.json``
+records how the counts were gathered.
 """
 
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from fedkb.home import Home
+from federated.heavy_hitters import HeavyHitters, HeavyHittersConfig
 from federated.population import members
 from keyboard.store import Device
 from tokenizer import vocab
+from tokenizer.private_counts import device_words
 
 
 class VocabularyError(Exception):
@@ -22,17 +35,23 @@ class VocabularyError(Exception):
 @dataclass(frozen=True)
 class VocabularyReport:
     devices: int
-    words: int
+    words: int  # sum of the counts trained on (tokens for the plain sum, device-word pairs for heavy hitters)
     distinct_words: int
     vocab_size: int
     path: str
+    gathering: dict = field(default_factory=lambda: {"method": "plain_sum"})
+
+
+def _population(home: Home):
+    population = members(home)
+    if not population:
+        raise VocabularyError(f"no devices in {home.devices}; run `fedkb population seed --corpus shakespeare` first")
+    return population
 
 
 def summed_word_counts(home: Home) -> tuple[collections.Counter[str], int]:
     """Sums every device's train-split word counts; returns (counts, devices counted)."""
-    population = members(home)
-    if not population:
-        raise VocabularyError(f"no devices in {home.devices}; run `fedkb population seed --corpus shakespeare` first")
+    population = _population(home)
     total: collections.Counter[str] = collections.Counter()
     for member in population:
         with Device(home.device(member.device_id)) as device:
@@ -40,11 +59,58 @@ def summed_word_counts(home: Home) -> tuple[collections.Counter[str], int]:
     return total, len(population)
 
 
-def train_tokenizer(home: Home, config: vocab.TokenizerConfig) -> VocabularyReport:
-    counts, devices = summed_word_counts(home)
+def heavy_hitter_counts(
+    home: Home, config: HeavyHittersConfig, *, rng: np.random.Generator | None = None
+) -> HeavyHitters:
+    """Runs private heavy-hitters discovery over every device, in a TFF runtime of its own.
+
+    Each device picks its own top ``m`` words (the on-device step); the lists go only into
+    TFF's client computation. Starts and stops its own ``worker_binary``, so do not call it
+    inside another ``LocalRuntime`` (TFF has one default context).
+    """
+    from federated import heavy_hitters
+    from federated.runtime import LocalRuntime
+
+    word_lists = []
+    for member in _population(home):
+        with Device(home.device(member.device_id)) as device:
+            counts = device.train_word_counts()
+        word_lists.append(device_words(counts, config.max_words_per_device, config.max_word_bytes))
+    home.logs.mkdir(parents=True, exist_ok=True)
+    with LocalRuntime(log_path=home.logs / "worker.log"):
+        return heavy_hitters.discover(word_lists, config, rng=rng)
+
+
+def default_character_coverage(gathering: HeavyHittersConfig | None) -> float:
+    """SentencePiece's character coverage to use with each way of gathering the counts.
+
+    Heavy hitters keep only words that k devices use, so every character of those words is kept
+    (1.0); with fewer, rarer-looking words, 0.9995 turned even "-" and "z" into <unk> on the
+    Shakespeare population. The plain sum keeps 0.9995, which drops the rarest characters.
+    """
+    return vocab.TokenizerConfig.character_coverage if gathering is None else 1.0
+
+
+def train_tokenizer(
+    home: Home, config: vocab.TokenizerConfig, gathering: HeavyHittersConfig | None = None
+) -> VocabularyReport:
+    """Gathers word counts (plain sum, or private heavy hitters) and trains SentencePiece on them."""
+    if gathering is None:
+        counts, devices = summed_word_counts(home)
+        provenance: dict = {"method": "plain_sum"}
+    else:
+        found = heavy_hitter_counts(home, gathering)
+        counts, devices, provenance = found.counts, found.devices, found.provenance(gathering)
+        if len(counts) < 4:
+            raise VocabularyError(
+                f"only {len(counts)} words were used by at least {gathering.k_anonymity} devices"
+                + (f" and survived the DP threshold ({found.mechanism.threshold:.1f} devices)" if found.mechanism else "")
+                + f" among {devices} devices; lower --k-anonymity, raise --max-words-per-device or --dp-epsilon, "
+                "or seed more devices")
     proto = vocab.train_from_counts(counts, config)
+    words = sum(counts.values())
     tok = vocab.save(
         home.tokenizer, proto, config,
-        {"devices": devices, "words": sum(counts.values()), "distinct_words": len(counts)},
+        {"devices": devices, "words": words, "distinct_words": len(counts), "gathering": provenance},
     )
-    return VocabularyReport(devices, sum(counts.values()), len(counts), tok.vocab_size, str(home.tokenizer))
+    return VocabularyReport(devices, words, len(counts), tok.vocab_size, str(home.tokenizer), provenance)

@@ -1,0 +1,64 @@
+"""What left the devices in a run, stated from the server's own records (no TensorFlow).
+
+Three things can leave a device, and each is recorded where it arrived: vocabulary counts
+(``server/tokenizer/tokenizer.json``: a plain sum of word counts, or heavy-hitter sketches),
+model updates (``server/state/run.json``: masked by secure aggregation or not, with or without
+DP noise), and evaluation sums (every ``server/evals/*.json``). The report prints this
+statement so that a reader knows what the server could have seen.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def vocabulary_line(server_dir: Path) -> str:
+    tok = _read(server_dir / "tokenizer" / "tokenizer.json")
+    if tok is None:
+        return "vocabulary: no tokenizer yet"
+    g = tok.get("gathering") or {}
+    if g.get("method") == "heavy_hitters":
+        dp = g.get("dp")
+        dp_text = f", DP ε = {dp.get('epsilon')}" if isinstance(dp, dict) else ", no DP"
+        return (f"vocabulary: heavy-hitter sketches (IBLT) of each device's top {g.get('max_words_per_device')} words, "
+                f"summed; words released only if typed on ≥ {g.get('k_anonymity')} devices{dp_text}")
+    return "vocabulary: each device's word counts, summed (plain: the server saw the summed table of all words)"
+
+
+def updates_line(server_dir: Path, privacy_spent: dict[str, Any] | None) -> str:
+    run = _read(server_dir / "state" / "run.json")
+    if run is None:
+        return "model updates: no training run recorded"
+    p = run.get("privacy") or {}
+    masked = "masked by secure aggregation (the server saw only their sum)" if p.get("secure_agg") else \
+        "unmasked (the server saw each update)"
+    if p.get("dp_noise"):
+        eps = (privacy_spent or {}).get("epsilon")
+        eps_text = f"ε = {eps:.2f}, δ = {privacy_spent.get('delta'):.2g}" if isinstance(eps, (int, float)) else "ε not computed"
+        dp = f"clipped ({p.get('dp_clip')}) with Gaussian noise ×{p.get('dp_noise')}: {eps_text}"
+    elif p.get("dp_clip"):
+        dp = f"clipped to {p.get('dp_clip')}, no noise (no DP guarantee)"
+    else:
+        dp = "no DP"
+    return f"model updates: {masked}; {dp}"
+
+
+def statement(server_dir: Path, privacy_spent: dict[str, Any] | None = None) -> list[str]:
+    """One line per kind of data that left the devices."""
+    return [
+        vocabulary_line(server_dir),
+        updates_line(server_dir, privacy_spent),
+        "evaluation: per-round sums of hits, predictions and losses, and a histogram of per-device recall@1; "
+        "each device's own result stays on it",
+        "raw text and token ids: never (they stay in devices/<id>/)",
+    ]
