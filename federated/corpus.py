@@ -18,6 +18,8 @@ from keyboard.store import DeviceError, clean_sentence
 
 BUNDLED = {"shakespeare": Path(__file__).parent / "corpora" / "shakespeare.jsonl.gz"}
 _GZIP_MAGIC = b"\x1f\x8b"
+_UTF8_BOM = b"\xef\xbb\xbf"  # some editors start UTF-8 files with it; it belongs to no record
+_SHOWN = 60  # characters of a bad value quoted in an error message
 
 
 class CorpusError(ValueError):
@@ -50,6 +52,8 @@ def read_records(path: Path) -> list[Record]:
             raw = f.read()
         if raw[:2] == _GZIP_MAGIC:
             raw = gzip.decompress(raw)
+        if raw.startswith(_UTF8_BOM):
+            raw = raw[len(_UTF8_BOM):]
     except (OSError, EOFError, zlib.error) as exc:  # zlib.error: corrupt compressed data
         raise CorpusError(f"{path}: cannot read: {exc}") from None
     records = []
@@ -73,7 +77,7 @@ def _parse_line(line: bytes, path: Path, lineno: int) -> Record:
     except json.JSONDecodeError as exc:
         raise CorpusError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
     except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits; nesting too deep
-        raise CorpusError(f"{where}: invalid JSON ({exc})") from None
+        raise CorpusError(f"{where}: invalid JSON ({_shorten(str(exc))})") from None
     if not isinstance(obj, dict):
         raise CorpusError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     user = obj.get("user")
@@ -104,10 +108,15 @@ def _parse_timestamp(value: object, where: str) -> float | None:
     try:
         stamp = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise CorpusError(f'{where}: "timestamp" {value!r} is not ISO 8601') from None
+        raise CorpusError(f'{where}: "timestamp" {_shorten(value)!r} is not ISO 8601') from None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.timezone.utc)
     return stamp.timestamp()
+
+
+def _shorten(value: str) -> str:
+    """``value`` cut to a length fit for an error message (a bad field may be megabytes long)."""
+    return value if len(value) <= _SHOWN else f"{value[:_SHOWN]}… ({len(value):,} characters)"
 
 
 def group_by_user(records: list[Record], path: Path) -> dict[str, list[Record]]:
@@ -126,7 +135,7 @@ def group_by_user(records: list[Record], path: Path) -> dict[str, list[Record]]:
         elif any(stamped):
             missing = next(r for r in recs if r.timestamp is None)
             raise CorpusError(
-                f"{path}:{missing.line}: user {user!r} has records with and without \"timestamp\"; "
+                f"{path}:{missing.line}: user {_shorten(user)!r} has records with and without \"timestamp\"; "
                 "give all of a user's records a timestamp, or none"
             )
     return users

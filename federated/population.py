@@ -134,6 +134,8 @@ def seed(
     if min_sentences < 1:
         raise PopulationError("--min-sentences must be at least 1")
     existing = {m.device_id: m for m in members(home)}
+    by_user = {m.user: m.device_id for m in existing.values()}  # --append finds a user's device by user
+    taken = set(existing)
     if existing and not append:
         raise PopulationError(
             f"{home.devices} already holds {len(existing)} devices; pass --append to add to them, "
@@ -156,11 +158,12 @@ def seed(
     written = 0
     try:
         for user, recs in chosen:
-            device_id = device_id_for(user)
             availability = Availability.sample(rng)
-            if device_id in existing:
-                to_append.append((device_id, recs))
+            if user in by_user:
+                to_append.append((by_user[user], recs))
                 continue
+            device_id = device_id_for(user, taken=taken)  # never another user's device
+            taken.add(device_id)
             with Device(staging / device_id, create=True) as device:
                 device.set(user=user, availability=asdict(availability), source=str(corpus))
                 written += device.append_many((r.timestamp, r.text) for r in recs)

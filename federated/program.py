@@ -13,19 +13,26 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import tensorflow_federated as tff
 
+from fedkb.atomic import atomic_write
 from fedkb.home import Home
-from federated import registry, training
-from federated.examples import encode_examples
+from federated import checkpoints, registry, training
+from federated.examples import cached_examples
+from federated.faults import crash_point
 from federated.model import build_model, named_weights
 from federated.model_config import ModelConfig, preset
 from federated.population import members, select_clients
+from federated.privacy import PrivacyConfig, ledger_from_metrics, spent
+from federated.secagg import SecAggError
 from keyboard.store import Device
 from tokenizer.vocab import Tokenizer, TokenizerError
 
@@ -55,9 +62,21 @@ class TrainSummary:
     model_config: ModelConfig | None = None
 
 
-def _run_record(model: ModelConfig, train: training.TrainConfig, tokenizer: Tokenizer) -> dict:
+def _run_record(model: ModelConfig, train: training.TrainConfig, privacy: PrivacyConfig, tokenizer: Tokenizer) -> dict:
     """What a checkpoint must agree with to be resumed (everything but the round count)."""
-    return {"model": asdict(model), "train": train.as_dict(), "tokenizer_sha256": tokenizer.sha256}
+    return {"model": asdict(model), "train": train.as_dict(), "privacy": privacy.as_dict(),
+            "tokenizer_sha256": tokenizer.sha256, "checkpoints": "sealed"}
+
+
+def read_run_record(home: Home) -> dict | None:
+    """The settings of the run whose checkpoints are in ``home`` (None before the first run)."""
+    path = home.state / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise TrainError(f"{path}: unreadable ({exc}); pass --fresh to start over") from None
 
 
 def check_resumable(home: Home, record: dict, *, fresh: bool) -> None:
@@ -65,18 +84,16 @@ def check_resumable(home: Home, record: dict, *, fresh: bool) -> None:
     path = home.state / RUN_FILE
     if fresh or not path.is_file():
         return
-    try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TrainError(f"{path}: unreadable ({exc}); pass --fresh to start over") from None
+    saved = read_run_record(home)
+    saved.setdefault("privacy", PrivacyConfig().as_dict())  # runs from before privacy settings existed
     diffs = []
-    for section in ("model", "train"):
+    for section in ("model", "train", "privacy"):
         for key in sorted(set(saved.get(section, {})) | set(record[section])):
             a, b = saved.get(section, {}).get(key), record[section].get(key)
             if a != b:
                 diffs.append(f"{key}: checkpoint {a!r}, now {b!r}")
     if saved.get("tokenizer_sha256") != record["tokenizer_sha256"]:
-        diffs.append("the tokenizer was retrained since the checkpoint")
+        diffs.append(f"the tokenizer {home.tokenizer / 'spm.model'} was retrained since the checkpoint")
     if diffs:
         raise TrainError(
             f"the checkpoint in {home.state} was made with other settings ({'; '.join(diffs)}). "
@@ -101,7 +118,8 @@ def client_examples(home: Home, device_id: str, tokenizer: Tokenizer, model: Mod
     """On the device: its train split as examples, at most ``max_examples_per_client`` of them."""
     with Device(home.device(device_id)) as device:
         sentences = device.splits().train
-    examples = encode_examples(tokenizer.encode, sentences, model.sequence_length)
+    examples = cached_examples(home.device(device_id), sentences, tokenizer.encode,
+                               tokenizer_sha256=tokenizer.sha256, sequence_length=model.sequence_length)
     if len(examples) > train.max_examples_per_client:
         rng = np.random.default_rng([train.seed, round_num, len(examples)])
         examples = examples[np.sort(rng.choice(len(examples), train.max_examples_per_client, replace=False))]
@@ -116,29 +134,62 @@ class Session:
     one stopped.
     """
 
-    def __init__(self, home: Home, train: training.TrainConfig, *, publish_every: int = 5, fresh: bool = False):
+    def __init__(self, home: Home, train: training.TrainConfig, *, privacy: PrivacyConfig | None = None,
+                 publish_every: int = 5, fresh: bool = False):
         if publish_every < 1:
             raise TrainError("--publish-every must be at least 1")
         self.home, self.train, self.publish_every = home, train, publish_every
+        self.privacy = privacy or PrivacyConfig()
         self.population, self.tokenizer, self.model_config = prepare(home, train)
-        record = _run_record(self.model_config, train, self.tokenizer)
+        record = _run_record(self.model_config, train, self.privacy, self.tokenizer)
         check_resumable(home, record, fresh=fresh)
+        previous = None if fresh else read_run_record(home)
+        legacy = previous is not None and previous.get("checkpoints") != "sealed"  # written before seals existed
+        # Names this run in its versions, so a round re-run after a crash does not publish twice.
+        self.run_id = (previous or {}).get("run_id") or uuid.uuid4().hex
+        record["run_id"] = self.run_id
         self._states = tff.program.FileProgramStateManager(str(home.state), keep_total=3, keep_first=False)
         if fresh:
             _sync(self._states.remove_all())
             home.metrics_csv.unlink(missing_ok=True)
         home.state.mkdir(parents=True, exist_ok=True)
-        (home.state / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
-        self.process = training.build_process(self.model_config, train)
+        atomic_write(home.state / RUN_FILE, json.dumps(record, indent=2, sort_keys=True).encode())
+        self.process = training.build_rounds(self.model_config, train, privacy=self.privacy)
         self.state = self.process.initialize()
-        loaded, self.done = _sync(self._states.load_latest(self.state))
+        loaded, self.done = _sync(self._load_latest(legacy))
         if loaded is not None:
             self.state = loaded
+        for stale in [*home.models.glob(".tmp-*"), *home.state.glob("program_state_*_temp*")]:
+            shutil.rmtree(stale, ignore_errors=True)  # a version or a TFF checkpoint whose writing a crash interrupted
         self._csv = tff.program.CSVFileReleaseManager(
             file_path=str(home.metrics_csv), key_fieldname="round", save_mode=tff.program.CSVSaveMode.APPEND
         )
         self._tensorboard = tff.program.TensorBoardReleaseManager(summary_dir=str(home.tensorboard))
         self._keras_model = build_model(self.model_config)
+
+    def _checkpoint(self, version: int) -> Path:
+        return self.home.state / f"program_state_{version}"
+
+    async def _load_latest(self, legacy: bool):
+        """The newest sealed checkpoint (state, round); half-written ones are removed, damaged ones refused."""
+        for version in sorted(await self._states.get_versions() or [], reverse=True):
+            path = self._checkpoint(version)
+            if not checkpoints.is_sealed(path) and not legacy:
+                checkpoints.discard(path)  # the trainer died while writing it: resume from the one before
+                continue
+            try:
+                if checkpoints.is_sealed(path):
+                    checkpoints.verify(path)
+                state = await self._states.load(version, self.state)
+            except checkpoints.CheckpointError as exc:
+                raise TrainError(f"{exc}: this checkpoint is damaged; restore it, or pass --fresh to start over") from None
+            except Exception as exc:  # TensorFlow raises many types for a damaged SavedModel
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                raise TrainError(f"{path}: cannot be loaded ({first}); pass --fresh to start over") from None
+            if legacy:
+                checkpoints.seal(path)
+            return state, version
+        return None, 0
 
     def select(self, round_num: int, *, utc_hour: int | None = None, draw: int = 0):
         """The clients round ``round_num`` would train on (at simulated hour ``round_num mod 24`` by default)."""
@@ -154,6 +205,9 @@ class Session:
         round_num = self.done + 1
         t0 = time.perf_counter()
         selection = selection or self.select(round_num)
+        if self.privacy.secure_agg and len(selection.device_ids) == 1:
+            raise TrainError(f"round {round_num}: only one device is eligible; secure aggregation needs at least "
+                             "two, or the sum would be that device's update")
         if not selection.device_ids:
             raise TrainError(
                 f"round {round_num}: none of {selection.population} devices is eligible "
@@ -166,7 +220,10 @@ class Session:
             )
             for d in selection.device_ids
         ]
-        output = self.process.next(self.state, data)
+        try:
+            output = self.process.next(self.state, data, names=selection.device_ids)
+        except SecAggError as exc:
+            raise TrainError(f"round {round_num}: {exc}; nothing of this round was saved") from None
         seconds = time.perf_counter() - t0
         metrics = training.train_metrics(output.metrics)
         if not np.isfinite(metrics["loss"]):
@@ -188,15 +245,26 @@ class Session:
         if force_publish or round_num % self.publish_every == 0 or round_num == total_rounds:
             published = self.publish(output.state, round_num, metrics).name
         await self._states.save(output.state, round_num)
+        crash_point(round_num, "checkpoint")
+        checkpoints.seal(self._checkpoint(round_num))
         self.state, self.done = output.state, round_num
         return RoundResult(round_num, total_rounds or round_num, dict(metrics), selection.device_ids, seconds, published)
 
+    def privacy_spent(self, round_num: int) -> dict:
+        """(ε, δ) of the rounds up to ``round_num``, from the sampling recorded in metrics.csv."""
+        ledger = ledger_from_metrics(self.home.metrics_csv, up_to_round=round_num)
+        return spent(self.privacy, ledger, len(self.population))
+
     def publish(self, state, round_num: int, metrics: dict) -> registry.Version:
+        newest = registry.newest(self.home.models)
+        if newest is not None and newest.manifest.get("run_id") == self.run_id and newest.round == round_num:
+            return newest  # published before a crash stopped this round from being checkpointed
         self.process.get_model_weights(state).assign_weights_to(self._keras_model)
         return registry.publish(
             self.home.models, weights=named_weights(self._keras_model), config=self.model_config,
             tokenizer_proto=self.tokenizer.model_proto, round_num=round_num, metrics=metrics,
-            extra={"train_config": self.train.as_dict()},
+            extra={"run_id": self.run_id, "train_config": self.train.as_dict(), "privacy_config": self.privacy.as_dict(),
+                   "privacy": self.privacy_spent(round_num)},
         )
 
 
@@ -210,6 +278,7 @@ def run(
     train: training.TrainConfig,
     *,
     rounds: int,
+    privacy: PrivacyConfig | None = None,
     publish_every: int = 5,
     fresh: bool = False,
     on_round: Callable[[RoundResult], None] | None = None,
@@ -217,7 +286,7 @@ def run(
     """Runs (or resumes) training until ``rounds`` rounds are complete. Needs a TFF context."""
     if rounds < 1:
         raise TrainError("--rounds must be at least 1")
-    session = Session(home, train, publish_every=publish_every, fresh=fresh)
+    session = Session(home, train, privacy=privacy, publish_every=publish_every, fresh=fresh)
     summary = TrainSummary(start_round=session.done, end_round=max(session.done, rounds),
                            model_config=session.model_config)
     while session.done < rounds:

@@ -1,6 +1,7 @@
 """Published model versions: ``<home>/server/models/<version>/`` with a sha256 manifest.
 
 A version holds ``weights.npz`` (numpy arrays by layer name: readable without TensorFlow),
+``ondevice.npz`` (the same weights in int8 for the keyboard, ``fedkb/ondevice.py``),
 ``model.json`` (the ModelConfig), ``spm.model`` (the tokenizer it was trained with) and
 ``manifest.json`` (sha256 of every file, the round, the training metrics). A version is built
 in a temporary folder, fsynced and renamed into place, so a reader never sees half of one.
@@ -25,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from fedkb.atomic import atomic_write, fsync_dir
+from federated.faults import crash_point
 from federated.model_config import ModelConfig
 
-from fedkb import artifacts
-from fedkb.artifacts import CONFIG, MANIFEST, TOKENIZER, WEIGHTS
+from fedkb import artifacts, ondevice
+from fedkb.artifacts import CONFIG, MANIFEST, ONDEVICE, TOKENIZER, WEIGHTS
 
 REGISTRY = "registry.json"
 
@@ -77,15 +79,19 @@ def publish(
     try:
         buf = io.BytesIO()
         np.savez(buf, **{k: np.asarray(v) for k, v in weights.items()})
-        files = {WEIGHTS: buf.getvalue(), CONFIG: config.to_json().encode(), TOKENIZER: tokenizer_proto}
-        for fname, data in files.items():
+        files = {WEIGHTS: buf.getvalue(), CONFIG: config.to_json().encode(), TOKENIZER: tokenizer_proto,
+                 ONDEVICE: ondevice.to_bytes(weights)}
+        for i, (fname, data) in enumerate(files.items()):
             atomic_write(tmp / fname, data)
+            if i == 0:
+                crash_point(round_num, "publish")  # tests: a crash with half of the version written
         manifest = {
             "version": name,
             "round": round_num,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "files": {fname: hashlib.sha256(data).hexdigest() for fname, data in files.items()},
             "metrics": dict(metrics),
+            "ondevice": ondevice.FORMAT,
             **(extra or {}),
         }
         atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())

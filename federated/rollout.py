@@ -205,6 +205,8 @@ def rollout(
 
 
 def _decide(home: Home, name: str, threshold_points: float, devices: int | None, seed: int, progress) -> dict:
+    candidate = registry.verify(home.models / name)  # a damaged version is never promoted, not even the first
+    device_install.check_coherent(candidate.path, candidate.manifest)
     current = registry.latest(home.models)
     if current is None:
         return registry.record_decision(home.models, name, promoted=True, reason="first version")

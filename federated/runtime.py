@@ -40,6 +40,13 @@ def worker_binary_path() -> Path:
     return Path(tensorflow_federated.__file__).parent / "data" / "worker_binary"
 
 
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -59,8 +66,12 @@ class Worker:
     """One ``worker_binary`` process serving TFF's executor service on a local port."""
 
     def __init__(self, *, port: int | None = None, log_path: Path | None = None,
-                 max_concurrent_computation_calls: int = -1):
+                 max_concurrent_computation_calls: int | None = None):
         self.port = port or _free_port()
+        if max_concurrent_computation_calls is None:
+            # One client computation per core: unlimited, ten clients' graphs fight over two
+            # cores and a round takes about 1.4x longer (bench/train_throughput.py).
+            max_concurrent_computation_calls = available_cores()
         binary = worker_binary_path()
         if not binary.is_file():
             raise RuntimeStartError(f"TFF worker binary not found at {binary}")
@@ -89,6 +100,25 @@ class Worker:
         if self._log is not subprocess.DEVNULL and not self._log.closed:
             self._log.close()
         atexit.unregister(self.stop)
+
+
+def wait_until_serving(worker: Worker, timeout: float = 60.0) -> None:
+    """Returns once the worker answers gRPC; raises ``RuntimeStartError`` if it exits or stays silent."""
+    channel = grpc.insecure_channel(worker.target, _GRPC_OPTIONS)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if worker.process.poll() is not None:
+                raise RuntimeStartError(f"worker_binary exited with status {worker.process.returncode} before serving "
+                                        f"on port {worker.port} (is the port in use?)")
+            try:
+                grpc.channel_ready_future(channel).result(timeout=0.5)
+                return
+            except grpc.FutureTimeoutError:
+                if time.monotonic() > deadline:
+                    raise RuntimeStartError(f"worker_binary did not serve on port {worker.port} within {timeout:.0f} s")
+    finally:
+        channel.close()
 
 
 def connect_context(targets: list[str], *, startup_timeout: float = 60.0):

@@ -1,8 +1,10 @@
 """The published-model format shared by the server (which writes it) and devices (which install it).
 
 A version directory holds ``weights.npz``, ``model.json``, ``spm.model`` and ``manifest.json``
-(the sha256 of each of the other files, the round, the metrics). Anything that reads a version
-verifies it first with ``verify``.
+(the sha256 of each of the other files, the round, the metrics). Versions published since the
+on-device format also hold ``ondevice.npz`` (the same weights in int8, see ``fedkb/ondevice.py``),
+listed in the manifest like the rest; older versions without it stay valid. Anything that reads a
+version verifies it first with ``verify``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import json
 from pathlib import Path
 
 WEIGHTS, CONFIG, TOKENIZER, MANIFEST = "weights.npz", "model.json", "spm.model", "manifest.json"
-FILES = (WEIGHTS, CONFIG, TOKENIZER)
+ONDEVICE = "ondevice.npz"
+FILES = (WEIGHTS, CONFIG, TOKENIZER)  # every version has these
+OPTIONAL_FILES = (ONDEVICE,)  # checked (and installed) when the manifest lists them
 
 
 class ArtifactError(Exception):
@@ -40,11 +44,16 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
+def listed_files(manifest: dict) -> tuple[str, ...]:
+    """The files a version carries: the required ones and the optional ones its manifest lists."""
+    return FILES + tuple(name for name in OPTIONAL_FILES if name in manifest["files"])
+
+
 def verify(path: Path) -> dict:
     """Checks every file against the manifest; returns the manifest or raises ``ArtifactError`` naming the file."""
     path = Path(path)
     manifest = read_manifest(path)
-    for name in FILES:
+    for name in listed_files(manifest):
         expected = manifest["files"].get(name)
         if expected is None:
             raise ArtifactError(f"{path / MANIFEST}: lists no sha256 for {name}")

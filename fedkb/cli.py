@@ -86,14 +86,51 @@ def cmd_population_show(home: Home, args: argparse.Namespace) -> None:
 
 # -- tokenizer ----------------------------------------------------------------------------------
 def cmd_tokenizer_train(home: Home, args: argparse.Namespace) -> None:
-    from federated.vocabulary import train_tokenizer
+    from federated.heavy_hitters import HeavyHittersConfig, HeavyHittersError
+    from federated.vocabulary import default_character_coverage, train_tokenizer
     from tokenizer.vocab import TokenizerConfig
 
-    config = TokenizerConfig(vocab_size=args.vocab_size, model_type=args.model_type)
-    report = train_tokenizer(home, config)
-    _console().print(
-        f"Trained a {config.model_type} tokenizer with [bold]{report.vocab_size}[/] pieces from the summed word counts "
-        f"of {report.devices} devices ({report.words:,} words, {report.distinct_words:,} distinct)\n  saved in {report.path}"
+    private = args.gathering == "private"
+    options = {"max_words_per_device": args.max_words_per_device, "k_anonymity": args.k_anonymity,
+               "dp_epsilon": args.dp_epsilon, "dp_delta": args.dp_delta, "capacity": args.capacity,
+               "max_word_bytes": args.max_word_bytes}
+    given = {k: v for k, v in options.items() if v is not None}
+    if not private and given:
+        raise UserError(f"{', '.join('--' + k.replace('_', '-') for k in given)} apply only with --private")
+    if args.dp_delta is not None and args.dp_epsilon is None:
+        raise UserError("--dp-delta needs --dp-epsilon")
+    gathering = HeavyHittersConfig(**given) if private else None
+    coverage = args.character_coverage
+    if coverage is None:
+        coverage = default_character_coverage(gathering)
+    config = TokenizerConfig(vocab_size=args.vocab_size, model_type=args.model_type, character_coverage=coverage)
+    console = _console()
+    if gathering is None:
+        report = train_tokenizer(home, config)
+        console.print(
+            f"Trained a {config.model_type} tokenizer with [bold]{report.vocab_size}[/] pieces from the summed word counts "
+            f"of {report.devices} devices ({report.words:,} words, {report.distinct_words:,} distinct)\n  saved in {report.path}"
+        )
+        return
+    try:
+        with console.status(f"Private heavy hitters with TensorFlow Federated: each device sketches its top "
+                            f"{gathering.max_words_per_device} words…"):
+            report = train_tokenizer(home, config, gathering)
+    except HeavyHittersError as exc:
+        raise UserError(str(exc)) from None
+    g = report.gathering
+    dp = g["dp"]
+    privacy = (f"DP ε={dp['epsilon']:g}, δ={dp['delta']:g}: noise σ={dp['noise_stddev']:.1f}, threshold "
+               f"{dp['threshold']:.1f} devices" if dp else "no DP noise")
+    released = "over the DP threshold, among those used by" if dp else "used by"
+    fewer = (f" (of {config.vocab_size} asked: SentencePiece cannot make more from these words)"
+             if report.vocab_size < config.vocab_size else "")
+    console.print(
+        f"Trained a {config.model_type} tokenizer with [bold]{report.vocab_size}[/] pieces{fewer} from private heavy hitters "
+        f"of {report.devices} devices: [bold]{report.distinct_words:,}[/] words {released} ≥ {g['k_anonymity']} devices\n"
+        f"  each device sketched its top {g['max_words_per_device']} words, counted once; TFF IBLT capacity "
+        f"{g['capacity']:,}, summed with a plain federated sum; {privacy}; {g['seconds']:.0f} s\n"
+        f"  saved in {report.path}"
     )
 
 
@@ -109,7 +146,14 @@ def train_config_from(args: argparse.Namespace):
     )
 
 
-def train_with_progress(home: Home, train, *, rounds: int, publish_every: int, fresh: bool, console):
+def privacy_config_from(args: argparse.Namespace):
+    from federated.privacy import PrivacyConfig
+
+    return PrivacyConfig(dp_noise=args.dp_noise, dp_clip=args.dp_clip, dp_delta=args.dp_delta,
+                         secure_agg=args.secure_agg)
+
+
+def train_with_progress(home: Home, train, *, rounds: int, publish_every: int, fresh: bool, console, privacy=None):
     """Runs ``program.run`` under a progress bar that shows loss and accuracy per round."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -126,7 +170,8 @@ def train_with_progress(home: Home, train, *, rounds: int, publish_every: int, f
             progress.update(task, completed=r.round_num, description=line)
             progress.console.print(f"round {r.round_num:>4}  {line}" + (f"  → published version {r.published}" if r.published else ""))
 
-        summary = program.run(home, train, rounds=rounds, publish_every=publish_every, fresh=fresh, on_round=on_round)
+        summary = program.run(home, train, privacy=privacy, rounds=rounds, publish_every=publish_every, fresh=fresh,
+                              on_round=on_round)
         progress.update(task, completed=summary.end_round)
     if not summary.rounds:
         console.print(f"Already at round {summary.start_round} (asked for {rounds}); nothing to train.")
@@ -136,6 +181,12 @@ def train_with_progress(home: Home, train, *, rounds: int, publish_every: int, f
             f"checkpoints in {home.state}"
             + (f"; published {', '.join(summary.published)} in {home.models}" if summary.published else "")
         )
+    if privacy is not None and privacy.dp_noise > 0:
+        from federated.privacy import ledger_from_metrics, spent
+
+        p = spent(privacy, ledger_from_metrics(home.metrics_csv), len(program.members(home)))
+        console.print(f"Privacy spent over {p['rounds']} rounds: ε = {p['epsilon']:.2f} at δ = {p['delta']:.2g} "
+                      f"(RDP, noise multiplier {privacy.dp_noise}, clip {privacy.dp_clip})")
     return summary
 
 
@@ -145,11 +196,20 @@ def cmd_train(home: Home, args: argparse.Namespace) -> None:
         from federated import program
         from fedkb.cmd_eval import tff_runtime
 
-    train = train_config_from(args)
+    train, privacy = train_config_from(args), privacy_config_from(args)
     program.prepare(home, train)  # fail fast, before starting the runtime
-    with tff_runtime(home, console):
+    if args.workers and len(args.workers) > 1 and privacy.secure_agg:
+        raise UserError("--secure-agg runs on one runtime: TFF's mergeable context cannot split the protocol's "
+                        "rounds across --workers")
+    with tff_runtime(home, console, workers=args.workers):
         train_with_progress(home, train, rounds=args.rounds, publish_every=args.publish_every,
-                            fresh=args.fresh, console=console)
+                            fresh=args.fresh, console=console, privacy=privacy)
+
+
+def parse_targets(value: str) -> list[str]:
+    from fedkb.cmd_worker import parse_targets as parse
+
+    return parse(value)
 
 
 def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int = 10) -> None:
@@ -168,6 +228,16 @@ def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int = 10
     p.add_argument("--min-examples", type=int, default=5, help="train sentences a device needs to take part (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--publish-every", type=int, default=5, help="publish a model version every N rounds and at the end")
+    p.add_argument("--workers", type=parse_targets, default=None, metavar="HOST:PORT,...",
+                   help="run rounds on these `fedkb worker` services instead of a local worker")
+    dp = p.add_argument_group("privacy")
+    dp.add_argument("--dp-noise", type=float, default=0.0, metavar="Z",
+                    help="differential privacy: Gaussian noise multiplier on the clipped updates (default 0: off)")
+    dp.add_argument("--dp-clip", default=None, metavar="adaptive|C",
+                    help="clip each device's update to L2 norm C, or 'adaptive' (median norm; default with --dp-noise)")
+    dp.add_argument("--dp-delta", type=float, default=None, help="δ of the reported (ε, δ) (default 1/population)")
+    dp.add_argument("--secure-agg", action="store_true",
+                    help="secure aggregation: the server only sees pairwise-masked updates and their sum")
 
 
 # -- parser -------------------------------------------------------------------------------------
@@ -197,9 +267,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     tok = sub.add_parser("tokenizer", help="learn the vocabulary from devices' word counts")
     tok_sub = tok.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = tok_sub.add_parser("train", help="train SentencePiece on word counts summed across devices")
+    p = tok_sub.add_parser("train", help="train SentencePiece on word counts gathered from devices (private by default)")
     p.add_argument("--vocab-size", type=int, default=8000, help="pieces, specials included (default 8000; gboard: 10000)")
     p.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--private", dest="gathering", action="store_const", const="private",
+                     help="(default) TFF federated heavy hitters: each device contributes its top M words, counted "
+                          "once; only words K devices use come back")
+    how.add_argument("--plain", dest="gathering", action="store_const", const="plain",
+                     help="every device reports all its word counts and the server sums them")
+    p.set_defaults(gathering="private")
+    p.add_argument("--max-words-per-device", type=int, metavar="M", help="words a device contributes (default 200)")
+    p.add_argument("--k-anonymity", type=int, metavar="K", help="devices that must use a word for it to be released (default 2)")
+    p.add_argument("--dp-epsilon", type=float, metavar="EPS",
+                   help="add Gaussian noise and a threshold to the counts: (EPS, δ)-DP per device (default: no noise)")
+    p.add_argument("--dp-delta", type=float, metavar="DELTA", help="δ of the DP release (default 1e-6)")
+    p.add_argument("--capacity", type=int, help="IBLT sketch capacity, fixed (default: grows until the sketch decodes)")
+    p.add_argument("--max-word-bytes", type=int, metavar="B", help="longer words (UTF-8 bytes) are not contributed (default 32)")
+    p.add_argument("--character-coverage", type=float,
+                   help="share of characters SentencePiece keeps (default 1.0 with --private, 0.9995 with --plain)")
     p.set_defaults(func=cmd_tokenizer_train)
 
     p = sub.add_parser("train", help="run federated training rounds (resumes from the last checkpoint)")
@@ -208,11 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="discard existing checkpoints and metrics and start over")
     p.set_defaults(func=cmd_train)
 
-    from fedkb import cmd_demo, cmd_eval, cmd_keyboard  # light: their heavy imports live inside the commands
+    from fedkb import cmd_demo, cmd_eval, cmd_keyboard, cmd_worker  # light: heavy imports live inside the commands
 
     cmd_eval.add_parsers(sub)
     cmd_demo.add_parsers(sub)
     cmd_keyboard.add_parsers(sub)
+    cmd_worker.add_parsers(sub)
     return parser
 
 
@@ -269,7 +356,7 @@ def _run(home: Home, args: argparse.Namespace) -> int:
 _USER_ERRORS = {
     "CorpusError", "PopulationError", "DeviceError", "TokenizerError", "VocabularyError",
     "TrainError", "RegistryError", "RuntimeStartError", "ValueError", "RolloutError", "ReportError",
-    "ArtifactError",
+    "ArtifactError", "PrivacyError",
 }
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.rule import Rule
 
-    from fedkb.cli import train_config_from, train_with_progress
+    from fedkb.cli import privacy_config_from, train_config_from, train_with_progress
     from fedkb.cmd_eval import do_eval, do_report, do_rollout, tff_runtime
     from federated.corpus import resolve_corpus
     from federated.population import members, seed
@@ -39,15 +39,24 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
         tok = Tokenizer.load(home.tokenizer)
         console.print(f"   reusing the tokenizer in {home.tokenizer} ({tok.vocab_size} pieces)")
     except TokenizerError:
-        vocab = train_tokenizer(home, TokenizerConfig(vocab_size=args.vocab_size))
-        console.print(f"   {vocab.devices} devices counted the words of their own train splits; SentencePiece learned "
-                      f"{vocab.vocab_size} pieces from the summed counts")
+        from federated.heavy_hitters import HeavyHittersConfig
+        from federated.vocabulary import default_character_coverage
+
+        gathering = HeavyHittersConfig()
+        with console.status("   devices sketch their most frequent words; TFF sums the sketches (heavy hitters)…"):
+            vocab = train_tokenizer(home, TokenizerConfig(vocab_size=args.vocab_size,
+                                                          character_coverage=default_character_coverage(gathering)),
+                                    gathering)
+        console.print(f"   {vocab.devices} devices each sketched up to {gathering.max_words_per_device} of their words; "
+                      f"from the summed sketches (words typed on ≥ {gathering.k_anonymity} devices) SentencePiece "
+                      f"learned {vocab.vocab_size} pieces; no device's word list reached the server")
 
     train = train_config_from(args)
-    with tff_runtime(home, console):
+    with tff_runtime(home, console, workers=args.workers):
         console.print(f"[bold]3. Federated training[/] — {args.rounds} rounds of FedAvg, {train.clients_per_round} "
                       f"eligible devices per round (idle, charging, unmetered)")
-        train_with_progress(home, train, rounds=args.rounds, publish_every=args.publish_every, fresh=False,
+        train_with_progress(home, train, privacy=privacy_config_from(args), rounds=args.rounds,
+                            publish_every=args.publish_every, fresh=False,
                             console=console)
         console.print("[bold]4. Rollout[/] — the newest version is evaluated against latest, then installed")
         do_rollout(home, console, threshold=0.5, devices=args.eval_devices, seed=args.seed)
@@ -63,16 +72,16 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
 def cmd_serve(home: Home, args: argparse.Namespace) -> None:
     from rich.console import Console
 
-    from fedkb.cli import train_config_from
+    from fedkb.cli import privacy_config_from, train_config_from
     from fedkb.cmd_eval import do_rollout, tff_runtime
 
     console = Console(highlight=False, soft_wrap=True)
     log = lambda msg: console.print(f"[dim]{dt.datetime.now():%H:%M:%S}[/] {msg}")  # noqa: E731
     train = train_config_from(args)
-    with tff_runtime(home, console):
+    with tff_runtime(home, console, workers=args.workers):
         from federated.program import Session
 
-        session = Session(home, train, publish_every=args.publish_every)
+        session = Session(home, train, privacy=privacy_config_from(args), publish_every=args.publish_every)
         log(f"serving: round {session.done} done; a round every {args.interval:g} s when ≥ "
             f"{train.clients_per_round} devices are eligible (Ctrl-C stops)")
         checks = 0

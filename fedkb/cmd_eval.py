@@ -33,7 +33,18 @@ def stage_progress(console):
 
 
 @contextmanager
-def tff_runtime(home: Home, console):
+def tff_runtime(home: Home, console, workers: list[str] | None = None):
+    """TFF's runtime: a local worker we start and stop, or the ``fedkb worker`` services at ``workers``."""
+    if workers:
+        with console.status(f"Connecting to {len(workers)} TFF worker(s)…"):
+            import tensorflow_federated as tff
+
+            from federated.runtime import connect_context
+
+            tff.framework.set_default_context(connect_context(workers))
+        console.print(f"Each round's clients are split across the workers at {', '.join(workers)}")
+        yield None
+        return
     with console.status("Starting TensorFlow Federated…"):
         from federated.runtime import LocalRuntime
 

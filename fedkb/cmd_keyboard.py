@@ -7,9 +7,21 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import re
 
 from fedkb.home import Home
+
+
+def single_thread_blas() -> None:
+    """Keeps OpenBLAS to the calling thread; call it before numpy is first imported.
+
+    A keystroke's work is one-row matrix-vector products (``keyboard/beam.py``), too small to
+    split: a second BLAS thread only adds its wake-up to each one, and on a busy machine that is
+    what the slowest keystrokes wait for (``bench/suggest_latency.py`` runs the same way; give it
+    ``OPENBLAS_NUM_THREADS=2`` to compare).
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _login_name() -> str:
@@ -57,6 +69,7 @@ def open_device(home: Home, device_id: str):
 
 
 def cmd_keyboard(home: Home, args: argparse.Namespace) -> None:
+    single_thread_blas()
     from keyboard.app import KeyboardApp
 
     device = open_device(home, args.device or default_device_id())

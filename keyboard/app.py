@@ -53,6 +53,26 @@ def charging_now() -> bool | None:
     return None if battery is None else bool(battery.power_plugged)
 
 
+def ends_sentence(previous: str, text: str) -> bool:
+    r"""Whether typing turned ``previous`` into ``text`` by adding . ! or ? after at least one word.
+
+    "Word" is judged as the log will store it (NUL counts as space), so "\t." or "\x00!" does not
+    log a sentence that is only punctuation.
+    """
+    if len(text) <= len(previous) or not text or text[-1] not in SENTENCE_END:
+        return False
+    return any(not (ch.isspace() or ch == "\x00" or ch in SENTENCE_END) for ch in text[:-1])
+
+
+def is_text(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (no lone surrogates), i.e. something a model can read."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _model_note(predictor: Predictor | None) -> str:
     """What the status bar says when suggestions do not come from a model version."""
     if predictor is None:
@@ -196,11 +216,11 @@ class KeyboardApp(App[None]):
     # -- typing and suggestions ------------------------------------------------------------------
     @on(TypingInput.Changed, "#typing")
     def text_changed(self, event: TypingInput.Changed) -> None:
-        text, grew = event.value, len(event.value) > len(self._previous_text)
+        text, previous = event.value, self._previous_text
         self._previous_text = text
         if text:  # clearing after a finished sentence is not a keystroke
             self.last_keystroke = time.monotonic()
-        if grew and text[-1] in SENTENCE_END and text[:-1].strip(SENTENCE_END + " "):
+        if ends_sentence(previous, text):
             self.finish_sentence(text)
         else:
             self.request_suggestions(text)
@@ -210,8 +230,8 @@ class KeyboardApp(App[None]):
         self.finish_sentence(event.value)
 
     def request_suggestions(self, text: str) -> None:
-        if self.predictor is None or len(text) > MAX_SENTENCE_CHARS:
-            self.suggestions = ()
+        if self.predictor is None or len(text) > MAX_SENTENCE_CHARS or not is_text(text):
+            self.suggestions = ()  # nothing a model could read, or a line that cannot be logged anyway
             return
         self._predict(self.predictor, text)
 
@@ -229,7 +249,7 @@ class KeyboardApp(App[None]):
             return  # stale: typing moved on, or the model was swapped meanwhile
         if message.error and message.error != self._last_error:
             self._last_error = message.error
-            self.notify(message.error, title="Suggestions failed", severity="error")
+            self.notify(message.error, title="Suggestions failed", severity="error", markup=False)
         # A subword model can "finish" a word made of the bare word-start piece: nothing to accept.
         self.suggestions = tuple(w for w in message.words if w.strip())
 
@@ -261,7 +281,7 @@ class KeyboardApp(App[None]):
         try:
             stored = self.device.append(text)
         except DeviceError as exc:  # too long or not text: keep the line so nothing typed is lost
-            self.notify(str(exc), title="Not logged", severity="error", timeout=8)
+            self.notify(str(exc), title="Not logged", severity="error", timeout=8, markup=False)
             return
         if isinstance(self.predictor, Learner):
             self.predictor.observe(stored)
@@ -361,17 +381,18 @@ class KeyboardApp(App[None]):
         self._checking = False
         if message.error and (message.on_demand or message.error != self._last_error):
             self._last_error = message.error
-            self.notify(message.error, title="Model update failed", severity="warning", timeout=8)
+            self.notify(message.error, title="Model update failed", severity="warning", timeout=8, markup=False)
         if message.predictor is not None:
             self.predictor = message.predictor  # in-flight results of the old one are now stale
             self.refresh_status()
             self.request_suggestions(self.typing.value)
         if message.installed is not None:
-            self.notify(f"Installed model {message.installed}; suggestions now come from it.", title="New model")
+            self.notify(f"Installed model {message.installed}; suggestions now come from it.", title="New model",
+                        markup=False)
         elif message.on_demand and not message.error:
             version = self.predictor.version if self.predictor is not None else None
             self.notify(f"Model {version} is the latest." if version else "No model has been promoted yet.",
-                        timeout=4)
+                        timeout=4, markup=False)
 
     # -- on-device training -----------------------------------------------------------------------
     def _training_key(self) -> tuple | None:
@@ -429,7 +450,7 @@ class KeyboardApp(App[None]):
     def personalized(self, message: Personalized) -> None:
         self._training = None
         if message.error:
-            self.notify(message.error, title="On-device training failed", severity="warning", timeout=8)
+            self.notify(message.error, title="On-device training failed", severity="warning", timeout=8, markup=False)
             return
         r = message.result
         g, p = r.get("global", {}), r.get("personal", {})

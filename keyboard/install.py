@@ -3,19 +3,26 @@
 ``<device>/model/<version>/`` holds installed copies; ``<device>/model/installed.json`` says
 which is current and which previous. A version is copied into a temporary folder, every file is
 checked against the manifest's sha256 (on the source and again on the copy), the folder is
-renamed into place, and only then does ``installed.json`` switch — atomically. A device whose
-current copy is later found damaged falls back to the previous one.
+renamed into place, and only then does ``installed.json`` switch — atomically. A version whose
+files are intact but do not belong together (a tokenizer of another size than the model's
+vocabulary) is refused too, so the device keeps a version it can run. A device whose current copy
+is later found damaged falls back to the previous one.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from fedkb import artifacts
 from fedkb.atomic import atomic_write, fsync_dir
+from tokenizer.vocab import Tokenizer, TokenizerError
 
 POINTER = "installed.json"
 
@@ -33,13 +40,20 @@ def _model_dir(device_dir: Path) -> Path:
 
 
 def read_pointer(device_dir: Path) -> dict:
+    """``{"current": name or None, "previous": name or None}``; a damaged pointer reads as nothing installed."""
     path = _model_dir(device_dir) / POINTER
-    if not path.is_file():
-        return {"current": None, "previous": None}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return {"current": None, "previous": None}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = {}
+    data = data if isinstance(data, dict) else {}
+    return {key: _folder_name(data.get(key)) for key in ("current", "previous")}
+
+
+def _folder_name(value: object) -> str | None:
+    """A version folder name from the pointer, or None for anything that is not one (such as ``../x``)."""
+    ok = isinstance(value, str) and value and not value.startswith(".") and "/" not in value and "\\" not in value
+    return value if ok else None
 
 
 def installed(device_dir: Path) -> Installed | None:
@@ -63,7 +77,8 @@ def install(device_dir: Path, version_dir: Path) -> Installed:
     Installing the version already current is a no-op. On any error the device keeps what it had.
     """
     version_dir = Path(version_dir)
-    artifacts.verify(version_dir)
+    manifest = artifacts.verify(version_dir)
+    check_coherent(version_dir, manifest)
     name = version_dir.name
     pointer = read_pointer(device_dir)
     current = installed(device_dir)
@@ -75,7 +90,7 @@ def install(device_dir: Path, version_dir: Path) -> Installed:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        for fname in (*artifacts.FILES, artifacts.MANIFEST):
+        for fname in (*artifacts.listed_files(manifest), artifacts.MANIFEST):
             atomic_write(tmp / fname, (version_dir / fname).read_bytes())
         manifest = artifacts.verify(tmp)  # the copy, not just the source
         target = models / name
@@ -91,3 +106,55 @@ def install(device_dir: Path, version_dir: Path) -> Installed:
         if old.is_dir() and old.name not in (name, previous):
             shutil.rmtree(old, ignore_errors=True)
     return Installed(name, models / name, manifest)
+
+
+def check_coherent(version_dir: Path, manifest: dict) -> None:
+    """Checks that the model config, the tokenizer and the weights agree on the vocabulary.
+
+    The sha256 manifest proves the files are the ones published, not that they belong together;
+    a version published with another tokenizer would install and then fail on every keystroke.
+    Raises ``ArtifactError`` naming the file that does not fit.
+    """
+    key = tuple(sorted(manifest["files"].items()))
+    _check_coherent(str(Path(version_dir).resolve()), key)
+
+
+@functools.lru_cache(maxsize=16)  # rollout installs one version on every device: check it once
+def _check_coherent(version_dir: str, files_key: tuple) -> None:
+    directory = Path(version_dir)
+    config_file, tokenizer_file = directory / artifacts.CONFIG, directory / artifacts.TOKENIZER
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        vocab = config["vocab_size"]
+        if not isinstance(vocab, int) or isinstance(vocab, bool):
+            raise ValueError(f"vocab_size {vocab!r} is not an integer")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise artifacts.ArtifactError(f"{config_file}: unreadable model config ({exc})") from None
+    try:
+        pieces = Tokenizer.load(tokenizer_file).vocab_size
+    except TokenizerError as exc:  # its message names the file
+        raise artifacts.ArtifactError(str(exc)) from None
+    if pieces != vocab:
+        raise artifacts.ArtifactError(
+            f"{tokenizer_file}: has {pieces} pieces but {config_file} gives the model {vocab}; "
+            "the tokenizer does not belong to this model"
+        )
+    for name in (artifacts.WEIGHTS, *(n for n in artifacts.OPTIONAL_FILES if n.endswith(".npz"))):
+        if name == artifacts.WEIGHTS or name in dict(files_key):
+            _check_vocab_rows(directory / name, vocab, config_file)
+
+
+def _check_vocab_rows(weights_file: Path, vocab: int, config_file: Path) -> None:
+    """The embedding has one row and the output bias one entry per piece of the vocabulary."""
+    try:
+        with np.load(weights_file, allow_pickle=False) as npz:
+            shapes = {key: npz[key].shape for key in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise artifacts.ArtifactError(f"{weights_file}: unreadable weights ({exc})") from None
+    for key, shape in shapes.items():
+        if key.removesuffix(".int8") in ("embedding/embeddings", "output_bias") and shape[:1] != (vocab,):
+            raise artifacts.ArtifactError(
+                f"{weights_file}: {key} has shape {shape}, but {config_file} gives the model {vocab} pieces"
+            )
+    if not any(key.removesuffix(".int8") == "embedding/embeddings" for key in shapes):
+        raise artifacts.ArtifactError(f"{weights_file}: no embedding/embeddings array")

@@ -1,7 +1,8 @@
 """The on-device language model: a published version run step by step in numpy.
 
-The device never imports TensorFlow: ``weights.npz`` and ``model.json`` of a published version
-are all it needs. One step feeds one piece per row and carries the LSTM state ``(h, c)``, so the
+The device never imports TensorFlow: ``model.json`` and the weights of a published version are
+all it needs — ``ondevice.npz`` (int8, see ``fedkb/ondevice.py``) when the version has one, else
+``weights.npz``. One step feeds one piece per row and carries the LSTM state ``(h, c)``, so the
 keyboard never re-runs the sentence and evaluation batches many positions at once.
 """
 
@@ -43,12 +44,28 @@ class NumpyLM:
         expected_gates = 3 if self.cifg else 4
         if self.kernel.shape != (2 * self.embedding_dim, expected_gates * self.units):
             raise ValueError(f"kernel shape {self.kernel.shape} does not fit the model config {self.config}")
+        # The step's kernel with the sigmoid gates first and halved, so one tanh serves every gate:
+        # sigmoid(z) = (tanh(z / 2) + 1) / 2, and halving is exact in floating point.
+        u = self.units
+        sigmoid_gates, candidate = ((0, 2), 1) if self.cifg else ((0, 1, 3), 2)
+        cols = np.concatenate([np.arange(g * u, (g + 1) * u) for g in (*sigmoid_gates, candidate)])
+        half = np.ones(len(cols), np.float32)
+        half[: len(sigmoid_gates) * u] = 0.5
+        self._step_kernel = np.ascontiguousarray(self.kernel[:, cols] * half)
+        self._step_bias = self.bias[cols] * half
+        self._sigmoid_width = len(sigmoid_gates) * u
 
     @classmethod
-    def load(cls, version_dir: Path) -> "NumpyLM":
-        """Loads ``model.json`` and ``weights.npz`` from a version directory (verify it first)."""
-        config = json.loads((Path(version_dir) / "model.json").read_text())
-        with np.load(Path(version_dir) / "weights.npz") as npz:
+    def load(cls, version_dir: Path, *, on_device: bool = True) -> "NumpyLM":
+        """Loads a version directory (verify it first): its int8 on-device weights when its manifest
+        lists them and ``on_device`` is set, else its float ``weights.npz``."""
+        from fedkb import artifacts, ondevice
+
+        version_dir = Path(version_dir)
+        config = json.loads((version_dir / artifacts.CONFIG).read_text())
+        if on_device and artifacts.ONDEVICE in artifacts.read_manifest(version_dir)["files"]:
+            return cls(config, ondevice.load(version_dir / artifacts.ONDEVICE))
+        with np.load(version_dir / artifacts.WEIGHTS) as npz:
             weights = {k: npz[k] for k in npz.files}
         return cls(config, weights)
 
@@ -60,18 +77,25 @@ class NumpyLM:
         h, c = self.cell(tokens, state)
         return self.log_probs(h), (h, c)
 
-    def cell(self, tokens: np.ndarray, state: State) -> State:
-        """One LSTM step without the output layer (cheap: no softmax over the vocabulary)."""
+    def cell(self, tokens: np.ndarray | int, state: State) -> State:
+        """One LSTM step without the output layer (cheap: no softmax over the vocabulary).
+
+        A batch (``tokens [B]``, states ``[B, ·]``) or one piece (an int, 1-D states: the keyboard's
+        beam steps one node at a time). In-place where it can: at one row, array overhead is the cost.
+        """
         h, c = state
-        z = np.concatenate([self.embedding[tokens], h], axis=1) @ self.kernel + self.bias
-        u = self.units
+        t = np.concatenate((self.embedding[tokens], h), axis=-1) @ self._step_kernel
+        t += self._step_bias
+        np.tanh(t, out=t)
+        u, n = self.units, self._sigmoid_width
+        gates, g = t[..., :n], t[..., n:]
+        gates += 1.0
+        gates *= 0.5
         if self.cifg:
-            i = _sigmoid(z[:, :u])
+            i, o = gates[..., :u], gates[..., u:]
             f = 1.0 - i
-            g, o = np.tanh(z[:, u : 2 * u]), _sigmoid(z[:, 2 * u :])
         else:
-            i, f = _sigmoid(z[:, :u]), _sigmoid(z[:, u : 2 * u])
-            g, o = np.tanh(z[:, 2 * u : 3 * u]), _sigmoid(z[:, 3 * u :])
+            i, f, o = gates[..., :u], gates[..., u : 2 * u], gates[..., 2 * u :]
         c = f * c + i * g
         return (o * np.tanh(c)) @ self.projection, c
 
@@ -110,6 +134,3 @@ class NumpyLM:
             states.append(state)
         return np.stack(outputs), states
 
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)

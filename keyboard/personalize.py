@@ -114,7 +114,9 @@ def personalize(
     weights = _fine_tune(config, global_weights, examples, epochs=epochs, learning_rate=learning_rate,
                          batch_size=batch_size, seed=seed)
 
-    global_scores = _scores(NumpyLM(json.loads(config_text), global_weights), tok, splits.heldout)
+    # Each scored as the keyboard would run it: the global version from its int8 on-device weights
+    # when it has them, the personal model (float weights only) as it is.
+    global_scores = _scores(NumpyLM.load(current.path), tok, splits.heldout)
     personal_scores = _scores(NumpyLM(json.loads(config_text), weights), tok, splits.heldout)
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     details = {"epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size, "seed": seed,
@@ -209,14 +211,15 @@ def _write_personal(device_dir: Path, weights: Mapping[str, np.ndarray], config_
     return manifest
 
 
-def active_model_dir(device_dir: Path) -> Path | None:
+def active_model_dir(device_dir: Path, *, current: Installed | None = None) -> Path | None:
     """The model directory the keyboard should run: personal, else the installed global one, else None.
 
     The personal model is used only if it verifies, was fine-tuned from the currently installed
     global version, and the eval record judging exactly these weights says ``use_personal``.
+    ``current`` is ``installed(device_dir)`` when the caller has just verified it (saves hashing twice).
     """
     device_dir = Path(device_dir)
-    current = installed(device_dir)
+    current = current or installed(device_dir)
     if current is None:
         return None
     personal = device_dir / PERSONAL_DIR

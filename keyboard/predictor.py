@@ -2,9 +2,11 @@
 
 The app only knows the small ``Predictor`` interface, so tests drive it with a fake and the event
 loop never depends on how suggestions are made. ``ModelPredictor`` runs the installed model in
-numpy and keeps the LSTM state at each word boundary of the sentence being typed, so a keystroke
-costs one beam search, not a re-run of the sentence. ``FrequencyPredictor`` is the fallback before
-any model is installed: the person's own word and word-pair counts.
+numpy (its int8 on-device weights, when the version has them) and keeps the model's steps between
+keystrokes (``keyboard/beam.py``): the state at each word boundary of the sentence being typed,
+and the beam's nodes for the word being typed, so a keystroke costs the few steps not yet taken.
+``FrequencyPredictor`` is the fallback before any model is installed: the person's own word and
+word-pair counts.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from fedkb.artifacts import TOKENIZER
+from keyboard.beam import CachedBeam, Node
 from keyboard.install import installed
-from keyboard.lm import NumpyLM, State
+from keyboard.lm import NumpyLM
 from keyboard.personalize import active_model_dir
 from keyboard.store import Device
 from keyboard.suggest import WordSuggester
@@ -58,50 +61,43 @@ def split_context(text: str) -> tuple[list[str], str]:
 
 
 class ModelPredictor:
-    """An installed model version, with the LSTM state cached at each word boundary of the sentence."""
+    """An installed model version, with the model's steps kept between keystrokes."""
 
     def __init__(self, version_dir: Path, *, version: str | None = None, beam: int = 4, max_pieces: int = 4):
         version_dir = Path(version_dir)
         lm = NumpyLM.load(version_dir)
         tokenizer = Tokenizer.load(version_dir / TOKENIZER)
         self.suggester = WordSuggester(lm, tokenizer, beam=beam, max_pieces=max_pieces)
+        self.beam = CachedBeam(self.suggester)
         self.name = WordSuggester.name
         self.version: str | None = version or version_dir.name
-        # _states[i] is the state after <s> and the first i words of _words; _logps caches its
-        # next-piece log-probabilities once asked for.
-        start = lm.cell(np.array([BOS_ID], np.int64), lm.zero_state(1))
+        # _contexts[i] is the node after <s> and the first i words of _words.
         self._words: list[str] = []
-        self._states: list[State] = [start]
-        self._logps: list[np.ndarray | None] = [None]
+        self._contexts: list[Node] = [self.beam.root(*lm.cell(np.array([BOS_ID], np.int64), lm.zero_state(1)))]
         # A superseded worker thread may still be inside suggest() when the next keystroke arrives.
         self._lock = threading.Lock()
 
     def suggest(self, text: str, k: int = 3) -> list[str]:
-        """Same answer as ``WordSuggester.suggest(text, k)``; only words not yet fed are run."""
+        """Same answer as ``WordSuggester.suggest(text, k)``; only steps not taken before are run."""
         words, partial = split_context(text)
         with self._lock:
-            logp, state = self._boundary(words)
-            return self.suggester.suggest_from(logp, state, k, prefixes=[partial])[0]
+            return self.beam.suggest(self._context(words), partial, k)
 
-    def _boundary(self, words: list[str]) -> tuple[np.ndarray, State]:
-        """Log-probs and state after ``<s> words``, reusing the longest cached prefix of the sentence."""
+    def _context(self, words: list[str]) -> Node:
+        """The node after ``<s> words``, reusing the longest cached prefix of the sentence."""
         keep = 0
         for cached, word in zip(self._words, words):
             if cached != word:
                 break
             keep += 1
-        del self._words[keep:], self._states[keep + 1 :], self._logps[keep + 1 :]
-        lm = self.suggester.lm
+        del self._words[keep:], self._contexts[keep + 1 :]
         for word in words[keep:]:
-            state = self._states[-1]
-            for piece in self.suggester.word_pieces(word):
-                state = lm.cell(np.array([piece], np.int64), state)
+            previous = self._contexts[-1]
+            # Usually the beam already took these steps while the word was typed.
+            self._contexts.append(self.beam.feed(previous, self.suggester.word_pieces(word)))
             self._words.append(word)
-            self._states.append(state)
-            self._logps.append(None)
-        if self._logps[-1] is None:
-            self._logps[-1] = lm.log_probs(self._states[-1][0])
-        return self._logps[-1], self._states[-1]
+            previous.children = {}  # only the newest context's beam is reused; this bounds memory
+        return self._contexts[-1]
 
 
 class FrequencyPredictor:
@@ -142,7 +138,7 @@ def load_predictor(device_dir: Path) -> Predictor:
     current = installed(device_dir)
     reason = "no model yet"
     if current is not None:
-        model_dir = active_model_dir(device_dir) or current.path
+        model_dir = active_model_dir(device_dir, current=current) or current.path
         label = current.version if model_dir == current.path else f"{current.version} (personalized)"
         try:
             return ModelPredictor(model_dir, version=label)

@@ -4,18 +4,24 @@ Each device is a directory ``<home>/devices/<id>/`` holding ``log.sqlite``. The 
 has two tables: ``sentences`` (the log; raw text exists only here) and ``meta`` (the
 device's status record: the user it belongs to, its availability model, the model version
 it has installed, the last federated round it joined). WAL mode lets the keyboard append
-while a trainer or evaluator reads the splits.
+while a trainer or evaluator reads the splits (each read is one snapshot; a writer waits up to
+the busy timeout for another). Bad input and SQLite failures (a full or read-only disk, a damaged
+file, a lock held past the timeout) surface as ``DeviceError`` naming the device and the file,
+and never cost a sentence already stored.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
+import math
 import re
+import shutil
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,11 +49,20 @@ class DeviceError(Exception):
     """A device directory is missing, unreadable, or was given bad input."""
 
 
-def device_id_for(user: str) -> str:
-    """A filesystem-safe, stable device id for a user name (``Hamlet::HAMLET`` -> ``hamlet-hamlet-1a2b3c``)."""
+def device_id_for(user: str, *, taken: Container[str] = ()) -> str:
+    """A filesystem-safe, stable device id for a user name (``Hamlet::HAMLET`` -> ``hamlet-hamlet-1a2b3c``).
+
+    Six hex digits of a hash tell apart users with the same slug, but not always: names without
+    a-z or 0-9 all have the slug ``user``, and among a few thousand of them two ids collide. An id
+    in ``taken`` (another user's device) is lengthened with more digits until it is free.
+    """
     slug = re.sub(r"[^a-z0-9]+", "-", user.lower()).strip("-")[:40] or "user"
-    digest = hashlib.sha1(user.encode("utf-8", "surrogatepass")).hexdigest()[:6]
-    return f"{slug}-{digest}"
+    digest = hashlib.sha1(user.encode("utf-8", "surrogatepass")).hexdigest()
+    for digits in (6, 12, 20, 40):
+        device_id = f"{slug}-{digest[:digits]}"
+        if device_id not in taken:
+            return device_id
+    raise DeviceError(f"user {user[:60]!r}: every device id derived from the name is taken")
 
 
 def clean_sentence(text: Any, *, where: str = "sentence") -> str:
@@ -114,24 +129,31 @@ class Device:
 
     # -- the log -------------------------------------------------------------------------
     def append(self, text: str, timestamp: float | None = None) -> str:
-        """Appends one sentence (``timestamp`` defaults to now) and returns it as stored."""
+        """Appends one sentence (``timestamp`` defaults to now) and returns it as stored.
+
+        Raises ``DeviceError`` (and stores nothing) for bad text, a bad timestamp, or a log that
+        cannot be written; what was stored before is untouched either way.
+        """
         cleaned = clean_sentence(text, where=f"device {self.id}")
-        ts = time.time() if timestamp is None else float(timestamp)
-        self._db.execute("INSERT INTO sentences (ts, text) VALUES (?, ?)", (ts, cleaned))
+        ts = time.time() if timestamp is None else _check_timestamp(timestamp, f"device {self.id}")
+        with self._errors("cannot write the log"):
+            self._db.execute("INSERT INTO sentences (ts, text) VALUES (?, ?)", (ts, cleaned))
         return cleaned
 
     def append_many(self, rows: Iterable[tuple[float | None, str]]) -> int:
-        """Appends already-cleaned ``(timestamp or None, text)`` rows in one transaction."""
-        with self._transaction():
+        """Appends already-cleaned ``(timestamp or None, text)`` rows in one transaction (all or none)."""
+        with self._transaction("cannot write the log"):
             cur = self._db.executemany("INSERT INTO sentences (ts, text) VALUES (?, ?)", rows)
         return cur.rowcount
 
     def count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0]
+        with self._errors("cannot read the log"):
+            return self._db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0]
 
     def sentences(self) -> list[str]:
         """All sentences, oldest first (rows without a timestamp come first, in insertion order)."""
-        rows = self._db.execute("SELECT text FROM sentences ORDER BY ts, id").fetchall()
+        with self._errors("cannot read the log"):
+            rows = self._db.execute("SELECT text FROM sentences ORDER BY ts, id").fetchall()
         return [r[0] for r in rows]
 
     def splits(self) -> Splits:
@@ -150,18 +172,20 @@ class Device:
     def delete_log(self) -> None:
         """Deletes every sentence in the log (the person asked to forget what they typed)."""
         self._db.execute("PRAGMA secure_delete=ON")  # overwrite freed pages, not just unlink them
-        with self._transaction():
+        with self._transaction("cannot delete the log"):
             self._db.execute("DELETE FROM sentences")
         self._db.execute("VACUUM")
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nothing of the old text left in the WAL
+        shutil.rmtree(self.directory / "cache", ignore_errors=True)  # token ids of the text (federated/examples.py)
 
     # -- the status record ---------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        with self._errors("cannot read the status record"):
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])
 
     def set(self, **values: Any) -> None:
-        with self._transaction():
+        with self._transaction("cannot write the status record"):
             self._db.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -170,26 +194,42 @@ class Device:
 
     def status(self) -> dict[str, Any]:
         """The status record plus counts derived from the log."""
-        meta = {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+        with self._errors("cannot read the status record"):
+            meta = {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
         n = self.count()
         meta.update(id=self.id, sentences=n, heldout_sentences=heldout_count(n), train_sentences=n - heldout_count(n))
         return meta
 
-    def _transaction(self) -> "_Tx":
-        return _Tx(self._db)
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turns a SQLite failure (disk full, read-only, still locked after the busy timeout) into a ``DeviceError``."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise DeviceError(f"device {self.id}: {doing} in {self.directory / DB_NAME}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _transaction(self, doing: str) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; on any error ``ROLLBACK``, so the connection is never left mid-transaction."""
+        with self._errors(doing):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
 
-class _Tx:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+def _check_timestamp(value: Any, where: str) -> float:
+    try:
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        ok = False
+    if not ok:
+        raise DeviceError(f"{where}: timestamp must be a finite number of seconds, got {str(value)[:40]!r}")
+    return float(value)
 
 
 def list_device_dirs(devices_root: Path) -> Iterator[Path]:

@@ -54,7 +54,7 @@ def test_seed_show_and_tokenizer_from_the_command_line(tmp_path):
     assert again.returncode == 1 and "--append" in again.stderr
     shown = _fedkb(home, "population", "show")
     assert shown.returncode == 0 and "5 devices, 60 sentences" in shown.stdout
-    tok = _fedkb(home, "tokenizer", "train", "--vocab-size", "64")
+    tok = _fedkb(home, "tokenizer", "train", "--plain", "--vocab-size", "64")
     assert tok.returncode == 0, tok.stderr
     assert "from the summed word counts of 5 devices" in tok.stdout
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import sentencepiece as spm
 
 from fedkb.atomic import atomic_write
@@ -53,6 +54,18 @@ def train_from_counts(counts: Mapping[str, int], config: TokenizerConfig = Token
     words.sort(key=lambda wc: (-wc[1], wc[0]))
     words = words[: config.max_word_types]
     model = io.BytesIO()
+    try:
+        _train(words, config, model)
+    except RuntimeError as exc:  # SentencePiece refuses, e.g. more distinct characters than pieces
+        reason = str(exc).split("] ", 1)[-1].split(" Increase vocab_size")[0]
+        raise TokenizerError(
+            f"SentencePiece cannot train a {config.vocab_size}-piece {config.model_type} model on {len(words):,} "
+            f"distinct words: {reason} Pass a larger --vocab-size."
+        ) from None
+    return model.getvalue()
+
+
+def _train(words: list[tuple[str, int]], config: TokenizerConfig, model: io.BytesIO) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(f"{w}\t{c}" for w, c in words),
         input_format="tsv",
@@ -66,7 +79,6 @@ def train_from_counts(counts: Mapping[str, int], config: TokenizerConfig = Token
         minloglevel=2,
         num_threads=os.cpu_count() or 1,
     )
-    return model.getvalue()
 
 
 class Tokenizer:
@@ -86,13 +98,21 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: Path) -> "Tokenizer":
-        """Loads ``spm.model`` from a tokenizer directory, or a model file itself."""
+        """Loads ``spm.model`` from a tokenizer directory, or a model file itself.
+
+        From a directory the model is checked against the sha256 that ``tokenizer.json`` records,
+        so a damaged or swapped ``spm.model`` is refused rather than silently used.
+        """
         path = Path(path)
         file = path / MODEL_FILE if path.is_dir() else path
         try:
             data = file.read_bytes()
         except FileNotFoundError:
             raise TokenizerError(f"no tokenizer at {file}; run `fedkb tokenizer train` first") from None
+        except OSError as exc:
+            raise TokenizerError(f"{file}: cannot read ({exc.strerror or exc})") from None
+        if path.is_dir():
+            _check_recorded_sha256(file, path / CONFIG_FILE, hashlib.sha256(data).hexdigest())
         return cls(data, source=str(file))
 
     @property
@@ -100,16 +120,62 @@ class Tokenizer:
         return self._sp.get_piece_size()
 
     def encode(self, text: str) -> list[int]:
-        return self._sp.encode(text, out_type=int)
+        """Piece ids of ``text``; raises ``TokenizerError`` for non-text or text with lone surrogates."""
+        try:
+            return self._sp.encode(text, out_type=int)
+        except (RuntimeError, TypeError):  # pybind11 cannot pass the argument to C++: say why
+            raise TokenizerError(f"{self.source}: cannot encode {_describe_bad_text(text)}") from None
 
     def decode(self, ids: list[int]) -> str:
-        return self._sp.decode([i for i in ids if i not in (PAD_ID, BOS_ID, EOS_ID)])
+        """The text of ``ids`` (padding and sentence markers dropped); ``TokenizerError`` for unknown ids."""
+        ids = [i for i in ids if i not in (PAD_ID, BOS_ID, EOS_ID)]
+        try:
+            return self._sp.decode(ids)
+        except (IndexError, TypeError):
+            raise TokenizerError(f"{self.source}: cannot decode {_describe_bad_ids(ids, self.vocab_size)}") from None
 
     def piece(self, piece_id: int) -> str:
-        return self._sp.id_to_piece(piece_id)
+        try:
+            return self._sp.id_to_piece(piece_id)
+        except (IndexError, TypeError):
+            raise TokenizerError(f"{self.source}: {_describe_bad_ids([piece_id], self.vocab_size)}") from None
 
     def starts_word(self, piece_id: int) -> bool:
-        return self._sp.id_to_piece(piece_id).startswith(WORD_START)
+        return self.piece(piece_id).startswith(WORD_START)
+
+
+def _describe_bad_text(text: object) -> str:
+    if not isinstance(text, str):
+        return f"{type(text).__name__}: expected text"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"text that is not valid Unicode: {text[exc.start]!r} at character {exc.start} is a lone surrogate"
+    return f"text of {len(text):,} characters"
+
+
+def _describe_bad_ids(ids: list, size: int) -> str:
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            return f"piece id {i!r}: expected an integer"
+        if not 0 <= i < size:
+            return f"piece id {i}: out of range, this tokenizer has ids 0..{size - 1}"
+    return f"piece ids {ids[:8]!r}"
+
+
+def _check_recorded_sha256(model_file: Path, config_file: Path, actual: str) -> None:
+    """Refuses ``model_file`` when ``tokenizer.json`` beside it records another sha256."""
+    try:
+        recorded = json.loads(config_file.read_text(encoding="utf-8")).get("sha256")
+    except FileNotFoundError:
+        return  # a bare model file in a folder: nothing recorded to check against
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise TokenizerError(f"{config_file}: unreadable ({exc}); run `fedkb tokenizer train` again") from None
+    if recorded is not None and recorded != actual:
+        raise TokenizerError(
+            f"{model_file}: sha256 does not match {config_file}; the file is damaged or was replaced. "
+            "Run `fedkb tokenizer train` again (a checkpoint made with the old tokenizer then needs --fresh)"
+        )
 
 
 def save(directory: Path, model_proto: bytes, config: TokenizerConfig, provenance: Mapping[str, object]) -> Tokenizer:

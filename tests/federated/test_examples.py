@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from federated.examples import encode_examples, sentence_windows
+from federated.examples import cached_examples, encode_examples, sentence_windows
 from tokenizer.specials import BOS_ID, EOS_ID, PAD_ID
 
 B, E, P = BOS_ID, EOS_ID, PAD_ID
@@ -92,3 +92,43 @@ def test_encode_examples_of_nothing(length):
 def test_encode_examples_accepts_a_generator():
     out = encode_examples(_fake_encode, (s for s in ["a", "b"]), 3)
     assert out.shape == (2, 4)
+
+
+class _CountingEncode:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, sentence):
+        self.calls += 1
+        return _fake_encode(sentence)
+
+
+def test_cached_examples_encode_once_and_again_when_the_split_or_tokenizer_changes(tmp_path):
+    enc = _CountingEncode()
+    first = cached_examples(tmp_path, ["a bb", "ccc"], enc, tokenizer_sha256="t1", sequence_length=4)
+    assert np.array_equal(first, encode_examples(_fake_encode, ["a bb", "ccc"], 4)) and enc.calls == 2
+    again = cached_examples(tmp_path, ["a bb", "ccc"], enc, tokenizer_sha256="t1", sequence_length=4)
+    assert np.array_equal(again, first) and enc.calls == 2
+    cached_examples(tmp_path, ["a bb", "ccc", "dd"], enc, tokenizer_sha256="t1", sequence_length=4)
+    assert enc.calls == 5
+    cached_examples(tmp_path, ["a bb", "ccc", "dd"], enc, tokenizer_sha256="t2", sequence_length=4)
+    assert enc.calls == 8
+
+
+def test_a_torn_cache_file_is_rebuilt(tmp_path):
+    cached_examples(tmp_path, ["a bb"], _fake_encode, tokenizer_sha256="t", sequence_length=4)
+    path = tmp_path / "cache" / "examples.npz"
+    path.write_bytes(path.read_bytes()[:20])
+    out = cached_examples(tmp_path, ["a bb"], _fake_encode, tokenizer_sha256="t", sequence_length=4)
+    assert np.array_equal(out, encode_examples(_fake_encode, ["a bb"], 4))
+
+
+def test_deleting_the_log_deletes_the_cached_token_ids(tmp_path):
+    from keyboard.store import Device
+
+    with Device(tmp_path / "dev", create=True) as device:
+        device.append("hello there")
+        cached_examples(device.directory, device.splits().train, _fake_encode, tokenizer_sha256="t", sequence_length=4)
+        assert (device.directory / "cache").is_dir()
+        device.delete_log()
+    assert not (tmp_path / "dev" / "cache").exists()

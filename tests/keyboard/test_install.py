@@ -7,12 +7,16 @@ from fedkb import artifacts
 from federated import registry
 from federated.model_config import ModelConfig
 from keyboard import install
+from tests.keyboard.helpers import tiny_tokenizer_proto
+from tokenizer.vocab import Tokenizer
 
 
 def _publish(models_dir, round_num, fill=0.0):
-    config = ModelConfig(vocab_size=10, embedding_dim=2, lstm_units=3)
-    weights = {"embedding/embeddings": np.full((10, 2), fill, np.float32)}
-    return registry.publish(models_dir, weights=weights, config=config, tokenizer_proto=b"spm-bytes",
+    proto = tiny_tokenizer_proto()
+    vocab = Tokenizer(proto).vocab_size  # the files must belong together to install
+    config = ModelConfig(vocab_size=vocab, embedding_dim=2, lstm_units=3)
+    weights = {"embedding/embeddings": np.full((vocab, 2), fill, np.float32)}
+    return registry.publish(models_dir, weights=weights, config=config, tokenizer_proto=proto,
                             round_num=round_num, metrics={"loss": 1.0})
 
 

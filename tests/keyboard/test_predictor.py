@@ -123,7 +123,7 @@ def test_load_predictor_runs_the_personal_model_where_personalization_chose_it(t
     Device(device_dir, create=True).close()
     install.install(device_dir, version.path)
     personal = publish_random(tmp_path / "personal-models", seed=9, promote=False)
-    monkeypatch.setattr(predictor_module, "active_model_dir", lambda d: personal.path)
+    monkeypatch.setattr(predictor_module, "active_model_dir", lambda d, **_: personal.path)
     p = load_predictor(device_dir)
     assert isinstance(p, ModelPredictor) and p.version == f"{version.name} (personalized)"
     assert p.suggest("the ") == _reference(personal.path).suggest("the ")

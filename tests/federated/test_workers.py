@@ -1,0 +1,88 @@
+"""Scale-out: `fedkb train --workers` over two `fedkb worker` services equals a local run."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from tests.conftest import REPO
+from tests.federated.test_runtime import _wait_gone
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    from federated.runtime import _free_port as free
+
+    return free()
+
+
+def _start_worker(port: int) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "fedkb.cli", "worker", "--port", str(port)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()  # blocks until serving (or exit)
+    assert "executor service on port" in line, line
+    binary = int(line.split("worker_binary pid ")[1].split(")")[0])
+    return proc, binary
+
+
+def _cpu(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def _fedkb(home, *args):
+    return subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home.root), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=900)
+
+
+def _losses(home) -> list[float]:
+    return [float(r["loss"]) for r in csv.DictReader(open(home.metrics_csv))]
+
+
+def test_two_workers_give_the_local_result_and_leave_nothing_behind(seeded_home, tmp_path):
+    from fedkb.home import Home
+    from federated import registry
+
+    local = Home(tmp_path / "local")
+    shutil.copytree(seeded_home.root, local.root)
+    workers = [_start_worker(_free_port()) for _ in range(2)]
+    try:
+        targets = ",".join(f"127.0.0.1:{w[0].args[-1]}" for w in workers)
+        args = ["train", "--rounds", "2", "--preset", "tiny", "--clients-per-round", "6", "--seed", "3"]
+        before = [_cpu(b) for _, b in workers]
+        spread = _fedkb(seeded_home, *args, "--workers", targets)
+        assert spread.returncode == 0, spread.stderr[-3000:]
+        used = [_cpu(b) - c for (_, b), c in zip(workers, before)]
+        assert all(u > 0.1 for u in used), f"CPU seconds per worker: {used}"  # both trained clients
+        alone = _fedkb(local, *args)
+        assert alone.returncode == 0, alone.stderr[-3000:]
+        # Same clients and seeds; only the order of float additions in the merged sums differs.
+        np.testing.assert_allclose(_losses(seeded_home), _losses(local), rtol=1e-5)
+        a = registry.load_weights(registry.newest(seeded_home.models))
+        b = registry.load_weights(registry.newest(local.models))
+        for name in a:
+            np.testing.assert_allclose(a[name], b[name], atol=1e-5, err_msg=name)
+    finally:
+        for (proc, binary), sig in zip(workers, (signal.SIGINT, signal.SIGKILL)):
+            proc.send_signal(sig)
+            proc.wait(timeout=30)
+            assert _wait_gone(binary), f"worker_binary {binary} outlived `fedkb worker` after {sig.name}"
+
+
+def test_bad_worker_addresses_are_refused_before_anything_starts(seeded_home):
+    out = _fedkb(seeded_home, "train", "--rounds", "1", "--workers", "localhost")
+    assert out.returncode == 2 and "HOST:PORT" in out.stderr
+    start = time.monotonic()
+    port = _free_port()
+    out = _fedkb(seeded_home, "train", "--rounds", "1", "--preset", "tiny", "--workers", f"127.0.0.1:{port}")
+    assert out.returncode == 1 and f"127.0.0.1:{port}" in out.stderr and "Traceback" not in out.stderr
+    assert time.monotonic() - start < 300
