@@ -156,4 +156,5 @@ def train_subprocess(home: Home, *args: str, sample_interval: float = 0.1) -> di
     with open(home.metrics_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     return {"peak_rss_mb": rss.peak_mb, "wall_s": time.perf_counter() - started,
-            "round_s": [float(r["round_seconds"]) for r in rows], "clients": [int(float(r["clients"])) for r in rows]}
+            "round_s": [float(r["round_seconds"]) for r in rows], "clients": [int(float(r["clients"])) for r in rows],
+            "tokens": [float(r["num_tokens"]) for r in rows]}

@@ -49,8 +49,13 @@ def main(argv: list[str] | None = None) -> None:
                                "--clients-per-round", str(args.clients), "--publish-every", str(args.rounds))
         figures["round_s"][str(size)] = median(run["round_s"][1:])
         figures["peak_rss_mb"][str(size)] = run["peak_rss_mb"]
+        # Each round samples other devices with more or fewer sentences: time per token separates
+        # the population's effect from that of the sampled data.
+        per_1k = [1000 * s / t for s, t in zip(run["round_s"][1:], run["tokens"][1:]) if t > 0]
+        figures.setdefault("s_per_1k_tokens", {})[str(size)] = median(per_1k)
         print(f"{size:>6} devices: rounds {', '.join(f'{s:.2f}' for s in run['round_s'])} s (median after the first "
-              f"{figures['round_s'][str(size)]:.2f} s), clients {run['clients']}, peak RSS {run['peak_rss_mb']:.0f} MB",
+              f"{figures['round_s'][str(size)]:.2f} s; {figures['s_per_1k_tokens'][str(size)]:.3f} s per 1k tokens), "
+              f"clients {run['clients']}, peak RSS {run['peak_rss_mb']:.0f} MB",
               flush=True)
     if "10000" in figures["seed_s"]:
         figures["seed_10000_s"] = figures["seed_s"]["10000"]
@@ -58,8 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     if len(sizes) >= 2:
         a, b = sizes[0], sizes[-1]
         figures["round_time_change"] = figures["round_s"][b] / figures["round_s"][a] - 1
+        figures["s_per_1k_tokens_change"] = figures["s_per_1k_tokens"][b] / figures["s_per_1k_tokens"][a] - 1
         figures["peak_rss_change"] = figures["peak_rss_mb"][b] / figures["peak_rss_mb"][a] - 1
-        print(f"{b} vs {a} devices: round time {figures['round_time_change']:+.1%}, "
+        print(f"{b} vs {a} devices: round time {figures['round_time_change']:+.1%} (per 1k tokens "
+              f"{figures['s_per_1k_tokens_change']:+.1%}), "
               f"peak RSS {figures['peak_rss_change']:+.1%} (target: within 10 %)")
     emit(figures)
 

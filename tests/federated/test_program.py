@@ -41,7 +41,7 @@ def test_rounds_write_metrics_checkpoints_and_versions(runtime, seeded_home):
     assert any(p.name.startswith("events") for p in seeded_home.tensorboard.rglob("*"))
     version = registry.newest(seeded_home.models)
     assert version.name == "0002" and version.round == 4
-    assert set(version.manifest["files"]) == {"weights.npz", "model.json", "spm.model"}
+    assert set(version.manifest["files"]) == {"weights.npz", "ondevice.npz", "model.json", "spm.model"}
     from tokenizer.vocab import Tokenizer
 
     assert version.model_config().vocab_size == Tokenizer.load(seeded_home.tokenizer).vocab_size
