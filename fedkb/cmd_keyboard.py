@@ -16,10 +16,10 @@ from fedkb.home import Home
 def single_thread_blas() -> None:
     """Keeps OpenBLAS to the calling thread; call it before numpy is first imported.
 
-    A keystroke's work is one-row matrix-vector products (``keyboard/beam.py``), too small to
-    split: a second BLAS thread only adds its wake-up to each one, and on a busy machine that is
-    what the slowest keystrokes wait for (``bench/suggest_latency.py`` runs the same way; give it
-    ``OPENBLAS_NUM_THREADS=2`` to compare).
+    A keystroke's work is one-row matrix-vector products (``keyboard/beam.py``), too small for a
+    second BLAS thread to speed up; with one, the slowest keystrokes got slower (gboard, quiet
+    machine: max 19 ms against 2.6 ms; load average 5: p99 10-28 ms against 9.5-13 ms).
+    ``bench/suggest_latency.py`` runs the same way; give it ``OPENBLAS_NUM_THREADS=2`` to compare.
     """
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 

@@ -135,6 +135,14 @@ def test_settled_counts_gains_only_for_words_an_entry_can_still_become():
     assert not _settled(close, [("", 0.21, False)], 3)  # the bare "▁" piece continues into any word, b too
 
 
+def test_settled_looks_at_each_word_outside_the_top_k():
+    finished = _log({"a": 0.5, "b": 0.3, "c": 0.1, "d": 0.09})
+    assert _settled(finished, [("x", 0.05, True)], 3)  # only "x…" words gain: none passes c
+    assert not _settled(finished, [("d", 0.05, True)], 3)  # d could reach .14 > c
+    assert _settled(finished, [("d", 0.05, False)], 3)  # only longer "d…" words, each at most .05
+    assert not _settled(finished, [("", 0.05, False)], 3)  # the bare "▁" piece continues into d too
+
+
 def test_settled_never_on_a_tie():
     assert not _settled(_log({"a": 0.5, "b": 0.5, "c": 0.1}), [], 3)
     assert not _settled(_log({"a": 0.5, "b": 0.3, "c": 0.1, "d": 0.1}), [], 3)

@@ -12,15 +12,13 @@ from tokenizer.specials import BOS_ID
 
 @pytest.mark.parametrize("cifg", [True, False])
 def test_numpy_steps_match_keras_logits(cifg):
-    from federated.model import build_model, named_weights
+    from federated.model import assign_named_weights, build_model, named_weights
 
     config = ModelConfig(vocab_size=50, embedding_dim=6, lstm_units=7, cifg=cifg, sequence_length=9)
     model = build_model(config, seed=3)
     weights = named_weights(model)
     rng = np.random.default_rng(0)
     weights = {k: (v + rng.normal(0, 0.3, v.shape)).astype(np.float32) for k, v in weights.items()}  # not just init
-    from federated.model import assign_named_weights
-
     assign_named_weights(model, weights)
     pieces = rng.integers(4, 50, size=8).tolist()
     keras_logits = model(np.array([[BOS_ID, *pieces]], np.int32)).numpy()[0]  # [9, V]
