@@ -212,10 +212,11 @@ def draw_conditions(arrays: dict[str, np.ndarray], utc_hour: int, rng: np.random
     return {"idle": u[0] < p_idle, "charging": u[1] < p_charging, "unmetered": u[2] < arrays["unmetered"]}
 
 
-def round_conditions(population: Sequence[Member], round_num: int, seed: int) -> dict[str, np.ndarray]:
+def round_conditions(population: Sequence[Member], round_num: int, seed: int,
+                     arrays: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Every device's conditions at training round ``round_num`` (simulated hour ``round_num mod 24``)."""
     rng = np.random.default_rng([seed, round_num, 0xE11])
-    return draw_conditions(availability_arrays(population), round_num % 24, rng)
+    return draw_conditions(arrays or availability_arrays(population), round_num % 24, rng)
 
 
 def conditions_now(population: Sequence[Member], now: dt.datetime | None = None) -> dict[str, np.ndarray]:
@@ -240,7 +241,7 @@ class Selection:
 
 def select_clients(
     home: Home, population: Sequence[Member], round_num: int, k: int, *, seed: int, min_examples: int,
-    utc_hour: int | None = None, draw: int = 0,
+    utc_hour: int | None = None, draw: int = 0, arrays: dict[str, np.ndarray] | None = None,
 ) -> Selection:
     """Samples up to ``k`` eligible devices uniformly at random, deterministically for (seed, round).
 
@@ -249,11 +250,12 @@ def select_clients(
     hour (``draw`` numbers repeated checks) instead of the round's simulated hour. Only the candidates actually considered are opened, so the
     cost depends on ``k``, not on the population size.
     """
+    arrays = arrays or availability_arrays(population)  # a caller running many rounds passes them once
     if utc_hour is None:
-        ok = available(round_conditions(population, round_num, seed))
+        ok = available(round_conditions(population, round_num, seed, arrays))
     else:  # a live server (``fedkb serve``): conditions at the real hour, a fresh draw per check
         cond_rng = np.random.default_rng([seed, round_num, draw, 0xE11])
-        ok = available(draw_conditions(availability_arrays(population), utc_hour, cond_rng))
+        ok = available(draw_conditions(arrays, utc_hour, cond_rng))
     candidates = np.flatnonzero(ok)
     rng = np.random.default_rng([seed, round_num, draw, 0x5A])
     chosen: list[str] = []

@@ -30,7 +30,7 @@ from federated.examples import cached_examples
 from federated.faults import crash_point
 from federated.model import build_model, named_weights
 from federated.model_config import ModelConfig, preset
-from federated.population import members, select_clients
+from federated.population import availability_arrays, members, select_clients
 from federated.privacy import PrivacyConfig, ledger_from_metrics, spent
 from federated.secagg import SecAggError
 from keyboard.store import Device
@@ -141,6 +141,7 @@ class Session:
         self.home, self.train, self.publish_every = home, train, publish_every
         self.privacy = privacy or PrivacyConfig()
         self.population, self.tokenizer, self.model_config = prepare(home, train)
+        self._availability = availability_arrays(self.population)  # once per run, not per round
         record = _run_record(self.model_config, train, self.privacy, self.tokenizer)
         check_resumable(home, record, fresh=fresh)
         previous = None if fresh else read_run_record(home)
@@ -195,7 +196,7 @@ class Session:
         """The clients round ``round_num`` would train on (at simulated hour ``round_num mod 24`` by default)."""
         return select_clients(self.home, self.population, round_num, self.train.clients_per_round,
                               seed=self.train.seed, min_examples=self.train.min_examples,
-                              utc_hour=utc_hour, draw=draw)
+                              utc_hour=utc_hour, draw=draw, arrays=self._availability)
 
     def run_round(self, *, total_rounds: int | None = None, selection=None, force_publish: bool = False) -> RoundResult:
         """Runs, records and checkpoints round ``done + 1``; publishes every ``publish_every`` rounds."""
