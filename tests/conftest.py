@@ -9,8 +9,16 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow
 
 import pytest
+from hypothesis import settings
 
 from fedkb.home import Home
+
+# Property tests draw the same examples on every run by default (seeded from each test's name), so
+# a clean clone's `uv run pytest` passes or fails reproducibly. To explore new random examples:
+# `uv run pytest --hypothesis-profile=explore` (a failure prints the example to pin with @example).
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO = Path(__file__).resolve().parent.parent
 
