@@ -18,7 +18,7 @@ from fedkb.home import Home
 # `uv run pytest --hypothesis-profile=explore` (a failure prints the example to pin with @example).
 settings.register_profile("default", derandomize=True)
 settings.register_profile("explore", derandomize=False)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+settings.load_profile("default")  # `--hypothesis-profile` (pytest option) overrides it
 
 REPO = Path(__file__).resolve().parent.parent
 
