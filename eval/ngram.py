@@ -3,8 +3,8 @@
 Both are fitted on the *pooled* train sentences of every device. That is a centralized
 reference that a real keyboard could not build without collecting what people type; it exists
 only to measure what federated learning achieves (the KN trigram is what Gboard shipped before
-its federated LSTM). A word is a whitespace-separated token exactly as typed:
-``sentence.split()``.
+its federated LSTM). A word is what ``tokenizer.words.words`` reads: punctuation removed,
+lower-cased, as for every model.
 
 Both classes implement the interface the recall code uses: ``name``, ``can_produce(word)`` and
 ``suggest_sentence(words, k)``.
@@ -16,6 +16,8 @@ import collections
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+from tokenizer.words import words as words_of
 
 BOS = "<s>"  # sentence-start padding, only ever a context
 EOS = "</s>"  # end of sentence: predicted (has probability) but never suggested
@@ -55,7 +57,7 @@ class UnigramPredictor:
         Raises:
             ValueError: the sentences hold no words, or ``max_vocab`` < 1.
         """
-        words, _ = _vocabulary([s.split() for s in sentences], max_vocab, cls.name)
+        words, _ = _vocabulary([words_of(s) for s in sentences], max_vocab, cls.name)
         return cls(words)
 
     def can_produce(self, word: str) -> bool:
@@ -144,7 +146,7 @@ class KneserNeyTrigram:
         # D <= 1 keeps every seen event's discounted count >= 0, so each level sums to 1.
         if not 0.0 < discount <= 1.0:
             raise ValueError(f"discount must be in (0, 1], got {discount}")
-        token_lists = [s.split() for s in sentences]
+        token_lists = [words_of(s) for s in sentences]
         words, distinct = _vocabulary(token_lists, max_vocab, cls.name)
         v = len(words)
         index = {w: i for i, w in enumerate(words)}

@@ -2,8 +2,9 @@
 
 At each position of a held-out sentence after its first word, a predictor suggests k whole
 words given the sentence so far; a *hit* is when the word the user actually typed next is among
-them. A word is a whitespace-separated token exactly as typed. Every predictor — the federated
-LSTM, the baselines — is measured by these functions on the same words.
+them. A word is defined once, in ``tokenizer/words.py``: letters and digits, punctuation removed,
+lower-cased. Every predictor — the product, each of its parts, the baselines — is measured by
+these functions on the same words.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
+from tokenizer.words import normalize, words as words_of
 
 KS = (1, 3, 5)
 
@@ -65,13 +68,13 @@ def score_suggestions(words: Sequence[str], suggestions: Sequence[Sequence[str]]
 
 
 def sentence_recall(predictor: WordPredictor, sentence: str, ks=KS) -> RecallCounts:
-    words = sentence.split()
+    words = words_of(sentence)
     return score_suggestions(words, predictor.suggest_sentence(words, max(ks)), predictor.can_produce, ks)
 
 
 def recall_counts(predictor: WordPredictor, sentences: Iterable[str], ks=KS) -> RecallCounts:
     """Recall counts over many sentences (batched when the predictor offers ``suggest_sentences``)."""
-    word_lists = [s.split() for s in sentences]
+    word_lists = [words_of(s) for s in sentences]
     batch = getattr(predictor, "suggest_sentences", None)
     if batch is not None:
         suggestions = batch([w for w in word_lists if len(w) >= 2], max(ks))
@@ -89,7 +92,7 @@ def token_nll(lm, encode, sentences: Iterable[str], chunk: int = 1024) -> tuple[
     """Summed negative log-likelihood of ``pieces </s>`` after ``<s>``, and the number of pieces."""
     from tokenizer.specials import EOS_ID
 
-    seqs = [list(encode(s)) for s in sentences]
+    seqs = [list(encode(normalize(s))) for s in sentences]
     if not seqs:
         return 0.0, 0
     hs, _ = lm.run_batch(seqs)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from tokenizer.specials import BOS_ID, EOS_ID, PAD_ID
+from tokenizer.words import normalize
 
 
 def sentence_windows(ids: list[int], sequence_length: int) -> list[list[int]]:
@@ -28,8 +29,12 @@ def sentence_windows(ids: list[int], sequence_length: int) -> list[list[int]]:
 
 
 def encode_examples(encode, sentences: Iterable[str], sequence_length: int) -> np.ndarray:
-    """Int32 array ``[examples, sequence_length + 1]``: inputs are ``[:, :-1]``, targets ``[:, 1:]``."""
-    rows = [w for s in sentences for w in sentence_windows(encode(s), sequence_length)]
+    """Int32 array ``[examples, sequence_length + 1]``: inputs are ``[:, :-1]``, targets ``[:, 1:]``.
+
+    The model learns words, not the punctuation around them: each sentence is read as its words
+    (``tokenizer.words.normalize``); a sentence with no word gives no example.
+    """
+    rows = [w for s in map(normalize, sentences) if s for w in sentence_windows(encode(s), sequence_length)]
     if not rows:
         return np.zeros((0, sequence_length + 1), np.int32)
     return np.asarray(rows, dtype=np.int32)

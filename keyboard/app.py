@@ -31,6 +31,7 @@ from keyboard.screens import ConfirmScreen, EvalScreen, HelpScreen
 from keyboard.store import MAX_SENTENCE_CHARS, Device, DeviceError
 from keyboard.updates import UpdateError, fetch_update
 from keyboard.widgets import Chip, DeviceStatus, RecentSentences, StatusBar, SuggestionBar, TypingInput
+from tokenizer.words import display_case, typed_word
 
 SENTENCE_END = ".!?"
 # Actions that act on the typing line; disabled while another screen is on top.
@@ -62,6 +63,20 @@ def ends_sentence(previous: str, text: str) -> bool:
     if len(text) <= len(previous) or not text or text[-1] not in SENTENCE_END:
         return False
     return any(not (ch.isspace() or ch == "\x00" or ch in SENTENCE_END) for ch in text[:-1])
+
+
+def chips(text: str, suggested: Iterable[str]) -> tuple[str, ...]:
+    """The words to show for ``text``: in the case the person is typing in, never two that differ only in case.
+
+    Predictors suggest lower-case words (``tokenizer.words``); a subword model can also "finish" a
+    word made of the bare word-start piece, which is nothing to accept.
+    """
+    typed = typed_word(text)
+    shown: dict[str, str] = {}
+    for word in suggested:
+        if word.strip() and word.lower() not in shown:
+            shown[word.lower()] = display_case(word.lower(), typed)
+    return tuple(shown.values())
 
 
 def is_text(text: str) -> bool:
@@ -250,8 +265,7 @@ class KeyboardApp(App[None]):
         if message.error and message.error != self._last_error:
             self._last_error = message.error
             self.notify(message.error, title="Suggestions failed", severity="error", markup=False)
-        # A subword model can "finish" a word made of the bare word-start piece: nothing to accept.
-        self.suggestions = tuple(w for w in message.words if w.strip())
+        self.suggestions = chips(message.text, message.words)
 
     def action_accept(self, index: int) -> None:
         if index >= len(self.suggestions):

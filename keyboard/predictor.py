@@ -29,6 +29,7 @@ from keyboard.store import Device
 from keyboard.suggest import WordSuggester
 from tokenizer.specials import BOS_ID
 from tokenizer.vocab import Tokenizer, TokenizerError
+from tokenizer.words import split_typed, words as words_of
 
 
 @runtime_checkable
@@ -51,13 +52,11 @@ class Learner(Protocol):
 
 
 def split_context(text: str) -> tuple[list[str], str]:
-    """``("the cat sa")`` -> ``(["the", "cat"], "sa")``; after a space the partial word is empty.
+    """``("The cat, sa")`` -> ``(["the", "cat"], "sa")``; after a space or punctuation the partial word is empty.
 
-    The same rule as ``WordSuggester.suggest``, so every predictor sees the same context.
+    The words of ``tokenizer.words``, the same for every predictor and for evaluation.
     """
-    words = text.split()
-    partial = "" if (not text or text[-1].isspace()) else (words.pop() if words else "")
-    return words, partial
+    return split_typed(text)
 
 
 class ModelPredictor:
@@ -117,7 +116,7 @@ class FrequencyPredictor:
 
     def observe(self, sentence: str) -> None:
         """Counts the words and word pairs of one finished sentence."""
-        words = sentence.split()
+        words = words_of(sentence)
         with self._lock:
             self.unigrams.update(words)
             for previous, word in zip(["", *words], words):

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenizer.words import words
+
 DB_NAME = "log.sqlite"
 HELDOUT_FRACTION = 0.2
 # A "sentence" is what a person types before Enter; anything longer is a paste, not typing.
@@ -163,10 +165,10 @@ class Device:
         return Splits(train=texts[:cut], heldout=texts[cut:])
 
     def train_word_counts(self) -> collections.Counter[str]:
-        """Whitespace-word counts of the train split: what a device reports for the vocabulary."""
+        """Word counts of the train split (``tokenizer.words``): what a device reports for the vocabulary."""
         counts: collections.Counter[str] = collections.Counter()
         for sentence in self.splits().train:
-            counts.update(sentence.split())
+            counts.update(words(sentence))
         return counts
 
     def delete_log(self) -> None:

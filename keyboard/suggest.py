@@ -16,6 +16,7 @@ import numpy as np
 from keyboard.lm import NumpyLM, State
 from tokenizer.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID, WORD_START
 from tokenizer.vocab import Tokenizer
+from tokenizer.words import split_typed
 
 _SPECIALS = (PAD_ID, UNK_ID, BOS_ID, EOS_ID)
 
@@ -152,8 +153,7 @@ class WordSuggester:
     # -- the keyboard: text typed so far -------------------------------------------------------
     def suggest(self, text: str, k: int = 3) -> list[str]:
         """Completions of the word being typed, or after a space the next word."""
-        words = text.split()
-        partial = "" if (not text or text[-1].isspace()) else (words.pop() if words else "")
+        words, partial = split_typed(text)
         logp, (h, c), _ = self.boundary_states(words)
         return self.suggest_from(logp[-1:], (h[-1:], c[-1:]), k, prefixes=[partial])[0]
 

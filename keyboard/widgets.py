@@ -13,6 +13,7 @@ from textual.reactive import reactive
 from textual.widgets import Input, Static
 
 from keyboard.store import MAX_SENTENCE_CHARS
+from tokenizer.words import typed_word
 
 CHIP_KEYS = ("F1", "F2", "F3")  # also Tab (first), Alt+1..3; the help screen lists them all
 ATTACHING_PUNCTUATION = ",.;:!?"  # typed right after an accepted word, these replace its space
@@ -38,7 +39,7 @@ class TypingInput(Input):
     def accept(self, word: str) -> None:
         """Replaces the partly typed last word with ``word`` and a space."""
         value = self.value
-        partial = "" if not value or value[-1].isspace() else value.split()[-1]
+        partial = typed_word(value)
         self.value = f"{value[: len(value) - len(partial)]}{word} "
         self.cursor_position = len(self.value)
         self._auto_space = True

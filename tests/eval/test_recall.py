@@ -38,9 +38,9 @@ def test_one_word_sentence_has_no_prediction():
     assert c.predictions == 0 and c.recall(1) == 0.0
 
 
-def test_punctuation_stays_attached():
-    c = sentence_recall(Fixed(["dog"], ["dog"]), "the dog,")
-    assert c.predictions == 1 and c.hits[1] == 0 and c.oov == 1  # "dog," is not "dog"
+def test_punctuation_and_case_are_not_part_of_a_word():
+    c = sentence_recall(Fixed(["dog"], ["dog"]), "The Dog, ...")
+    assert c.predictions == 1 and c.hits[1] == 1 and c.oov == 0  # "Dog," is the word "dog"; "..." is no word
 
 
 def test_counts_add_up():

@@ -14,6 +14,7 @@ from keyboard.predictor import ModelPredictor
 from keyboard.suggest import WordSuggester
 from tests.keyboard.helpers import WORDS, publish_random, tiny_tokenizer_proto
 from tokenizer.vocab import Tokenizer
+from tokenizer.words import split_typed
 
 
 def _random_lm(vocab: int, *, e: int, u: int, seed: int, cifg: bool = True, spread: float = 0.8) -> NumpyLM:
@@ -53,8 +54,7 @@ def test_cached_beam_answers_like_the_reference_beam(tokenizer, cifg, beam, max_
         texts += _typed(sentence)[-3:-6:-1]  # backspace into the word
     root = cached.root(*lm.cell(np.array([2]), lm.zero_state(1)))
     for text in texts:
-        words = text.split()
-        partial = "" if text[-1].isspace() else words.pop()
+        words, partial = split_typed(text)
         node = root
         for word in words:  # one trie for the whole run: nodes are shared across sentences
             node = cached.feed(node, fast.word_pieces(word))

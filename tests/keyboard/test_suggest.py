@@ -83,7 +83,7 @@ def test_real_numpy_model_matches_its_own_step_by_step_run(tmp_path):
         "output_bias": np.zeros(v, np.float32),
     }
     s = WordSuggester(NumpyLM({"cifg": True}, weights), FakeTokenizer(), beam=3, max_pieces=3)
-    words = ["the", "cat", "dog,", "run"]
+    words = ["the", "cat", "dog", "run"]
     whole = s.suggest_sentence(words, k=3)
     for i in range(1, len(words)):
         assert whole[i - 1] == s.suggest(" ".join(words[:i]) + " ", k=3)
