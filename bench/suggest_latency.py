@@ -168,10 +168,11 @@ def prepare(work: Path, preset: str, *, train_tokens: int, seed: int, keys: int,
 # -- measurements ------------------------------------------------------------------------------------
 def replay_latency(device_dir: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Wall-clock and thread-CPU milliseconds of ``suggest(text, 3)`` per keystroke, with a fresh predictor."""
-    from keyboard.predictor import ModelPredictor, load_predictor
+    from keyboard.mix import ProductPredictor
+    from keyboard.predictor import load_predictor
 
     predictor = load_predictor(device_dir)
-    if not isinstance(predictor, ModelPredictor):
+    if not isinstance(predictor, ProductPredictor):
         raise SystemExit(f"{device_dir}: the installed model did not load ({getattr(predictor, 'reason', '?')})")
     wall, cpu = np.empty(len(texts)), np.empty(len(texts))
     for i, text in enumerate(texts):
@@ -192,7 +193,7 @@ def cold_start(device_dir: Path, text: str) -> dict:
     if proc.returncode != 0 or not line:
         raise SystemExit(f"cold start failed ({proc.returncode}):\n{err[-2000:]}")
     answer = json.loads(line)
-    if answer["name"] != "federated_lstm":
+    if answer["name"] != "product":
         raise SystemExit(f"cold start loaded {answer['name']!r}, not the installed model")
     return {"seconds": seconds, "inside_s": answer["inside_s"], "words": answer["words"]}
 

@@ -22,6 +22,8 @@ from eval.recall import KS, RecallCounts, quantiles_from_histogram, recall_count
 from fedkb.atomic import atomic_write
 from fedkb.home import Home
 from keyboard.lm import NumpyLM
+from keyboard.mix import build_product, load_ngrams
+from keyboard.predictor import ModelPredictor
 from keyboard.store import Device
 from keyboard.suggest import WordSuggester
 from tokenizer.vocab import Tokenizer
@@ -45,14 +47,16 @@ def _counts_from(v: Sequence[float]) -> RecallCounts:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where each quantity sits in a device's contribution vector."""
+    """Where each quantity sits in a device's contribution vector: own counts, loss, histogram,
+    personalization, then the counts of each product row (``PRODUCT_ROWS``) and of each baseline."""
 
     baselines: tuple[str, ...]
+    products: tuple[str, ...] = ()
 
-    @property
-    def size(self) -> int:
-        return (len(_COUNT_FIELDS) + 3 + len(HIST_EDGES) - 1 + len(_PERSONAL_FIELDS)
-                + len(_COUNT_FIELDS) * len(self.baselines))
+
+# The product and its ablation, each scored on the device exactly as the keyboard suggests
+# (``keyboard.mix``): the parts each row mixes. The LSTM alone is the version's own row.
+PRODUCT_ROWS = {"lstm_personal": ("lstm", "personal"), "product": None}  # None: every part the version has
 
 
 # A device that fine-tuned a personal model reports, for its own held-out split, the hits of the
@@ -74,12 +78,29 @@ def _personal_vector(device_dir: Path, version_name: str) -> list[float]:
         return [0.0] * len(_PERSONAL_FIELDS)
 
 
+def product_counts(splits, lstm, ngrams, parts) -> RecallCounts:
+    """Recall of the product as this device's keyboard would suggest: the personal model and the
+    weights from its train split, then each held-out sentence typed in time order and learned once
+    finished, as live typing is (prequential)."""
+    product = build_product(splits.train, lstm=lstm, ngrams=ngrams, parts=parts)
+    total = RecallCounts(hits={k: 0 for k in KS})
+    for sentence in splits.heldout:
+        total = total + recall_counts(product, [sentence])
+        product.observe(sentence)
+    return total
+
+
 def device_contribution(
-    device_dir: Path, version_name: str, suggester: WordSuggester, baselines: Mapping[str, object]
+    device_dir: Path, version_name: str, suggester: WordSuggester, baselines: Mapping[str, object],
+    products: Mapping[str, tuple] | None = None,
 ) -> np.ndarray:
-    """Runs on the device: evaluates on its held-out split, writes its own record, returns sums only."""
+    """Runs on the device: evaluates on its held-out split, writes its own record, returns sums only.
+
+    ``products`` maps a product row to ``(lstm predictor, n-gram model or None, parts)``.
+    """
     with Device(device_dir) as device:
-        heldout = device.splits().heldout
+        splits = device.splits()
+    heldout = splits.heldout
     own = recall_counts(suggester, heldout)
     nll, tokens = token_nll(suggester.lm, suggester.tok.encode, heldout)
     hist = np.zeros(len(HIST_EDGES) - 1)
@@ -89,6 +110,10 @@ def device_contribution(
               "heldout_sentences": len(heldout)}
     vector = [*_counts_vector(own), nll, tokens, float(own.predictions > 0), *hist,
               *_personal_vector(device_dir, version_name)]
+    for name, (lstm, ngrams, parts) in (products or {}).items():
+        counts = product_counts(splits, lstm, ngrams, parts)
+        record[name] = counts.summary()
+        vector += _counts_vector(counts)
     for name, predictor in baselines.items():
         counts = recall_counts(predictor, heldout)
         record[f"baseline_{name}"] = counts.summary()
@@ -136,6 +161,10 @@ def aggregate(total: np.ndarray, layout: Layout) -> dict:
     offset = n + 3 + len(hist)
     pers = dict(zip(_PERSONAL_FIELDS, total[offset : offset + len(_PERSONAL_FIELDS)]))
     offset += len(_PERSONAL_FIELDS)
+    result["products"] = {}
+    for name in layout.products:
+        result["products"][name] = _counts_from(total[offset : offset + n]).summary()
+        offset += n
     if pers["devices"] and pers["predictions"]:
         before = {k: pers[f"global_hits_at_{k}"] / pers["predictions"] for k in (1, 3)}
         after = {k: pers[f"personal_hits_at_{k}"] / pers["predictions"] for k in (1, 3)}
@@ -157,11 +186,15 @@ def evaluate(
     """Federated evaluation of one version on ``device_ids``; returns the aggregates."""
     baselines = dict(baselines or {})
     suggester = load_suggester(version_dir)
+    lstm, ngrams = ModelPredictor(version_dir), load_ngrams(version_dir)
+    # Without published n-grams the product is the LSTM with the personal model: one row, not two.
+    products = {name: (lstm, ngrams, parts) for name, parts in PRODUCT_ROWS.items()
+                if ngrams is not None or parts is None}
     vectors = []
     for device_id in device_ids:
-        vectors.append(device_contribution(home.device(device_id), version_name, suggester, baselines))
+        vectors.append(device_contribution(home.device(device_id), version_name, suggester, baselines, products))
         if on_device:
             on_device(device_id)
     if not vectors:
         raise ValueError("no devices to evaluate on")
-    return aggregate(federated_sum(vectors), Layout(tuple(baselines)))
+    return aggregate(federated_sum(vectors), Layout(tuple(baselines), tuple(products)))

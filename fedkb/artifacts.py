@@ -15,6 +15,7 @@ from pathlib import Path
 
 WEIGHTS, CONFIG, TOKENIZER, MANIFEST = "weights.npz", "model.json", "spm.model", "manifest.json"
 ONDEVICE = "ondevice.npz"
+NGRAMS = "ngrams.tsv.gz"  # placeholder until the n-gram format lands
 FILES = (WEIGHTS, CONFIG, TOKENIZER)  # every version has these
 OPTIONAL_FILES = (ONDEVICE,)  # checked (and installed) when the manifest lists them
 

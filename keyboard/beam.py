@@ -128,7 +128,11 @@ class CachedBeam:
 
     # -- the search ------------------------------------------------------------------------------
     def suggest(self, context: Node, prefix: str, k: int) -> list[str]:
-        """Top-``k`` words after ``context`` that start with ``prefix``: ``WordSuggester.suggest_from``'s answer.
+        """Top-``k`` words after ``context`` that start with ``prefix``: ``WordSuggester.suggest_from``'s answer."""
+        return [word for word, _ in self.scored(context, prefix, k)]
+
+    def scored(self, context: Node, prefix: str, k: int) -> list[tuple[str, float]]:
+        """``suggest``'s words, each with the log-probability the search had found for it when it stopped.
 
         Entries are visited best first and the search ends as soon as what is left of the beam
         cannot change the answer (``_settled``), often before the last depth or the last entry.
@@ -150,7 +154,7 @@ class CachedBeam:
                 context.first_top = ids, scores
         beam = [(context, int(i), score, surface[i]) for i, score in zip(ids, scores) if np.isfinite(score)]
         finished: dict[str, float] = {}
-        answer = lambda: [w for w, _ in sorted(finished.items(), key=lambda ws: -ws[1])[:k]]  # noqa: E731
+        answer = lambda: sorted(finished.items(), key=lambda ws: -ws[1])[:k]  # noqa: E731
         for depth in range(self.s.max_pieces):
             last = depth == self.s.max_pieces - 1
             beam.sort(key=lambda e: -e[2])

@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from fedkb.artifacts import TOKENIZER
+from fedkb.artifacts import TOKENIZER, ArtifactError
 from keyboard.beam import CachedBeam, Node
 from keyboard.install import installed
 from keyboard.lm import NumpyLM
@@ -78,9 +78,19 @@ class ModelPredictor:
 
     def suggest(self, text: str, k: int = 3) -> list[str]:
         """Same answer as ``WordSuggester.suggest(text, k)``; only steps not taken before are run."""
-        words, partial = split_context(text)
+        return [word for word, _ in self.scored(*split_context(text), k)]
+
+    def scored(self, words: list[str], partial: str, k: int) -> list[tuple[str, float]]:
+        """The top-``k`` words after ``words`` that start with ``partial``, with their log-probabilities."""
         with self._lock:
-            return self.beam.suggest(self._context(words), partial, k)
+            return self.beam.scored(self._context(words), partial, k)
+
+    def word_log_probs(self, sentences: list[list[str]]) -> list[np.ndarray]:
+        """log P(word | words before it) for each word of each sentence (``WordSuggester.word_log_probs``)."""
+        return self.suggester.word_log_probs(sentences)
+
+    def can_produce(self, word: str) -> bool:
+        return self.suggester.can_produce(word)
 
     def _context(self, words: list[str]) -> Node:
         """The node after ``<s> words``, reusing the longest cached prefix of the sentence."""
@@ -133,17 +143,26 @@ class FrequencyPredictor:
 
 
 def load_predictor(device_dir: Path) -> Predictor:
-    """The model the device should run (its personal model where that won), else the person's word counts."""
+    """The product for this device (``keyboard.mix``): the installed version's LSTM (its personal
+    fine-tune where that won) and n-grams, mixed with the personal model of the log, the weights
+    fitted on the log. Without a usable version, the person's own word counts."""
+    from keyboard.mix import build_product, load_ngrams
+
     current = installed(device_dir)
     reason = "no model yet"
+    with Device(device_dir) as device:
+        splits = device.splits()
     if current is not None:
         model_dir = active_model_dir(device_dir, current=current) or current.path
         label = current.version if model_dir == current.path else f"{current.version} (personalized)"
         try:
-            return ModelPredictor(model_dir, version=label)
-        except (OSError, ValueError, KeyError, TokenizerError) as exc:
+            product = build_product(splits.train, lstm=ModelPredictor(model_dir, version=label),
+                                    ngrams=load_ngrams(current.path), version=label)
+        except (OSError, ValueError, KeyError, TokenizerError, ArtifactError) as exc:
             # A version that verifies but cannot run (say, weights that diverged) must not stop the person typing.
             reason = f"model {label} cannot run ({exc})"
-    with Device(device_dir) as device:
-        sentences = device.sentences()
-    return FrequencyPredictor(sentences, reason=reason)
+        else:
+            for sentence in splits.heldout:  # the newest sentences: learned, not used to fit the weights
+                product.observe(sentence)
+            return product
+    return FrequencyPredictor(splits.train + splits.heldout, reason=reason)

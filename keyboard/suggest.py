@@ -117,6 +117,34 @@ class WordSuggester:
         ids = self.word_pieces(word)
         return 0 < len(ids) <= self.max_pieces and UNK_ID not in ids and self.tok.decode(ids) == word
 
+    def word_log_probs(self, sentences: Sequence[Sequence[str]], chunk: int = 1024) -> list[np.ndarray]:
+        """log P(word | the words before it) for every word of every sentence, teacher-forced.
+
+        A word's probability is that of its own pieces followed by a word boundary (a word start
+        or ``</s>``), as in the beam, but for the tokenizer's one segmentation only: cheap enough to
+        score a device's whole log, where the beam would search at every position.
+        """
+        pieces = [[self.word_pieces(w) for w in words] for words in sentences]
+        hs, _ = self.lm.run_batch([[p for ws in sent for p in ws] for sent in pieces])
+        rows = [r for r, sent in enumerate(pieces) for _ in range(sum(map(len, sent)) + 1)]
+        cols = [t for sent in pieces for t in range(sum(map(len, sent)) + 1)]
+        nxt = [p for sent in pieces for p in [*(q for ws in sent for q in ws), EOS_ID]]
+        piece_lp, end_lp = np.empty(len(rows)), np.empty(len(rows))
+        for start in range(0, len(rows), chunk):
+            part = slice(start, start + chunk)
+            logp = self.lm.log_probs(hs[rows[part], cols[part]])
+            piece_lp[part] = logp[np.arange(len(logp)), nxt[part]]
+            end_lp[part] = np.logaddexp.reduce(np.where(self.ends_word > 0, logp, -np.inf), axis=1)
+        out, pos = [], 0
+        for sent in pieces:
+            lp = []
+            for ws in sent:  # pieces of the word, then the boundary after its last piece
+                lp.append(piece_lp[pos : pos + len(ws)].sum() + end_lp[pos + len(ws)] if ws else -np.inf)
+                pos += len(ws)
+            pos += 1  # the position that predicts </s>
+            out.append(np.array(lp))
+        return out
+
     def boundary_states(self, words: Sequence[str]) -> tuple[np.ndarray, State, list[list[int]]]:
         """Runs ``<s> w1 … wn``; returns log-probs and states at each word boundary (n + 1 rows)."""
         pieces = [self.word_pieces(w) for w in words]

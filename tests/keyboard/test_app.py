@@ -384,11 +384,12 @@ def test_starting_the_keyboard_does_not_import_tensorflow(tmp_path):
         from fedkb.home import Home
         from keyboard.app import KeyboardApp
         from keyboard.predictor import ModelPredictor, load_predictor
+        from keyboard.mix import ProductPredictor
         build_parser().parse_args(["keyboard", "--device", "d1"])
         home = Home(Path({str(home)!r}))
         device = open_device(home, "d1")
         predictor = load_predictor(device.directory)
-        assert isinstance(predictor, ModelPredictor), predictor
+        assert isinstance(predictor, ProductPredictor) and isinstance(predictor.lstm, ModelPredictor), predictor
         app = KeyboardApp(device, predictor, models_dir=home.models)
         predictor.suggest("the ca")
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_federated", "keras"))

@@ -8,6 +8,7 @@ import pytest
 
 from keyboard import install
 from keyboard.lm import NumpyLM
+from keyboard.mix import ProductPredictor
 from keyboard.predictor import FrequencyPredictor, Learner, ModelPredictor, Predictor, load_predictor, split_context
 from keyboard.store import Device
 from keyboard.suggest import WordSuggester
@@ -104,7 +105,7 @@ def test_load_predictor_picks_the_installed_model_or_falls_back(tmp_path, versio
     assert isinstance(fallback, FrequencyPredictor) and fallback.suggest("hel") == ["hello"]
     install.install(device_dir, version.path)
     model = load_predictor(device_dir)
-    assert isinstance(model, ModelPredictor) and model.version == version.name
+    assert isinstance(model, ProductPredictor) and isinstance(model.lstm, ModelPredictor) and model.version == version.name
 
 
 def test_load_predictor_falls_back_when_the_model_cannot_run(tmp_path):
@@ -125,5 +126,5 @@ def test_load_predictor_runs_the_personal_model_where_personalization_chose_it(t
     personal = publish_random(tmp_path / "personal-models", seed=9, promote=False)
     monkeypatch.setattr(predictor_module, "active_model_dir", lambda d, **_: personal.path)
     p = load_predictor(device_dir)
-    assert isinstance(p, ModelPredictor) and p.version == f"{version.name} (personalized)"
+    assert isinstance(p, ProductPredictor) and p.version == f"{version.name} (personalized)"
     assert p.suggest("the ") == _reference(personal.path).suggest("the ")

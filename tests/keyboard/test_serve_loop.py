@@ -8,6 +8,7 @@ import time
 import pytest
 
 from keyboard.app import KeyboardApp
+from keyboard.mix import ProductPredictor
 from keyboard.predictor import ModelPredictor, load_predictor
 from keyboard.store import Device
 from tests.conftest import REPO
@@ -32,9 +33,9 @@ async def test_keyboard_installs_what_serve_publishes_without_restart(seeded_hom
             async with app.run_test() as pilot:
                 await pilot.press(*"good ")
                 deadline = time.monotonic() + 600
-                while time.monotonic() < deadline and not isinstance(app.predictor, ModelPredictor):
+                while time.monotonic() < deadline and not isinstance(app.predictor, ProductPredictor):
                     await pilot.pause(0.5)
-                assert isinstance(app.predictor, ModelPredictor), "the keyboard never picked up the new version"
+                assert isinstance(app.predictor, ProductPredictor), "the keyboard never picked up the new version"
                 assert app.predictor.version == "0001"
                 await pilot.press(*"morning ")
                 for _ in range(40):

@@ -21,6 +21,7 @@ from fedkb.cli import _USER_ERRORS
 from federated import registry
 from keyboard import install
 from keyboard.app import KeyboardApp
+from keyboard.mix import ProductPredictor
 from keyboard.predictor import FrequencyPredictor, ModelPredictor, load_predictor
 from keyboard.store import Device
 from keyboard.updates import fetch_update
@@ -75,7 +76,7 @@ def _assert_keeps_v1(device_dir: Path) -> None:
     assert install.read_pointer(device_dir)["current"] == "0001"
     assert not [p for p in (device_dir / "model").iterdir() if p.name.startswith(".incoming")]
     predictor = load_predictor(device_dir)
-    assert isinstance(predictor, ModelPredictor) and predictor.version == "0001"
+    assert isinstance(predictor, ProductPredictor) and predictor.version == "0001"
     assert isinstance(predictor.suggest("the ", 3), list)
 
 
