@@ -80,6 +80,7 @@ class EvalResult:
     histogram_edges: tuple[float, ...] = ()
     histogram_counts: tuple[float, ...] = ()
     baselines: dict[str, BaselineResult] = field(default_factory=dict)
+    products: dict[str, BaselineResult] = field(default_factory=dict)  # the product and its ablation rows
     promoted: bool | None = None
     promotion_reason: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
@@ -162,13 +163,8 @@ def load_eval(path: Path) -> EvalResult:
     counts = _numbers(hist.get("counts"), f"{w}: histogram counts")
     if counts and len(edges) != len(counts) + 1:
         raise ReportError(f"{w}: histogram has {len(counts)} counts but {len(edges)} edges (need counts + 1)")
-    baselines = {}
-    for name, b in _obj(raw, "baselines", w).items():
-        if not isinstance(b, dict):
-            raise ReportError(f"{w}: baseline '{name}' should be an object")
-        bw = f"{w}: baselines.{name}"
-        baselines[name] = BaselineResult(name, *(_num(b, k, bw) for k in (
-            "recall_at_1", "recall_at_3", "recall_at_5", "oov_rate", "predictions", "train_tokens")))
+    baselines, products = ({name: _row(b, f"{w}: {key}.{name}") for name, b in _obj(raw, key, w).items()}
+                           for key in ("baselines", "products"))
     promotion = _obj(raw, "promotion", w)
     privacy = raw.get("privacy")
     if privacy is not None and not isinstance(privacy, dict):
@@ -185,11 +181,18 @@ def load_eval(path: Path) -> EvalResult:
         **{k: _num(raw, k, w) for k in ("recall_at_1", "recall_at_3", "recall_at_5", "token_loss",
                                          "perplexity", "oov_rate")},
         quantiles={k: _num(quantiles, k, f"{w}: quantiles") for k in quantiles},
-        histogram_edges=edges, histogram_counts=counts, baselines=baselines,
+        histogram_edges=edges, histogram_counts=counts, baselines=baselines, products=products,
         promoted=promotion.get("promoted"), promotion_reason=_str(promotion.get("reason")),
         settings=_obj(raw, "settings", w), privacy=privacy,
         personalization=raw.get("personalization") if isinstance(raw.get("personalization"), dict) else None,
     )
+
+
+def _row(b: Any, where: str) -> BaselineResult:
+    if not isinstance(b, dict):
+        raise ReportError(f"{where} should be an object")
+    return BaselineResult(where.rsplit(".", 1)[-1], *(_num(b, k, where) for k in (
+        "recall_at_1", "recall_at_3", "recall_at_5", "oov_rate", "predictions", "train_tokens")))
 
 
 def _float(text: str | None) -> float | None:
@@ -278,8 +281,18 @@ def _title(e: EvalResult) -> str:
 
 
 def summary_rows(e: EvalResult) -> list[tuple[str, str, str, str, str]]:
-    """(model, recall@1, recall@3, recall@5, OOV rate) for the federated model and each baseline."""
-    rows = [("federated model", pct(e.recall_at_1), pct(e.recall_at_3), pct(e.recall_at_5), pct(e.oov_rate))]
+    """(model, recall@1, recall@3, recall@5, OOV rate): the ablation of the product, then each baseline.
+
+    The rows add one part at a time: the federated LSTM alone (the beam), with the personal model,
+    with the private n-grams; the last row that exists is the product, what the keyboard shows.
+    """
+    rows = [("global LSTM alone", pct(e.recall_at_1), pct(e.recall_at_3), pct(e.recall_at_5), pct(e.oov_rate))]
+    steps = [("lstm_personal", " + personal model")] if "lstm_personal" in e.products else []
+    if "product" in e.products:
+        steps.append(("product", " + private n-grams = product" if steps else " + personal model = product"))
+    for name, label in steps:
+        b = e.products[name]
+        rows.append((label, pct(b.recall_at_1), pct(b.recall_at_3), pct(b.recall_at_5), pct(b.oov_rate)))
     order = [n for n in BASELINE_LABELS if n in e.baselines] + sorted(set(e.baselines) - set(BASELINE_LABELS))
     for name in order:
         b = e.baselines[name]

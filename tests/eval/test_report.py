@@ -60,11 +60,13 @@ def test_versions_sort_numerically_and_rerun_rounds_keep_last_row(tmp_path):
 def test_terminal_shows_latest_table_baselines_and_trend():
     out = terminal_text(load_report_data(FIXTURE))
     assert "latest version 0002 (round 6, 120 devices, 12,345 predictions)" in out
-    for name in ("federated model", "unigram", "KN trigram (central ref.)",
-                 "LSTM, central (central ref.)"):
+    for name in ("global LSTM alone", "+ personal model", "+ private n-grams = product", "unigram",
+                 "KN trigram (central ref.)", "LSTM, central (central ref.)"):
         assert name in out
-    row = next(line for line in out.splitlines() if "federated model" in line)
+    row = next(line for line in out.splitlines() if "global LSTM alone" in line)
     assert re.search(r"12\.0%.*21\.0%.*26\.0%.*3\.0%", row)
+    product = next(line for line in out.splitlines() if "= product" in line)
+    assert re.search(r"15\.2%.*25\.1%.*30\.1%.*1\.5%", product)
     lstm = next(line for line in out.splitlines() if "LSTM, central" in line)
     assert re.search(r"14\.3%.*23\.8%.*29\.1%", lstm)
     assert "perplexity: 164.0" in out and "p50 12.0%" in out
@@ -121,7 +123,7 @@ def test_html_is_self_contained(fixture_html):
 
 def test_html_has_header_tables_and_settings(fixture_html):
     assert "latest version 0002" in fixture_html and "2026-11-30 13:00 UTC" in fixture_html
-    assert "<td>federated model</td><td>12.0%</td><td>21.0%</td><td>26.0%</td><td>3.0%</td>" in fixture_html
+    assert "<td>global LSTM alone</td><td>12.0%</td><td>21.0%</td><td>26.0%</td><td>3.0%</td>" in fixture_html
     assert "<td>LSTM, central (central ref.)</td><td>14.3%</td>" in fixture_html
     assert 'id="settings"' in fixture_html
     for key, value in (("server_optimizer", "adam"), ("clients_per_round", "10"), ("lstm_units", "256"),
