@@ -57,7 +57,7 @@ def _percent_axis(ax) -> None:
 
 
 def recall_per_version(evals: Sequence["EvalResult"], k: int) -> bytes:
-    """recall@k of the federated model per evaluated version, the baselines as dashed lines."""
+    """recall@k of the product and of the federated LSTM alone per evaluated version, the baselines dashed."""
     from matplotlib.patheffects import withStroke
 
     fig = _figure()
@@ -77,7 +77,13 @@ def recall_per_version(evals: Sequence["EvalResult"], k: int) -> bytes:
         if xs:
             ax.plot(xs, ys, linestyle="--", marker="o", markersize=4, linewidth=1.4, color=color, label=label)
     xs, ys = series([e.recall(k) for e in evals])
-    ax.plot(xs, ys, marker="o", markersize=6, linewidth=2.4, color=FEDERATED_COLOR, label="federated model", zorder=3)
+    product = series([e.products["product"].recall(k) if "product" in e.products else None for e in evals])
+    if product[0]:  # the LSTM alone, faded, under the product
+        ax.plot(xs, ys, marker="s", markersize=4, linewidth=1.4, color=FEDERATED_COLOR, alpha=0.55,
+                label="global LSTM alone", zorder=3)
+        xs, ys = product
+    ax.plot(xs, ys, marker="o", markersize=6, linewidth=2.4, color=FEDERATED_COLOR,
+            label="product (what the keyboard shows)" if product[0] else "federated model", zorder=3)
     for xi, yi in zip(xs, ys):
         ax.annotate(f"{yi:.1f}%", (xi, yi), textcoords="offset points", xytext=(0, 8), ha="center",
                     fontsize=8, color=FEDERATED_COLOR, fontweight="bold", zorder=4,
