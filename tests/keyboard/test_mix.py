@@ -63,11 +63,15 @@ def test_weights_are_refused_when_they_make_no_mix():
         MixWeights(lstm=0.0, ngrams=0.0, personal=0.0)
 
 
-def test_personal_model_is_learned_from_the_log_and_weighted_on_it():
+def test_personal_model_is_learned_from_the_log_and_the_weights_from_what_follows():
     # A person who repeats themselves: the personal model should get the larger weight.
-    sentences = ["see you at the zorblax cafe"] * 30
-    product = build_product(sentences, lstm=FixedLSTM({"there": 0.5, "world": 0.3}))
-    assert product.weights.personal > product.weights.lstm
+    lstm = FixedLSTM({"there": 0.5, "world": 0.3})
+    product = build_product(["see you at the zorblax cafe"] * 5, lstm=lstm)
+    assert product.weights == MixWeights.prior(["lstm", "personal"])  # the train split fits nothing
+    assert product.suggest("see you at the ", 1) == ["there"]  # 5/7 · 0.5 beats 2/7 · P_personal
+    for _ in range(30):  # held-out and live sentences: each scored by every part, then learned
+        product.observe("see you at the zorblax cafe")
+    assert product.weights.personal > 0.9 > 0.1 > product.weights.lstm
     assert product.suggest("see you at the ", 1) == ["zorblax"]
 
 
