@@ -32,6 +32,9 @@ from tokenizer.vocab import Tokenizer, TokenizerError
 from tokenizer.words import split_typed, words as words_of
 
 
+FIT_SENTENCES_AT_START = 200  # held-out sentences the mix weights are fitted on when the keyboard starts
+
+
 @runtime_checkable
 class Predictor(Protocol):
     """Suggests words for the text typed so far. Implementations must be safe to call from a thread."""
@@ -162,7 +165,10 @@ def load_predictor(device_dir: Path) -> Predictor:
             # A version that verifies but cannot run (say, weights that diverged) must not stop the person typing.
             reason = f"model {label} cannot run ({exc})"
         else:
-            for sentence in splits.heldout:  # the newest sentences: learned, not used to fit the weights
-                product.observe(sentence)
+            # The held-out split trained no part: it fits the weights (its newest sentences, which bounds
+            # the work at start), and the personal model learns all of it.
+            fit_from = len(splits.heldout) - FIT_SENTENCES_AT_START
+            for i, sentence in enumerate(splits.heldout):
+                product.observe(sentence, fit=i >= fit_from)
             return product
     return FrequencyPredictor(splits.train + splits.heldout, reason=reason)
