@@ -8,7 +8,7 @@
   log deletes it.
 
 They are mixed linearly, P(w | context) = Σ λ_c P_c(w | context), over the union of each part's
-best candidates (``CANDIDATES`` each; the LSTM gives its beam's words with their probabilities,
+best candidates (``CANDIDATES`` of each; the LSTM gives its beam's words with their probabilities,
 and a word outside its beam counts 0 for it). The weights λ are fitted on this device's own text
 by EM (``fit_weights``), on sentences none of the parts has learned from: the device's held-out
 split (never used for federated training or for the n-gram sketches) and what is typed from then
@@ -30,7 +30,9 @@ import numpy as np
 from keyboard.ngram import NgramModel
 from tokenizer.words import split_typed, words as words_of
 
-CANDIDATES = 3  # best words asked of each part, per keystroke: the keyboard shows three
+# Best words asked of each part per keystroke: the beam's three (its search is the costly part),
+# five of each n-gram model (cheap). Fixed, so the ranking never depends on how many are shown.
+CANDIDATES = {"lstm": 3, "ngrams": 5, "personal": 5}
 PARTS = ("lstm", "ngrams", "personal")
 # A device with little typing keeps weights near these: pseudo-positions of the EM's prior.
 PRIOR = {"lstm": 0.5, "ngrams": 0.3, "personal": 0.2}
@@ -112,12 +114,12 @@ class ProductPredictor:
     def scored(self, context: list[str], partial: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` best words with their mixed probabilities, best first (ties by word)."""
         w = self.weights
-        lstm = dict(self.lstm.scored(context, partial, CANDIDATES)) if self.lstm is not None and w.lstm else {}
+        lstm = dict(self.lstm.scored(context, partial, CANDIDATES["lstm"])) if self.lstm is not None and w.lstm else {}
         with self._lock:
             candidates = set(lstm)
             for part, model in (("ngrams", self.ngrams), ("personal", self.personal)):
                 if model is not None and getattr(w, part):
-                    candidates.update(word for word, _ in model.top(context, partial, CANDIDATES))
+                    candidates.update(word for word, _ in model.top(context, partial, CANDIDATES[part]))
             scores = {word: self._mixed(word, context, lstm) for word in candidates}
         return sorted(scores.items(), key=lambda ws: (-ws[1], ws[0]))[:k]
 
