@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from eval import disclosure
+from eval import ablation, disclosure
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -374,6 +374,13 @@ def render_terminal(data: ReportData, console: "Console") -> None:
     for row in trend_rows(data):
         trend.add_row(*map(Text, row))
     console.print(trend)
+    if record := ablation.load(data.server_dir):
+        table = Table(title=ablation.title(record), title_justify="left")
+        for i, col in enumerate(ablation.COLUMNS):
+            table.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
+        for row in ablation.table_rows(record):
+            table.add_row(*map(Text, row))
+        console.print(table)
 
 
 # -- HTML ---------------------------------------------------------------------------------------
@@ -456,6 +463,9 @@ def render_html(data: ReportData) -> str:
                         "suggestions. The centralized references are trained on pooled text, which a federated "
                         "keyboard never sees; they bound what the model could reach.</p></section>")
         trend = "".join(_img(plots.recall_per_version(data.evals, k), f"recall@{k} per version") for k in (1, 3))
+        if record := ablation.load(data.server_dir):
+            sections.append(f'<section id="ablation"><h2>{_esc(ablation.title(record))}</h2>'
+                            + _table(ablation.COLUMNS, ablation.table_rows(record)) + "</section>")
         sections.append(f'<section id="trend"><h2>Trend over versions</h2><div class="plots">{trend}</div>'
                         + _table(TREND_COLUMNS, trend_rows(data)) + "</section>")
     if data.rounds:

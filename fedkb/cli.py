@@ -356,7 +356,7 @@ def _run(home: Home, args: argparse.Namespace) -> int:
 _USER_ERRORS = {
     "CorpusError", "PopulationError", "DeviceError", "TokenizerError", "VocabularyError",
     "TrainError", "RegistryError", "RuntimeStartError", "ValueError", "RolloutError", "ReportError",
-    "ArtifactError", "PrivacyError",
+    "ArtifactError", "PrivacyError", "AblationError",
 }
 
 if __name__ == "__main__":
