@@ -1,7 +1,8 @@
 """What left the devices in a run, stated from the server's own records (no TensorFlow).
 
-Three things can leave a device, and each is recorded where it arrived: vocabulary counts
+Four things can leave a device, and each is recorded where it arrived: vocabulary counts
 (``server/tokenizer/tokenizer.json``: a plain sum of word counts, or heavy-hitter sketches),
+n-gram sketches (``server/ngrams/ngrams.json``: heavy hitters of each device's top n-grams),
 model updates (``server/state/run.json``: masked by secure aggregation or not, with or without
 DP noise), and evaluation sums (every ``server/evals/*.json``). The report prints this
 statement so that a reader knows what the server could have seen.
@@ -35,6 +36,19 @@ def vocabulary_line(server_dir: Path) -> str:
     return "vocabulary: each device's word counts, summed (plain: the server saw the summed table of all words)"
 
 
+def ngrams_line(server_dir: Path) -> str:
+    record = _read(server_dir / "ngrams" / "ngrams.json")
+    if record is None:
+        return "n-grams: none gathered"
+    p = record.get("privacy") or {}
+    config = record.get("config") or {}
+    dp = p.get("dp")
+    dp_text = f", DP ε = {dp.get('epsilon')}" if isinstance(dp, dict) else ", no DP"
+    return (f"n-grams: heavy-hitter sketches (IBLT) of each device's top {p.get('max_per_device')} n-grams of orders "
+            f"1-{config.get('max_order')}, counts capped at {p.get('max_count')}, summed; n-grams released only if "
+            f"typed on ≥ {p.get('k_anonymity')} devices{dp_text}")
+
+
 def updates_line(server_dir: Path, privacy_spent: dict[str, Any] | None) -> str:
     run = _read(server_dir / "state" / "run.json")
     if run is None:
@@ -57,6 +71,7 @@ def statement(server_dir: Path, privacy_spent: dict[str, Any] | None = None) -> 
     """One line per kind of data that left the devices."""
     return [
         vocabulary_line(server_dir),
+        ngrams_line(server_dir),
         updates_line(server_dir, privacy_spent),
         "evaluation: per-round sums of hits, predictions and losses, and a histogram of per-device recall@1; "
         "each device's own result stays on it",

@@ -25,7 +25,7 @@ import tensorflow_federated as tff
 
 from fedkb.atomic import atomic_write
 from fedkb.home import Home
-from federated import checkpoints, registry, training
+from federated import checkpoints, ngrams, registry, training
 from federated.examples import cached_examples
 from federated.faults import crash_point
 from federated.model import build_model, named_weights
@@ -266,6 +266,7 @@ class Session:
             tokenizer_proto=self.tokenizer.model_proto, round_num=round_num, metrics=metrics,
             extra={"run_id": self.run_id, "train_config": self.train.as_dict(), "privacy_config": self.privacy.as_dict(),
                    "privacy": self.privacy_spent(round_num)},
+            ngrams=ngrams.current_table(self.home),  # the private n-grams gathered so far, if any
         )
 
 

@@ -3,7 +3,8 @@
 A version holds ``weights.npz`` (numpy arrays by layer name: readable without TensorFlow),
 ``ondevice.npz`` (the same weights in int8 for the keyboard, ``fedkb/ondevice.py``),
 ``model.json`` (the ModelConfig), ``spm.model`` (the tokenizer it was trained with) and
-``manifest.json`` (sha256 of every file, the round, the training metrics). A version is built
+``manifest.json`` (sha256 of every file, the round, the training metrics), and, when the server
+has gathered them, ``ngrams.tsv.gz`` (the private n-gram table, ``federated/ngrams.py``). A version is built
 in a temporary folder, fsynced and renamed into place, so a reader never sees half of one.
 
 A published version is a *candidate* until rollout decides on it: ``registry.json`` records each
@@ -30,7 +31,7 @@ from federated.faults import crash_point
 from federated.model_config import ModelConfig
 
 from fedkb import artifacts, ondevice
-from fedkb.artifacts import CONFIG, MANIFEST, ONDEVICE, TOKENIZER, WEIGHTS
+from fedkb.artifacts import CONFIG, MANIFEST, NGRAMS, ONDEVICE, TOKENIZER, WEIGHTS
 
 REGISTRY = "registry.json"
 
@@ -68,8 +69,9 @@ def publish(
     round_num: int,
     metrics: Mapping[str, float],
     extra: Mapping[str, object] | None = None,
+    ngrams: bytes | None = None,
 ) -> Version:
-    """Writes a new candidate version atomically."""
+    """Writes a new candidate version atomically; ``ngrams`` (``ngrams.tsv.gz`` bytes) is published with it if given."""
     models_dir.mkdir(parents=True, exist_ok=True)
     names = _version_names(models_dir)
     name = f"{int(names[-1]) + 1 if names else 1:04d}"
@@ -81,6 +83,8 @@ def publish(
         np.savez(buf, **{k: np.asarray(v) for k, v in weights.items()})
         files = {WEIGHTS: buf.getvalue(), CONFIG: config.to_json().encode(), TOKENIZER: tokenizer_proto,
                  ONDEVICE: ondevice.to_bytes(weights)}
+        if ngrams is not None:
+            files[NGRAMS] = ngrams
         for i, (fname, data) in enumerate(files.items()):
             atomic_write(tmp / fname, data)
             if i == 0:

@@ -121,16 +121,19 @@ def wait_until_serving(worker: Worker, timeout: float = 60.0) -> None:
         channel.close()
 
 
-def connect_context(targets: list[str], *, startup_timeout: float = 60.0):
+def connect_context(targets: list[str], *, startup_timeout: float = 60.0, subrounds: int | None = None):
     """A synchronous TFF context that runs on the executor services at ``targets``.
 
-    One target gives an ordinary context; several give TFF's mergeable-computation context,
-    which splits each round's clients across them.
+    One target gives an ordinary context; several (or ``subrounds``) give TFF's
+    mergeable-computation context, which splits each computation's clients into ``subrounds``
+    groups (default: one per target), runs them across the targets, and merges their aggregates.
+    On one target, subrounds run one after the other: the worker then holds only one group's
+    client values at a time.
     """
     import tensorflow_federated as tff
 
     contexts = [_async_context(target, startup_timeout) for target in targets]
-    if len(contexts) == 1:
+    if len(contexts) == 1 and subrounds is None:
         return tff.framework.SyncExecutionContext(
             executor_fn=contexts[0], compiler_fn=tff.backends.native.desugar_and_transform_to_native,
             transform_args=tff.tensorflow.transform_args, transform_result=tff.tensorflow.transform_result,
@@ -142,7 +145,7 @@ def connect_context(targets: list[str], *, startup_timeout: float = 60.0):
         )
         for factory in contexts
     ]
-    return tff.backends.native.create_mergeable_comp_execution_context(asyncs)
+    return tff.backends.native.create_mergeable_comp_execution_context(asyncs, num_subrounds=subrounds)
 
 
 def _async_context(target: str, startup_timeout: float):

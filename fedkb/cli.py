@@ -294,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="discard existing checkpoints and metrics and start over")
     p.set_defaults(func=cmd_train)
 
-    from fedkb import cmd_demo, cmd_eval, cmd_keyboard, cmd_worker  # light: heavy imports live inside the commands
+    from fedkb import cmd_demo, cmd_eval, cmd_keyboard, cmd_ngrams, cmd_worker  # light: heavy imports live inside the commands
 
+    cmd_ngrams.add_parsers(sub)
     cmd_eval.add_parsers(sub)
     cmd_demo.add_parsers(sub)
     cmd_keyboard.add_parsers(sub)
@@ -356,7 +357,7 @@ def _run(home: Home, args: argparse.Namespace) -> int:
 _USER_ERRORS = {
     "CorpusError", "PopulationError", "DeviceError", "TokenizerError", "VocabularyError",
     "TrainError", "RegistryError", "RuntimeStartError", "ValueError", "RolloutError", "ReportError",
-    "ArtifactError", "PrivacyError", "AblationError",
+    "ArtifactError", "PrivacyError", "AblationError", "NgramError",
 }
 
 if __name__ == "__main__":

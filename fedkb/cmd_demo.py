@@ -51,6 +51,11 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
                       f"from the summed sketches (words typed on ≥ {gathering.k_anonymity} devices) SentencePiece "
                       f"learned {vocab.vocab_size} pieces; no device's word list reached the server")
 
+    console.print("[bold]2b. Private n-grams[/]")
+    from fedkb.cmd_ngrams import demo_stage
+
+    demo_stage(home, console)
+
     train = train_config_from(args)
     with tff_runtime(home, console, workers=args.workers):
         console.print(f"[bold]3. Federated training[/] — {args.rounds} rounds of FedAvg, {train.clients_per_round} "
@@ -77,6 +82,11 @@ def cmd_serve(home: Home, args: argparse.Namespace) -> None:
 
     console = Console(highlight=False, soft_wrap=True)
     log = lambda msg: console.print(f"[dim]{dt.datetime.now():%H:%M:%S}[/] {msg}")  # noqa: E731
+    console.print("[bold]2b. Private n-grams[/]")
+    from fedkb.cmd_ngrams import demo_stage
+
+    demo_stage(home, console)
+
     train = train_config_from(args)
     with tff_runtime(home, console, workers=args.workers):
         from federated.program import Session

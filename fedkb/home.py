@@ -3,7 +3,7 @@
 A *home* holds two rooms that never share files:
 
     <home>/devices/<id>/   one directory per device; raw text lives only here
-    <home>/server/         tokenizer, training checkpoints, metrics, published models
+    <home>/server/         tokenizer, private n-grams, training checkpoints, metrics, published models
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ class Home:
     @property
     def tokenizer(self) -> Path:
         return self.server / "tokenizer"
+
+    @property
+    def ngrams(self) -> Path:
+        return self.server / "ngrams"
 
     @property
     def state(self) -> Path:

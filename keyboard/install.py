@@ -5,8 +5,10 @@ which is current and which previous. A version is copied into a temporary folder
 checked against the manifest's sha256 (on the source and again on the copy), the folder is
 renamed into place, and only then does ``installed.json`` switch — atomically. A version whose
 files are intact but do not belong together (a tokenizer of another size than the model's
-vocabulary) is refused too, so the device keeps a version it can run. A device whose current copy
-is later found damaged falls back to the previous one.
+vocabulary, an n-gram table that does not parse) is refused too, so the device keeps a version it
+can run. Optional files (the int8 weights, the n-gram table) are installed when the manifest lists
+them, like the others. A device whose current copy is later found damaged falls back to the
+previous one.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def install(device_dir: Path, version_dir: Path) -> Installed:
 
 
 def check_coherent(version_dir: Path, manifest: dict) -> None:
-    """Checks that the model config, the tokenizer and the weights agree on the vocabulary.
+    """Checks that the model config, the tokenizer and the weights agree on the vocabulary, and that an n-gram table reads.
 
     The sha256 manifest proves the files are the ones published, not that they belong together;
     a version published with another tokenizer would install and then fail on every keystroke.
@@ -142,6 +144,8 @@ def _check_coherent(version_dir: str, files_key: tuple) -> None:
     for name in (artifacts.WEIGHTS, *(n for n in artifacts.OPTIONAL_FILES if n.endswith(".npz"))):
         if name == artifacts.WEIGHTS or name in dict(files_key):
             _check_vocab_rows(directory / name, vocab, config_file)
+    if artifacts.NGRAMS in dict(files_key):
+        artifacts.read_ngrams(directory / artifacts.NGRAMS)  # raises ArtifactError naming the file and line
 
 
 def _check_vocab_rows(weights_file: Path, vocab: int, config_file: Path) -> None:

@@ -1,15 +1,16 @@
 """Nothing leaves the devices but what is declared: canary sentences never reach the server.
 
 A population where a few devices each typed a unique canary sentence of made-up words goes
-through the whole pipeline through the command line — seed, private vocabulary, training (with
-DP and secure aggregation), rollout, evaluation with the centralized references, report. Then
-every file under ``<home>/server/`` (state, versions, metrics, TensorBoard, logs, reports) and
-the command output is searched: no canary sentence, and no canary word the vocabulary did not
-learn, may appear in any of them.
+through the whole pipeline through the command line — seed, private vocabulary, private
+n-grams, training (with DP and secure aggregation), rollout, evaluation with the centralized
+references, report. Then every file under ``<home>/server/`` (state, versions, n-grams, metrics,
+TensorBoard, logs, reports; gzip files decompressed) and the command output is searched: no
+canary sentence, and no canary word the vocabulary did not learn, may appear in any of them.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import subprocess
@@ -46,6 +47,7 @@ def test_no_canary_reaches_the_server(tmp_path):
     home = tmp_path / "home"
     output = _fedkb(home, "population", "seed", "--corpus", str(corpus))
     output += _fedkb(home, "tokenizer", "train", "--vocab-size", "64", "--k-anonymity", "2")
+    output += _fedkb(home, "ngrams", "gather", "--max-per-device", "30")
     output += _fedkb(home, "train", "--rounds", "2", "--preset", "tiny", "--clients-per-round", "4",
                      "--secure-agg", "--dp-noise", "0.3", "--dp-clip", "1.0", "--publish-every", "2")
     output += _fedkb(home, "rollout", "--devices", "10")
@@ -61,8 +63,11 @@ def test_no_canary_reaches_the_server(tmp_path):
     needles = [c.encode() for c in canaries] + [w.encode() for w in secret_words]
     files = [p for p in (home / "server").rglob("*") if p.is_file()]
     assert len(files) > 10
+    assert any(p.name == "ngrams.tsv.gz" for p in files)  # gathered, and published with the version
     for path in files:
         data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
         for needle in needles:
             assert needle not in data, f"{needle.decode()!r} found in {path}"
     for needle in needles:

@@ -53,6 +53,25 @@ def test_rounds_write_metrics_checkpoints_and_versions(runtime, seeded_home):
         assert 1 <= device.get("last_round") <= 4
 
 
+def test_versions_carry_the_private_ngrams_once_gathered(runtime, seeded_home):
+    from fedkb import artifacts
+    from federated import ngrams, program, registry
+    from keyboard import install
+
+    program.run(seeded_home, _config(), rounds=1, publish_every=1)
+    assert artifacts.NGRAMS not in registry.newest(seeded_home.models).manifest["files"]
+    table = ngrams.NgramTable({1: {("the",): 9}, 2: {("<s>", "the"): 4}}, 60,
+                              (ngrams.OrderRound(1, 1, 1000, 1, 1, 0.1), ngrams.OrderRound(2, 1, 1000, 1, 1, 0.1)),
+                              None, 0.2)
+    ngrams.save(seeded_home, table, ngrams.NgramConfig(max_order=2))
+    program.run(seeded_home, _config(), rounds=2, publish_every=1)
+    version = registry.newest(seeded_home.models)
+    assert version.name == "0002" and version.manifest["files"][artifacts.NGRAMS] == \
+        ngrams.read_record(seeded_home)["sha256"]
+    done = install.install(seeded_home.device("x"), version.path)
+    assert artifacts.read_ngrams(done.path / artifacts.NGRAMS) == table.counts
+
+
 def test_resume_continues_and_matches_an_uninterrupted_run(runtime, seeded_home, tmp_path):
     import shutil
 

@@ -11,13 +11,56 @@ from tests.keyboard.helpers import tiny_tokenizer_proto
 from tokenizer.vocab import Tokenizer
 
 
-def _publish(models_dir, round_num, fill=0.0):
+def _publish(models_dir, round_num, fill=0.0, ngrams=None):
     proto = tiny_tokenizer_proto()
     vocab = Tokenizer(proto).vocab_size  # the files must belong together to install
     config = ModelConfig(vocab_size=vocab, embedding_dim=2, lstm_units=3)
     weights = {"embedding/embeddings": np.full((vocab, 2), fill, np.float32)}
     return registry.publish(models_dir, weights=weights, config=config, tokenizer_proto=proto,
-                            round_num=round_num, metrics={"loss": 1.0})
+                            round_num=round_num, metrics={"loss": 1.0}, ngrams=ngrams)
+
+
+NGRAM_TABLE = {1: {("the",): 5, ("cat",): 2}, 2: {("<s>", "the"): 3, ("the", "cat"): 2}, 3: {("<s>", "the", "cat"): 2}}
+
+
+def test_a_version_with_ngrams_installs_them_verified(tmp_path):
+    models, device = tmp_path / "models", tmp_path / "device"
+    data = artifacts.ngrams_to_bytes(NGRAM_TABLE)
+    version = _publish(models, 1, ngrams=data)
+    assert artifacts.NGRAMS in version.manifest["files"] and (version.path / artifacts.NGRAMS).read_bytes() == data
+    assert artifacts.NGRAMS not in _publish(models, 2).manifest["files"]  # optional: versions without it stay valid
+    done = install.install(device, version.path)
+    assert artifacts.read_ngrams(done.path / artifacts.NGRAMS) == NGRAM_TABLE
+    assert install.installed(device).version == "0001"
+
+
+@pytest.mark.parametrize("damage", ["alter", "delete", "rehashed_garbage"])
+def test_a_tampered_ngram_table_is_refused(tmp_path, damage):
+    import hashlib
+    import json
+
+    models, device = tmp_path / "models", tmp_path / "device"
+    good = _publish(models, 1)
+    install.install(device, good.path)
+    bad = _publish(models, 2, ngrams=artifacts.ngrams_to_bytes(NGRAM_TABLE))
+    table = bad.path / artifacts.NGRAMS
+    if damage == "alter":
+        table.write_bytes(artifacts.ngrams_to_bytes({1: {("the",): 500}}))
+        match = "ngrams.tsv.gz: sha256 does not match"
+    elif damage == "delete":
+        table.unlink()
+        match = "ngrams.tsv.gz: missing"
+    else:  # the manifest is rewritten to fit a table that does not parse: refused by line
+        import gzip
+
+        table.write_bytes(gzip.compress(b"1\tthe\t5\n2\tthe\t2\n"))
+        manifest = json.loads((bad.path / artifacts.MANIFEST).read_text())
+        manifest["files"][artifacts.NGRAMS] = hashlib.sha256(table.read_bytes()).hexdigest()
+        (bad.path / artifacts.MANIFEST).write_text(json.dumps(manifest))
+        match = "ngrams.tsv.gz, line 2: expected 2 words"
+    with pytest.raises(artifacts.ArtifactError, match=match):
+        install.install(device, bad.path)
+    assert install.installed(device).version == "0001"
 
 
 def test_install_verifies_and_keeps_previous(tmp_path):

@@ -8,7 +8,15 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from tokenizer.private_counts import GaussianThreshold, calibrate_gaussian_threshold, device_words, release
+from tokenizer.private_counts import (
+    GaussianThreshold,
+    calibrate_gaussian_threshold,
+    device_ngram_counts,
+    device_ngrams,
+    device_words,
+    release,
+    sentence_ngrams,
+)
 
 
 def test_device_words_are_the_most_frequent_each_once():
@@ -80,3 +88,63 @@ def test_release_of_a_lone_word_happens_as_often_as_budgeted():
     rng = np.random.default_rng(1)
     released = sum(bool(release({"lone": 1}, mech, rng)) for _ in range(20_000))
     assert released / 20_000 == pytest.approx(0.2 / (2 * math.e), abs=0.006)
+
+
+# -- n-grams ----------------------------------------------------------------------------------------
+SENTENCES = ["I am here.", "I am, I said", "Here I am!"]
+# words: [i am here], [i am i said], [here i am]
+
+
+def test_sentence_ngrams_mark_the_start_once():
+    assert sentence_ngrams(["i", "am", "here"], 1) == ["i", "am", "here"]
+    assert sentence_ngrams(["i", "am", "here"], 2) == ["<s> i", "i am", "am here"]
+    assert sentence_ngrams(["i", "am", "here"], 3) == ["<s> i am", "i am here"]
+    assert sentence_ngrams(["hi"], 2) == ["<s> hi"] and sentence_ngrams(["hi"], 3) == []
+    assert sentence_ngrams([], 2) == [] and sentence_ngrams([], 1) == []
+    with pytest.raises(ValueError, match="order"):
+        sentence_ngrams(["a"], 0)
+
+
+def test_device_ngrams_by_hand():
+    # unigrams: i 4, am 3, here 2, said 1
+    assert device_ngrams(SENTENCES, 1, 3) == ["i", "am", "here"]
+    # bigrams: i am 3, <s> i 2, <s> here 1, am here 1, am i 1, here i 1, i said 1 (ties alphabetical)
+    assert device_ngrams(SENTENCES, 2, 4) == ["i am", "<s> i", "<s> here", "am here"]
+    # trigrams: <s> i am 2, then alphabetical among the ones seen once
+    assert device_ngrams(SENTENCES, 3, 3) == ["<s> i am", "<s> here i", "am i said"]
+    assert device_ngrams([], 2, 5) == [] and device_ngrams(["!!"], 1, 5) == []
+
+
+def test_device_ngram_counts_are_capped_per_ngram():
+    assert device_ngram_counts(SENTENCES, 1, 2, max_count=3) == {"i": 3, "am": 3}
+    assert device_ngram_counts(SENTENCES, 2, 2, max_count=2) == {"i am": 2, "<s> i": 2}
+    assert device_ngram_counts(SENTENCES, 2, 2) == {"i am": 1, "<s> i": 1}  # default: each counted once
+    with pytest.raises(ValueError, match="max_count"):
+        device_ngram_counts(SENTENCES, 1, 2, max_count=0)
+
+
+def test_device_ngrams_extend_only_known_ngrams():
+    # Bigrams need both words known ("<s>" always is); trigrams need both bigrams known.
+    assert device_ngrams(SENTENCES, 2, 10, known={"i", "am"}) == ["i am", "<s> i", "am i"]
+    assert device_ngrams(SENTENCES, 3, 10, known={"<s> i", "i am"}) == ["<s> i am"]
+    assert device_ngrams(SENTENCES, 3, 10, known={"i am", "am i", "i said"}) == ["am i said", "i am i"]
+    assert device_ngrams(SENTENCES, 2, 10, known=set()) == []
+    # Skipped n-grams ("i am", the most frequent) do not use up the device's slots.
+    assert device_ngrams(SENTENCES, 2, 1, known={"here", "i"}) == ["<s> i"]
+
+
+def test_device_ngrams_skip_what_the_sketch_cannot_hold():
+    long = "a" * 20
+    sentences = [f"{long} {long} b", f"{long} {long} b"]
+    assert device_ngrams(sentences, 2, 5, max_bytes=32) == [f"<s> {long}", f"{long} b"]  # 41 bytes: skipped
+    assert f"{long} {long}" in device_ngrams(sentences, 2, 5, max_bytes=41)
+
+
+def test_capped_counts_scale_noise_and_threshold():
+    one = calibrate_gaussian_threshold(2.0, 1e-6, 30, 2)
+    four = calibrate_gaussian_threshold(2.0, 1e-6, 30, 2, max_count=4)
+    assert four.noise_stddev == pytest.approx(4 * one.noise_stddev) and four.threshold == pytest.approx(4 * one.threshold)
+    # An n-gram the extra device lifts to k = 2 devices has a count of at most k c = 8.
+    tail = 1 - NormalDist().cdf((four.threshold - 8) / four.noise_stddev)
+    assert 30 * tail == pytest.approx(1e-6 / (2 * math.exp(2.0)), rel=1e-6)
+    assert four.describe()["max_count"] == 4 and one.max_count == 1
