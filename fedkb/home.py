@@ -3,7 +3,8 @@
 A *home* holds two rooms that never share files:
 
     <home>/devices/<id>/   one directory per device; raw text lives only here
-    <home>/server/         tokenizer, training checkpoints, metrics, published models
+    <home>/server/         tokenizer, pretrained model (public text only), training checkpoints, metrics,
+                           published models
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class Home:
     @property
     def tokenizer(self) -> Path:
         return self.server / "tokenizer"
+
+    @property
+    def pretrained(self) -> Path:
+        return self.server / "pretrained"
 
     @property
     def state(self) -> Path:
