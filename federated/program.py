@@ -25,7 +25,7 @@ import tensorflow_federated as tff
 
 from fedkb.atomic import atomic_write
 from fedkb.home import Home
-from federated import checkpoints, ngrams, registry, training
+from federated import checkpoints, ngrams, pretrain, registry, training
 from federated.examples import cached_examples
 from federated.faults import crash_point
 from federated.model import build_model, named_weights
@@ -62,10 +62,11 @@ class TrainSummary:
     model_config: ModelConfig | None = None
 
 
-def _run_record(model: ModelConfig, train: training.TrainConfig, privacy: PrivacyConfig, tokenizer: Tokenizer) -> dict:
+def _run_record(model: ModelConfig, train: training.TrainConfig, privacy: PrivacyConfig, tokenizer: Tokenizer,
+                init: dict | None = None) -> dict:
     """What a checkpoint must agree with to be resumed (everything but the round count)."""
     return {"model": asdict(model), "train": train.as_dict(), "privacy": privacy.as_dict(),
-            "tokenizer_sha256": tokenizer.sha256, "checkpoints": "sealed"}
+            "tokenizer_sha256": tokenizer.sha256, "init": init or pretrain.RANDOM_INIT, "checkpoints": "sealed"}
 
 
 def read_run_record(home: Home) -> dict | None:
@@ -94,6 +95,10 @@ def check_resumable(home: Home, record: dict, *, fresh: bool) -> None:
                 diffs.append(f"{key}: checkpoint {a!r}, now {b!r}")
     if saved.get("tokenizer_sha256") != record["tokenizer_sha256"]:
         diffs.append(f"the tokenizer {home.tokenizer / 'spm.model'} was retrained since the checkpoint")
+    started = saved.get("init", pretrain.RANDOM_INIT)  # runs from before pretraining started from random weights
+    if started != record.get("init", pretrain.RANDOM_INIT):
+        diffs.append(f"the checkpoint started from {pretrain.describe_init(started)}, "
+                     f"now {pretrain.describe_init(record['init'])} (--no-pretrained starts from random weights)")
     if diffs:
         raise TrainError(
             f"the checkpoint in {home.state} was made with other settings ({'; '.join(diffs)}). "
@@ -135,14 +140,17 @@ class Session:
     """
 
     def __init__(self, home: Home, train: training.TrainConfig, *, privacy: PrivacyConfig | None = None,
-                 publish_every: int = 5, fresh: bool = False):
+                 publish_every: int = 5, fresh: bool = False, pretrained: bool = True):
         if publish_every < 1:
             raise TrainError("--publish-every must be at least 1")
         self.home, self.train, self.publish_every = home, train, publish_every
         self.privacy = privacy or PrivacyConfig()
         self.population, self.tokenizer, self.model_config = prepare(home, train)
         self._availability = availability_arrays(self.population)  # once per run, not per round
-        record = _run_record(self.model_config, train, self.privacy, self.tokenizer)
+        # Public-text pretraining (``fedkb pretrain``) gives the round-0 weights, unless --no-pretrained.
+        start = pretrain.starting_point(home, self.tokenizer, self.model_config) if pretrained else None
+        record = _run_record(self.model_config, train, self.privacy, self.tokenizer,
+                             init=start.init_record if start else None)
         check_resumable(home, record, fresh=fresh)
         previous = None if fresh else read_run_record(home)
         legacy = previous is not None and previous.get("checkpoints") != "sealed"  # written before seals existed
@@ -157,6 +165,9 @@ class Session:
         atomic_write(home.state / RUN_FILE, json.dumps(record, indent=2, sort_keys=True).encode())
         self.process = training.build_rounds(self.model_config, train, privacy=self.privacy)
         self.state = self.process.initialize()
+        if start is not None:
+            self.state = self.process.set_model_weights(
+                self.state, pretrain.tff_model_weights(start.weights, self.model_config))
         loaded, self.done = _sync(self._load_latest(legacy))
         if loaded is not None:
             self.state = loaded
@@ -283,12 +294,13 @@ def run(
     privacy: PrivacyConfig | None = None,
     publish_every: int = 5,
     fresh: bool = False,
+    pretrained: bool = True,
     on_round: Callable[[RoundResult], None] | None = None,
 ) -> TrainSummary:
     """Runs (or resumes) training until ``rounds`` rounds are complete. Needs a TFF context."""
     if rounds < 1:
         raise TrainError("--rounds must be at least 1")
-    session = Session(home, train, privacy=privacy, publish_every=publish_every, fresh=fresh)
+    session = Session(home, train, privacy=privacy, publish_every=publish_every, fresh=fresh, pretrained=pretrained)
     summary = TrainSummary(start_round=session.done, end_round=max(session.done, rounds),
                            model_config=session.model_config)
     while session.done < rounds:

@@ -68,6 +68,9 @@ class SecureRounds:
     def get_model_weights(self, state):
         return self.process.get_model_weights(state)
 
+    def set_model_weights(self, state, weights):
+        return self.process.set_model_weights(state, weights)
+
     def _build_client_phase(self):
         mrf, moduli = self._mrf, self._moduli
         modular_type = mrf.work.type_signature.result[3]

@@ -135,6 +135,9 @@ class Rounds:
     def get_model_weights(self, state):
         return self.process.get_model_weights(state)
 
+    def set_model_weights(self, state, weights):
+        return self.process.set_model_weights(state, weights)
+
     def next(self, state, client_data, *, names=None):
         del names  # the plain sum does not care who the clients are
         return self.process.next(state, client_data)

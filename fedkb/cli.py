@@ -90,32 +90,40 @@ def cmd_tokenizer_train(home: Home, args: argparse.Namespace) -> None:
     from federated.vocabulary import default_character_coverage, train_tokenizer
     from tokenizer.vocab import TokenizerConfig
 
-    private = args.gathering == "private"
+    if args.public_corpus is not None and args.pieces == "devices":
+        raise UserError("--public-corpus applies only with --pieces public or --pieces both")
+    private = args.gathering == "private" and args.pieces != "public"
     options = {"max_words_per_device": args.max_words_per_device, "k_anonymity": args.k_anonymity,
                "dp_epsilon": args.dp_epsilon, "dp_delta": args.dp_delta, "capacity": args.capacity,
                "max_word_bytes": args.max_word_bytes}
     given = {k: v for k, v in options.items() if v is not None}
     if not private and given:
-        raise UserError(f"{', '.join('--' + k.replace('_', '-') for k in given)} apply only with --private")
+        raise UserError(f"{', '.join('--' + k.replace('_', '-') for k in given)} apply only with --private "
+                        "(and pieces from the devices)")
     if args.dp_delta is not None and args.dp_epsilon is None:
         raise UserError("--dp-delta needs --dp-epsilon")
     gathering = HeavyHittersConfig(**given) if private else None
     coverage = args.character_coverage
     if coverage is None:
-        coverage = default_character_coverage(gathering)
+        coverage = default_character_coverage(gathering, args.pieces)
     config = TokenizerConfig(vocab_size=args.vocab_size, model_type=args.model_type, character_coverage=coverage)
     console = _console()
+    pieces = {"pieces": args.pieces, "public_corpus": args.public_corpus}
     if gathering is None:
-        report = train_tokenizer(home, config)
+        report = train_tokenizer(home, config, **pieces)
+        source = (f"the summed word counts of {report.devices} devices" if args.pieces == "devices" else
+                  f"the word counts of the public corpus {report.gathering['public']['path']}" if args.pieces == "public"
+                  else f"the summed word counts of {report.devices} devices and of the public corpus "
+                       f"{report.gathering['public']['path']} (equal weight)")
         console.print(
-            f"Trained a {config.model_type} tokenizer with [bold]{report.vocab_size}[/] pieces from the summed word counts "
-            f"of {report.devices} devices ({report.words:,} words, {report.distinct_words:,} distinct)\n  saved in {report.path}"
+            f"Trained a {config.model_type} tokenizer with [bold]{report.vocab_size}[/] pieces from {source} "
+            f"({report.words:,} words, {report.distinct_words:,} distinct)\n  saved in {report.path}"
         )
         return
     try:
         with console.status(f"Private heavy hitters with TensorFlow Federated: each device sketches its top "
                             f"{gathering.max_words_per_device} words…"):
-            report = train_tokenizer(home, config, gathering)
+            report = train_tokenizer(home, config, gathering, **pieces)
     except HeavyHittersError as exc:
         raise UserError(str(exc)) from None
     g = report.gathering
@@ -130,7 +138,9 @@ def cmd_tokenizer_train(home: Home, args: argparse.Namespace) -> None:
         f"of {report.devices} devices: [bold]{report.distinct_words:,}[/] words {released} ≥ {g['k_anonymity']} devices\n"
         f"  each device sketched its top {g['max_words_per_device']} words, counted once; TFF IBLT capacity "
         f"{g['capacity']:,}, summed with a plain federated sum; {privacy}; {g['seconds']:.0f} s\n"
-        f"  saved in {report.path}"
+        + (f"  plus the word counts of the public corpus {g['public']['path']} ({g['public']['words']:,} words, "
+           f"{g['public']['distinct_words']:,} distinct), scaled to the same total\n" if "public" in g else "")
+        + f"  saved in {report.path}"
     )
 
 
@@ -153,7 +163,8 @@ def privacy_config_from(args: argparse.Namespace):
                          secure_agg=args.secure_agg)
 
 
-def train_with_progress(home: Home, train, *, rounds: int, publish_every: int, fresh: bool, console, privacy=None):
+def train_with_progress(home: Home, train, *, rounds: int, publish_every: int, fresh: bool, console, privacy=None,
+                        pretrained: bool = True):
     """Runs ``program.run`` under a progress bar that shows loss and accuracy per round."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -171,7 +182,7 @@ def train_with_progress(home: Home, train, *, rounds: int, publish_every: int, f
             progress.console.print(f"round {r.round_num:>4}  {line}" + (f"  → published version {r.published}" if r.published else ""))
 
         summary = program.run(home, train, privacy=privacy, rounds=rounds, publish_every=publish_every, fresh=fresh,
-                              on_round=on_round)
+                              pretrained=pretrained, on_round=on_round)
         progress.update(task, completed=summary.end_round)
     if not summary.rounds:
         console.print(f"Already at round {summary.start_round} (asked for {rounds}); nothing to train.")
@@ -197,13 +208,20 @@ def cmd_train(home: Home, args: argparse.Namespace) -> None:
         from fedkb.cmd_eval import tff_runtime
 
     train, privacy = train_config_from(args), privacy_config_from(args)
-    program.prepare(home, train)  # fail fast, before starting the runtime
+    _, tokenizer, model = program.prepare(home, train)  # fail fast, before starting the runtime
+    if not args.no_pretrained:
+        from federated import pretrain
+
+        start = pretrain.starting_point(home, tokenizer, model)
+        if start is not None:
+            console.print(f"Pretrained model: {start.path} ({start.record['tokens_trained']:,} tokens of "
+                          f"{start.record['corpus']['path']}); a new run starts from it (--no-pretrained: random weights)")
     if args.workers and len(args.workers) > 1 and privacy.secure_agg:
         raise UserError("--secure-agg runs on one runtime: TFF's mergeable context cannot split the protocol's "
                         "rounds across --workers")
     with tff_runtime(home, console, workers=args.workers):
         train_with_progress(home, train, rounds=args.rounds, publish_every=args.publish_every,
-                            fresh=args.fresh, console=console, privacy=privacy)
+                            fresh=args.fresh, console=console, privacy=privacy, pretrained=not args.no_pretrained)
 
 
 def parse_targets(value: str) -> list[str]:
@@ -230,6 +248,9 @@ def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int = 10
     p.add_argument("--publish-every", type=int, default=5, help="publish a model version every N rounds and at the end")
     p.add_argument("--workers", type=parse_targets, default=None, metavar="HOST:PORT,...",
                    help="run rounds on these `fedkb worker` services instead of a local worker")
+    p.add_argument("--no-pretrained", action="store_true",
+                   help="start a new run from random weights even if `fedkb pretrain` left a pretrained model "
+                        "in the home (by default a new run starts from it)")
     dp = p.add_argument_group("privacy")
     dp.add_argument("--dp-noise", type=float, default=0.0, metavar="Z",
                     help="differential privacy: Gaussian noise multiplier on the clipped updates (default 0: off)")
@@ -285,7 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity", type=int, help="IBLT sketch capacity, fixed (default: grows until the sketch decodes)")
     p.add_argument("--max-word-bytes", type=int, metavar="B", help="longer words (UTF-8 bytes) are not contributed (default 32)")
     p.add_argument("--character-coverage", type=float,
-                   help="share of characters SentencePiece keeps (default 1.0 with --private, 0.9995 with --plain)")
+                   help="share of characters SentencePiece keeps (default 1.0 with --private and pieces from "
+                        "the devices only, else 0.9995)")
+    p.add_argument("--pieces", choices=("devices", "public", "both"), default="devices",
+                   help="where the word counts come from: the devices (default), a public corpus's words "
+                        "(no device takes part), or both summed with equal weight")
+    p.add_argument("--public-corpus", metavar="PATH",
+                   help="public text (.txt[.gz] one passage per line, or .jsonl[.gz] with \"text\") for --pieces "
+                        "public|both (default: the bundled public-domain corpus)")
     p.set_defaults(func=cmd_tokenizer_train)
 
     p = sub.add_parser("train", help="run federated training rounds (resumes from the last checkpoint)")
@@ -294,9 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="discard existing checkpoints and metrics and start over")
     p.set_defaults(func=cmd_train)
 
-    from fedkb import cmd_demo, cmd_eval, cmd_keyboard, cmd_ngrams, cmd_worker  # light: heavy imports live inside the commands
+    from fedkb import cmd_demo, cmd_eval, cmd_keyboard, cmd_ngrams, cmd_pretrain, cmd_worker  # light: heavy imports live inside the commands
 
     cmd_ngrams.add_parsers(sub)
+    cmd_pretrain.add_parsers(sub)
     cmd_eval.add_parsers(sub)
     cmd_demo.add_parsers(sub)
     cmd_keyboard.add_parsers(sub)
@@ -357,7 +386,7 @@ def _run(home: Home, args: argparse.Namespace) -> int:
 _USER_ERRORS = {
     "CorpusError", "PopulationError", "DeviceError", "TokenizerError", "VocabularyError",
     "TrainError", "RegistryError", "RuntimeStartError", "ValueError", "RolloutError", "ReportError",
-    "ArtifactError", "PrivacyError", "AblationError", "NgramError",
+    "ArtifactError", "PrivacyError", "AblationError", "NgramError", "PretrainError", "PublicTextError",
 }
 
 if __name__ == "__main__":

@@ -91,7 +91,8 @@ def cmd_serve(home: Home, args: argparse.Namespace) -> None:
     with tff_runtime(home, console, workers=args.workers):
         from federated.program import Session
 
-        session = Session(home, train, privacy=privacy_config_from(args), publish_every=args.publish_every)
+        session = Session(home, train, privacy=privacy_config_from(args), publish_every=args.publish_every,
+                          pretrained=not args.no_pretrained)
         log(f"serving: round {session.done} done; a round every {args.interval:g} s when ≥ "
             f"{train.clients_per_round} devices are eligible (Ctrl-C stops)")
         checks = 0

@@ -3,7 +3,8 @@
 A *home* holds two rooms that never share files:
 
     <home>/devices/<id>/   one directory per device; raw text lives only here
-    <home>/server/         tokenizer, private n-grams, training checkpoints, metrics, published models
+    <home>/server/         tokenizer, private n-grams, pretrained model (public text only), training
+                           checkpoints, metrics, published models
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class Home:
     @property
     def ngrams(self) -> Path:
         return self.server / "ngrams"
+
+    @property
+    def pretrained(self) -> Path:
+        return self.server / "pretrained"
 
     @property
     def state(self) -> Path:
