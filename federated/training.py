@@ -86,8 +86,11 @@ def server_optimizer(train: TrainConfig):
 
 
 def build_process(model: ModelConfig, train: TrainConfig, *, privacy: PrivacyConfig | None = None,
-                  model_aggregator=None):
+                  model_aggregator=None, model_fn=None):
     """FedAvg whose aggregator follows ``privacy``; ``model_aggregator`` overrides it.
+
+    ``model_fn`` replaces ``model_fn_for(model, seed=train.seed)`` (benchmarks compare model
+    implementations with it).
 
     Without DP, updates are weighted by examples (TFF's weighted mean). With DP every device
     counts once: the DP aggregator bounds each device's influence, which example weights would undo.
@@ -98,7 +101,7 @@ def build_process(model: ModelConfig, train: TrainConfig, *, privacy: PrivacyCon
         model_aggregator = privacy_aggregator(privacy, train.clients_per_round, secure=secure)
     weighting = tff.learning.ClientWeighting.UNIFORM if privacy.dp else tff.learning.ClientWeighting.NUM_EXAMPLES
     return tff.learning.algorithms.build_weighted_fed_avg(
-        model_fn_for(model, seed=train.seed),
+        model_fn or model_fn_for(model, seed=train.seed),
         client_optimizer_fn=ClippedSGD(train.client_lr, train.client_clip_norm),
         server_optimizer_fn=server_optimizer(train),
         client_weighting=weighting,
