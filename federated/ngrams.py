@@ -66,7 +66,7 @@ class NgramError(Exception):
 
 @dataclass(frozen=True)
 class NgramConfig:
-    max_per_device: int = 150  # M: a device's most frequent n-grams of each order that it contributes
+    max_per_device: int = 200  # M: a device's most frequent n-grams of each order that it contributes (as the vocabulary)
     max_count: int = 4  # c: the most one device adds to one n-gram's count
     k_anonymity: int = 2  # an n-gram is released only if at least k devices contributed it
     max_order: int = 3  # orders 1..max_order (unigrams included, so the table stands alone)
@@ -242,11 +242,19 @@ def mechanism_for(config: NgramConfig) -> GaussianThreshold | None:
 
 
 def gather_ngrams(home: Home, config: NgramConfig, *, rng: np.random.Generator | None = None) -> NgramTable:
-    """Gathers the private n-gram table from every device (in a TFF runtime of its own) and saves it.
+    """Gathers the private n-gram table from every device (in a TFF runtime of its own) and saves it."""
+    table = collect(home, config, rng=rng)
+    save(home, table, config)
+    return table
+
+
+def collect(home: Home, config: NgramConfig, *, rng: np.random.Generator | None = None) -> NgramTable:
+    """Runs the rounds and returns the released table, without saving it.
 
     Each order is one round: the devices compute their contributions on their own train splits
     (given the n-grams released for the order before), TFF sums and decodes the sketches, the
     server releases (with DP noise if asked) and sends the released set on to the next order.
+    Starts and stops its own ``worker_binary``: do not call it inside another ``LocalRuntime``.
     """
     from federated.population import members
     from federated.runtime import LocalRuntime
@@ -257,6 +265,10 @@ def gather_ngrams(home: Home, config: NgramConfig, *, rng: np.random.Generator |
     if not population:
         raise NgramError(f"no devices in {home.devices}; run `fedkb population seed --corpus shakespeare` first")
     started = time.monotonic()
+    train_splits = []  # the simulation's adapter: each device's own sentences, used only for its own contribution
+    for member in population:
+        with Device(home.device(member.device_id)) as device:
+            train_splits.append(device.splits().train)
     mechanism = mechanism_for(config)
     rng = rng if rng is not None else np.random.default_rng()
     counts: artifacts.NgramCounts = {}
@@ -265,21 +277,16 @@ def gather_ngrams(home: Home, config: NgramConfig, *, rng: np.random.Generator |
     home.logs.mkdir(parents=True, exist_ok=True)
     with LocalRuntime(log_path=home.logs / "worker.log") as runtime:
         for order in config.orders:
-            contributions = []
-            for member in population:  # on each device: its own train split, and the set the server sent
-                with Device(home.device(member.device_id)) as device:
-                    sentences = device.splits().train
-                contributions.append(device_ngram_counts(
-                    sentences, order, config.max_per_device, max_bytes=config.max_bytes,
-                    max_count=config.max_count, known=known))
+            contributions = [  # on each device: from its own train split and the set the server sent
+                device_ngram_counts(sentences, order, config.max_per_device, max_bytes=config.max_bytes,
+                                    max_count=config.max_count, known=known)
+                for sentences in train_splits]
             decoded, result = discover_order(contributions, config, order, target=runtime.worker.target)
             released = release(decoded, mechanism, rng) if mechanism else decoded
             rounds.append(replace(result, released=len(released)))
             counts[order] = {tuple(gram.split(" ")): n for gram, n in released.items()}
             known = set(released)
-    table = NgramTable(counts, len(population), tuple(rounds), mechanism, time.monotonic() - started)
-    save(home, table, config)
-    return table
+    return NgramTable(counts, len(population), tuple(rounds), mechanism, time.monotonic() - started)
 
 
 def save(home: Home, table: NgramTable, config: NgramConfig) -> None:

@@ -29,10 +29,12 @@ def test_demo_runs_the_whole_story_and_can_run_again(tmp_path):
     html = home / "server" / "reports" / "report.html"
     assert html.is_file() and html.read_text().count("data:image/png;base64,") >= 3
     assert (home / "server" / "evals" / "0002.json").is_file()
+    assert "typed on ≥ 2 devices" in out and (home / "server" / "models" / "0002" / "ngrams.tsv.gz").is_file()
 
     again = _fedkb(home, *args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "reusing the 40 devices" in again.stdout and "reusing the tokenizer" in again.stdout
+    assert "reusing the n-grams" in again.stdout
     assert "Already at round 4" in again.stdout
 
 
