@@ -14,7 +14,7 @@ import pytest
 
 from fedkb.home import Home
 from keyboard import install
-from keyboard.predictor import ModelPredictor
+from keyboard.predictor import load_predictor
 from keyboard.store import Device
 from tests.conftest import REPO
 from tests.keyboard.helpers import publish_random
@@ -76,7 +76,7 @@ def test_typing_in_a_real_terminal_suggests_and_logs(tmp_path):
     with Device(home.device("tmux-dev"), create=True):
         pass
     install.install(home.device("tmux-dev"), version.path)
-    expected = ModelPredictor(version.path)
+    expected = load_predictor(home.device("tmux-dev"))  # the keyboard's own product, learning as it does
 
     started = time.monotonic()
     tmux = Tmux(f"{sys.executable} -m fedkb.cli --home {home.root} keyboard --device tmux-dev")
@@ -91,6 +91,7 @@ def test_typing_in_a_real_terminal_suggests_and_logs(tmp_path):
         tmux.type("sat")
         tmux.send("Enter")
         tmux.wait_for(lambda s: f"✓ logged  the {second} sat" in s)
+        expected.observe(f"the {second} sat")  # the personal model learns the sentence at once
         tmux.type("you ")
         screen = tmux.wait_for(lambda s: chips(s) == tuple(w for w in expected.suggest("you ") if w.strip()))
         first = chips(screen)[0]
