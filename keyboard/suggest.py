@@ -134,7 +134,10 @@ class WordSuggester:
             part = slice(start, start + chunk)
             logp = self.lm.log_probs(hs[rows[part], cols[part]])
             piece_lp[part] = logp[np.arange(len(logp)), nxt[part]]
-            end_lp[part] = np.logaddexp.reduce(np.where(self.ends_word > 0, logp, -np.inf), axis=1)
+            # log Σ exp over the word-boundary pieces (a max-shifted sum: np.logaddexp.reduce is ~10x slower)
+            ends = logp[:, self.ends_word > 0]
+            top = ends.max(axis=1, keepdims=True)
+            end_lp[part] = (top + np.log(np.exp(ends - top).sum(axis=1, keepdims=True)))[:, 0]
         out, pos = [], 0
         for sent in pieces:
             lp = []
