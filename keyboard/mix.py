@@ -98,10 +98,34 @@ class ProductPredictor:
                 self._refit(ws)
             self.personal.observe(ws)
 
+    def observe_many(self, sentences: Sequence[str], *, fit_from: int = 0) -> None:
+        """``observe(s, fit=i >= fit_from)`` for each sentence in turn, with the same result, faster:
+        the LSTM scores the fitted sentences in one batch (its probabilities do not depend on what
+        the personal model learned) and the weights are fitted once, at the end (each fit starts
+        from the prior, so only the last one counts)."""
+        lists = [words_of(s) for s in sentences]
+        fitted = [i for i, ws in enumerate(lists) if ws and i >= fit_from] if len(self.parts) > 1 else []
+        with self._lock:
+            lstm = iter(self.lstm.word_log_probs([lists[i] for i in fitted]) if self.lstm is not None and fitted else ())
+            chosen = set(fitted)
+            for i, ws in enumerate(lists):
+                if not ws:
+                    continue
+                if i in chosen:
+                    self._remember(ws, np.exp(next(lstm)) if self.lstm is not None else None)
+                self.personal.observe(ws)
+            if fitted:
+                self._fit()
+
     def _refit(self, ws: list[str]) -> None:
+        self._remember(ws, np.exp(self.lstm.word_log_probs([ws])[0]) if self.lstm is not None else None)
+        self._fit()
+
+    def _remember(self, ws: list[str], lstm: np.ndarray | None) -> None:
+        """Every part's probability of each word of ``ws``, the personal model's before it learns them."""
         probs = {"personal": np.array([self.personal.prob(w, ws[:j]) for j, w in enumerate(ws)])}
         if self.lstm is not None:
-            probs["lstm"] = np.exp(self.lstm.word_log_probs([ws])[0])
+            probs["lstm"] = lstm
         if self.ngrams is not None:
             probs["ngrams"] = np.array([self.ngrams.prob(w, ws[:j]) for j, w in enumerate(ws)])
         for part in self.parts:
@@ -109,6 +133,8 @@ class ProductPredictor:
         while sum(map(len, self._seen["personal"])) - len(self._seen["personal"][0]) >= FIT_POSITIONS:
             for part in self.parts:
                 self._seen[part].pop(0)
+
+    def _fit(self) -> None:
         self.weights = fit_weights(self.parts, {p: np.concatenate(self._seen[p]) for p in self.parts})
 
     def scored(self, context: list[str], partial: str, k: int) -> list[tuple[str, float]]:

@@ -167,8 +167,6 @@ def load_predictor(device_dir: Path) -> Predictor:
         else:
             # The held-out split trained no part: it fits the weights (its newest sentences, which bounds
             # the work at start), and the personal model learns all of it.
-            fit_from = len(splits.heldout) - FIT_SENTENCES_AT_START
-            for i, sentence in enumerate(splits.heldout):
-                product.observe(sentence, fit=i >= fit_from)
+            product.observe_many(splits.heldout, fit_from=len(splits.heldout) - FIT_SENTENCES_AT_START)
             return product
     return FrequencyPredictor(splits.train + splits.heldout, reason=reason)

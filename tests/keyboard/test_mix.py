@@ -95,3 +95,20 @@ async def test_a_word_typed_twice_is_suggested_the_third_time(tmp_path):
             await pilot.press("q")
             await settle(pilot)
             assert app.suggestions[0] == "qwertzu"
+
+
+def test_observe_many_is_observe_one_sentence_at_a_time():
+    """load_predictor's fast path: one LSTM batch and one fit give what sentence-by-sentence observe gives."""
+    lstm = FixedLSTM({"there": 0.5, "world": 0.3, "see": 0.1})
+    ngrams = NgramModel.from_sentences([["see", "you", "there"], ["hello", "world"]])
+    sentences = ["see you at the zorblax cafe", "", "hello world", "see you there", "the zorblax cafe again"] * 300
+    one, many = build_product([], lstm=lstm, ngrams=ngrams), build_product([], lstm=lstm, ngrams=ngrams)
+    fit_from = len(sentences) - 700  # more positions than FIT_POSITIONS: the window is trimmed
+    for i, sentence in enumerate(sentences):
+        one.observe(sentence, fit=i >= fit_from)
+    many.observe_many(sentences, fit_from=fit_from)
+    assert many.weights.as_dict() == pytest.approx(one.weights.as_dict(), abs=1e-12)
+    assert many.weights != MixWeights.prior(many.parts)
+    assert many.personal.unigrams.counts == one.personal.unigrams.counts
+    assert [len(x) for x in many._seen["personal"]] == [len(x) for x in one._seen["personal"]]
+    assert many.suggest("see you at the ", 3) == one.suggest("see you at the ", 3)
