@@ -330,10 +330,12 @@ def measure(setup: Setup, *, repeats: int, cold_runs: int) -> dict:
     from fedkb import artifacts
 
     load_before = os.getloadavg()[0]
-    product_runs, lstm_runs = [], []
+    product_runs, lstm_runs, timed = [], [], set()
     for _ in range(repeats):  # interleaved, so both see the same machine
-        product_runs.append(replay_latency(product_predictor(setup.device_dir), setup.replay))
-        lstm_runs.append(replay_latency(lstm_predictor(setup.device_dir), setup.replay))
+        for runs, make in ((product_runs, product_predictor), (lstm_runs, lstm_predictor)):
+            predictor = make(setup.device_dir)
+            timed.add((make.__name__, type(predictor).__name__, tuple(getattr(predictor, "parts", ()))))
+            runs.append(replay_latency(predictor, setup.replay))
     product, lstm = latency(product_runs), latency(lstm_runs)
     first_words = " ".join(setup.replay[-1].split()[:2]) + " "
     product |= colds(setup, "product", cold_runs, first_words)
@@ -347,6 +349,7 @@ def measure(setup: Setup, *, repeats: int, cold_runs: int) -> dict:
     lstm |= {"recall_at_1": round(device_recall["recall_at_1"], 5), "recall_at_3": round(device_recall["recall_at_3"], 5)}
     return product | {
         "path": "keyboard.predictor.load_predictor -> keyboard.mix.ProductPredictor",
+        "timed": {name: {"class": cls, "parts": list(parts)} for name, cls, parts in sorted(timed)},  # what each row timed
         "lstm": lstm,
         "mix_over_lstm_p50": round(product["p50_ms"] / lstm["p50_ms"], 3),
         "mix_over_lstm_p99": round(product["p99_ms"] / lstm["p99_ms"], 3),

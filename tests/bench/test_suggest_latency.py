@@ -66,6 +66,8 @@ def test_every_figure_of_the_product_and_the_lstm_on_a_tiny_setup(tmp_path, seed
     for key in FIGURES[3:] + ("recall_at_1_product", "ngrams_bytes"):
         assert isinstance(parsed[key], (int, float)) and math.isfinite(parsed[key]) and parsed[key] >= 0, key
     assert parsed["path"].endswith("ProductPredictor")
+    assert parsed["timed"] == {"product_predictor": {"class": "ProductPredictor", "parts": list(bench.PARTS)},
+                               "lstm_predictor": {"class": "ModelPredictor", "parts": []}}
     assert parsed["mix_over_lstm_p99"] == round(parsed["p99_ms"] / parsed["lstm"]["p99_ms"], 3)
     assert set(parsed["mix_weights"]) == set(bench.PARTS) and all(w > 0 for w in parsed["mix_weights"].values())
     assert parsed["log_sentences"] > 0 and set(parsed["ngram_counts"]) == {"1", "2", "3"}
@@ -118,6 +120,8 @@ def test_the_command_ends_with_one_json_line(tmp_path):
                           "--cold-runs", "1", "--work", str(tmp_path)], cwd=REPO, capture_output=True, text=True,
                          timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
-    last = run.stdout.strip().splitlines()[-1]
-    figures = json.loads(last)["presets"]["tiny"]
+    lines = run.stdout.strip().splitlines()
+    assert [i for i, line in enumerate(lines) if line.startswith("{")] == [len(lines) - 1]  # exactly one JSON line, last
+    figures = json.loads(lines[-1])["presets"]["tiny"]
     assert set(FIGURES) <= set(figures) and figures["weights"].startswith("seeded initial weights")
+    assert figures["path"].endswith("ProductPredictor") and "p99_ms" in figures["lstm"]
