@@ -78,6 +78,35 @@ def _personal_vector(device_dir: Path, version_name: str) -> list[float]:
         return [0.0] * len(_PERSONAL_FIELDS)
 
 
+class SharedLSTM:
+    """The LSTM part of the product rows of one device, each answer computed once for all rows.
+
+    The product rows of the ablation ask the same LSTM the same questions (the same contexts, the
+    same finished sentences); the answers do not depend on the rest of the mix.
+    """
+
+    def __init__(self, lstm):
+        self.lstm = lstm
+        self.version = getattr(lstm, "version", None)
+        self._scored: dict[tuple, list] = {}
+        self._log_probs: dict[tuple, np.ndarray] = {}
+
+    def scored(self, context, partial: str, k: int):
+        key = (tuple(context), partial, k)
+        if key not in self._scored:
+            self._scored[key] = self.lstm.scored(list(context), partial, k)
+        return self._scored[key]
+
+    def word_log_probs(self, sentences):
+        missing = [ws for ws in sentences if tuple(ws) not in self._log_probs]
+        for ws, lp in zip(missing, self.lstm.word_log_probs(missing) if missing else []):
+            self._log_probs[tuple(ws)] = lp
+        return [self._log_probs[tuple(ws)] for ws in sentences]
+
+    def can_produce(self, word: str) -> bool:
+        return self.lstm.can_produce(word)
+
+
 def product_counts(splits, lstm, ngrams, parts) -> RecallCounts:
     """Recall of the product as this device's keyboard would suggest: the personal model and the
     weights from its train split, then each held-out sentence typed in time order and learned once
@@ -110,8 +139,9 @@ def device_contribution(
               "heldout_sentences": len(heldout)}
     vector = [*_counts_vector(own), nll, tokens, float(own.predictions > 0), *hist,
               *_personal_vector(device_dir, version_name)]
+    shared: dict[int, SharedLSTM] = {}
     for name, (lstm, ngrams, parts) in (products or {}).items():
-        counts = product_counts(splits, lstm, ngrams, parts)
+        counts = product_counts(splits, shared.setdefault(id(lstm), SharedLSTM(lstm)), ngrams, parts)
         record[name] = counts.summary()
         vector += _counts_vector(counts)
     for name, predictor in baselines.items():
