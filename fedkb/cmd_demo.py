@@ -9,6 +9,9 @@ from pathlib import Path
 
 from fedkb.home import Home
 
+PUBLIC_CORPUS = "public"  # the bundled public-domain text (federated/corpora/PUBLIC-SOURCE.md)
+PRETRAIN_SECONDS = 45.0  # the demo's wall-clock budget for pretraining
+
 
 def cmd_demo(home: Home, args: argparse.Namespace) -> None:
     from rich.console import Console
@@ -56,13 +59,16 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
 
     demo_stage(home, console)
 
+    console.print("[bold]2c. Public pretraining[/]")
+    demo_pretrain(home, console, args)
+
     train = train_config_from(args)
     with tff_runtime(home, console, workers=args.workers):
         console.print(f"[bold]3. Federated training[/] — {args.rounds} rounds of FedAvg, {train.clients_per_round} "
                       f"eligible devices per round (idle, charging, unmetered)")
         train_with_progress(home, train, privacy=privacy_config_from(args), rounds=args.rounds,
                             publish_every=args.publish_every, fresh=False,
-                            console=console)
+                            console=console, pretrained=not args.no_pretrained)
         console.print("[bold]4. Rollout[/] — the newest version is evaluated against latest, then installed")
         do_rollout(home, console, threshold=0.5, devices=args.eval_devices, seed=args.seed)
         console.print(f"[bold]5. On-device evaluation[/] — {args.eval_devices or 'all'} devices measure the installed "
@@ -72,6 +78,23 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
     html = Path(args.html) if args.html else home.server / "reports" / "report.html"
     do_report(home, console, html)
     console.print(f"demo finished in {time.monotonic() - started:.0f} s")
+
+
+def demo_pretrain(home: Home, console, args: argparse.Namespace) -> None:
+    """Pretrains the model on the bundled public-domain text within the demo's budget, or reuses it."""
+    if args.no_pretrained:
+        console.print("   skipped (--no-pretrained): federated training starts from random weights")
+        return
+    from fedkb.cmd_pretrain import do_pretrain
+    from federated import pretrain, public_text
+
+    config = pretrain.PretrainConfig(preset=args.preset, tokens=None, seconds=args.pretrain_seconds, seed=args.seed)
+    record = pretrain.reusable(home, public_text.resolve(PUBLIC_CORPUS), config)
+    if record is not None:
+        console.print(f"   reusing the pretrained model in {home.pretrained} ({record['tokens_trained']:,} tokens "
+                      "of public text)")
+        return
+    do_pretrain(home, console, PUBLIC_CORPUS, config, indent="   ")
 
 
 def cmd_serve(home: Home, args: argparse.Namespace) -> None:
@@ -123,6 +146,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--vocab-size", type=int, default=8000)
     p.add_argument("--eval-devices", type=int, default=100, help="devices that evaluate (default 100)")
     p.add_argument("--html", help="where to write the HTML report (default <home>/server/reports/report.html)")
+    p.add_argument("--pretrain-seconds", type=float, default=PRETRAIN_SECONDS, metavar="S",
+                   help=f"wall-clock budget for pretraining on the bundled public text before the rounds "
+                        f"(default {PRETRAIN_SECONDS:g}; --no-pretrained skips it)")
     add_train_options(p, clients_per_round=10)
     p.set_defaults(func=cmd_demo, publish_every=20)
 
