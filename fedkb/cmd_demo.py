@@ -11,6 +11,7 @@ from fedkb.home import Home
 
 PUBLIC_CORPUS = "public"  # the bundled public-domain text (federated/corpora/PUBLIC-SOURCE.md)
 PRETRAIN_SECONDS = 45.0  # the demo's wall-clock budget for pretraining
+PIECES = "devices"  # where SentencePiece's word counts come from (measured: public text adds nothing, rounds take 2.4x)
 
 
 def cmd_demo(home: Home, args: argparse.Namespace) -> None:
@@ -28,7 +29,10 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
     started = time.monotonic()
     console.print(Rule(f"fedkb demo — home {home.root}"))
 
-    console.print("[bold]1. Devices[/]")
+    def stage(title: str) -> None:
+        console.print(f"[dim]{time.monotonic() - started:5.0f} s[/] [bold]{title}")
+
+    stage("1. Devices[/]")
     existing = members(home)
     if existing:
         console.print(f"   reusing the {len(existing)} devices already in {home.devices}")
@@ -37,7 +41,7 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
         console.print(f"   seeded {report.devices_created} devices (one per speaking role) with "
                       f"{report.sentences_written:,} sentences; raw text stays in each device's own log")
 
-    console.print("[bold]2. Vocabulary[/]")
+    stage("2. Vocabulary[/]")
     try:
         tok = Tokenizer.load(home.tokenizer)
         console.print(f"   reusing the tokenizer in {home.tokenizer} ({tok.vocab_size} pieces)")
@@ -48,30 +52,32 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
         gathering = HeavyHittersConfig()
         with console.status("   devices sketch their most frequent words; TFF sums the sketches (heavy hitters)…"):
             vocab = train_tokenizer(home, TokenizerConfig(vocab_size=args.vocab_size,
-                                                          character_coverage=default_character_coverage(gathering)),
-                                    gathering)
+                                                          character_coverage=default_character_coverage(gathering, args.pieces)),
+                                    gathering, pieces=args.pieces)
         console.print(f"   {vocab.devices} devices each sketched up to {gathering.max_words_per_device} of their words; "
                       f"from the summed sketches (words typed on ≥ {gathering.k_anonymity} devices) SentencePiece "
-                      f"learned {vocab.vocab_size} pieces; no device's word list reached the server")
+                      f"learned {vocab.vocab_size} pieces"
+                      + (" with the bundled public text's word counts" if args.pieces == "both" else "")
+                      + "; no device's word list reached the server")
 
-    console.print("[bold]2b. Private n-grams[/]")
+    stage("2b. Private n-grams[/]")
     from fedkb.cmd_ngrams import demo_stage
 
     demo_stage(home, console)
 
-    console.print("[bold]2c. Public pretraining[/]")
+    stage("2c. Public pretraining[/]")
     demo_pretrain(home, console, args)
 
     train = train_config_from(args)
     with tff_runtime(home, console, workers=args.workers):
-        console.print(f"[bold]3. Federated training[/] — {args.rounds} rounds of FedAvg, {train.clients_per_round} "
+        stage(f"3. Federated training[/] — {args.rounds} rounds of FedAvg, {train.clients_per_round} "
                       f"eligible devices per round (idle, charging, unmetered)")
         train_with_progress(home, train, privacy=privacy_config_from(args), rounds=args.rounds,
                             publish_every=args.publish_every, fresh=False,
                             console=console, pretrained=not args.no_pretrained)
-        console.print("[bold]4. Rollout[/] — the newest version is evaluated against latest, then installed")
+        stage("4. Rollout[/] — the newest version is evaluated against latest, then installed")
         do_rollout(home, console, threshold=0.5, devices=args.eval_devices, seed=args.seed)
-        console.print(f"[bold]5. On-device evaluation[/] — {args.eval_devices or 'all'} devices measure the installed "
+        stage(f"5. On-device evaluation[/] — {args.eval_devices or 'all'} devices measure the installed "
                       "model on their held-out sentences; only sums leave them")
         do_eval(home, console, version=None, devices=args.eval_devices, seed=args.seed)
     console.print(Rule("report"))
@@ -144,8 +150,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--corpus", default="shakespeare", help="corpus for a new population (default: shakespeare)")
     p.add_argument("--rounds", type=int, default=60, help="federated rounds (default 60)")
     p.add_argument("--vocab-size", type=int, default=8000)
-    p.add_argument("--eval-devices", type=int, default=100, help="devices that evaluate (default 100)")
+    p.add_argument("--eval-devices", type=int, default=50, help="devices that evaluate (default 50)")
     p.add_argument("--html", help="where to write the HTML report (default <home>/server/reports/report.html)")
+    p.add_argument("--pieces", choices=("devices", "both"), default=PIECES,
+                   help=f"word counts SentencePiece learns from: the devices' heavy hitters, or those and the bundled "
+                        f"public text's (default {PIECES})")
     p.add_argument("--pretrain-seconds", type=float, default=PRETRAIN_SECONDS, metavar="S",
                    help=f"wall-clock budget for pretraining on the bundled public text before the rounds "
                         f"(default {PRETRAIN_SECONDS:g}; --no-pretrained skips it)")

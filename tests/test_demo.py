@@ -19,12 +19,13 @@ def test_demo_runs_the_whole_story_and_can_run_again(tmp_path):
     corpus = synthetic_corpus(tmp_path / "c.jsonl", users=40, sentences=15)
     home = tmp_path / "home"
     args = ["demo", "--corpus", str(corpus), "--preset", "tiny", "--rounds", "4", "--publish-every", "2",
-            "--clients-per-round", "3", "--eval-devices", "12", "--vocab-size", "64"]
+            "--clients-per-round", "3", "--eval-devices", "12", "--vocab-size", "64", "--pretrain-seconds", "3"]
     first = _fedkb(home, *args)
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
     for text in ("seeded 40 devices", "round    4", "promoted", "installed on 40 devices", "recall@1",
-                 "unigram", "KN trigram", "LSTM, central", "HTML report"):
+                 "unigram", "KN trigram", "LSTM, central", "HTML report", "Pretrained the tiny model",
+                 "+ private n-grams = product"):
         assert text in out, text
     html = home / "server" / "reports" / "report.html"
     assert html.is_file() and html.read_text().count("data:image/png;base64,") >= 3
@@ -34,7 +35,7 @@ def test_demo_runs_the_whole_story_and_can_run_again(tmp_path):
     again = _fedkb(home, *args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "reusing the 40 devices" in again.stdout and "reusing the tokenizer" in again.stdout
-    assert "reusing the n-grams" in again.stdout
+    assert "reusing the n-grams" in again.stdout and "reusing the pretrained model" in again.stdout
     assert "Already at round 4" in again.stdout
 
 
