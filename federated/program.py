@@ -37,6 +37,7 @@ from keyboard.store import Device
 from tokenizer.vocab import Tokenizer, TokenizerError
 
 RUN_FILE = "run.json"
+MAX_DRAWS = 48  # availability draws a round waits through before it fails for want of devices
 
 
 class TrainError(Exception):
@@ -209,6 +210,23 @@ class Session:
                               seed=self.train.seed, min_examples=self.train.min_examples,
                               utc_hour=utc_hour, draw=draw, arrays=self._availability)
 
+    def _select_waiting(self, round_num: int):
+        """The round's clients; if too few devices are eligible, the round waits for the next check-ins.
+
+        A small population can have no eligible device at a simulated hour. As a real coordinator
+        waits for devices to check in again, the round takes further availability draws an hour
+        later each (deterministic for seed, round and draw, so a resumed run picks the same
+        clients), up to ``MAX_DRAWS``; only then does it fail.
+        """
+        needed = 2 if self.privacy.secure_agg else 1
+        selection = self.select(round_num)
+        for draw in range(1, MAX_DRAWS):
+            if len(selection.device_ids) >= needed:
+                break
+            # the simulated clock moves on an hour per draw: devices check in again later
+            selection = self.select(round_num, utc_hour=(round_num + draw) % 24, draw=draw)
+        return selection
+
     def run_round(self, *, total_rounds: int | None = None, selection=None, force_publish: bool = False) -> RoundResult:
         """Runs, records and checkpoints round ``done + 1``; publishes every ``publish_every`` rounds."""
         return _sync(self._run_round(total_rounds, selection, force_publish))
@@ -216,7 +234,7 @@ class Session:
     async def _run_round(self, total_rounds, selection, force_publish) -> RoundResult:
         round_num = self.done + 1
         t0 = time.perf_counter()
-        selection = selection or self.select(round_num)
+        selection = selection or self._select_waiting(round_num)
         if self.privacy.secure_agg and len(selection.device_ids) == 1:
             raise TrainError(f"round {round_num}: only one device is eligible; secure aggregation needs at least "
                              "two, or the sum would be that device's update")

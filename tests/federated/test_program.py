@@ -116,3 +116,30 @@ def test_missing_population_or_tokenizer_says_what_to_run(home, tmp_path):
     seed(home, synthetic_corpus(tmp_path / "c.jsonl", users=3))
     with pytest.raises(program.TrainError, match="fedkb tokenizer train"):
         program.prepare(home, _config())
+
+
+def test_a_round_waits_through_later_draws_until_enough_devices_are_eligible():
+    from types import SimpleNamespace
+
+    from federated import program
+
+    calls = []
+
+    def select(round_num, *, utc_hour=None, draw=0):
+        calls.append((utc_hour, draw))
+        return SimpleNamespace(device_ids=["d1", "d2"][: max(0, draw - 2)], population=5)
+
+    # without secure aggregation one eligible device is enough: draw 3 has one
+    fake = SimpleNamespace(privacy=SimpleNamespace(secure_agg=False), select=select)
+    assert program.Session._select_waiting(fake, 7).device_ids == ["d1"]
+    assert calls == [(None, 0), (8, 1), (9, 2), (10, 3)]
+    # secure aggregation needs two: one more draw, an hour later
+    calls.clear()
+    fake.privacy.secure_agg = True
+    assert program.Session._select_waiting(fake, 23).device_ids == ["d1", "d2"]
+    assert calls[-1] == (3, 4)
+    # nobody ever eligible: it gives up after MAX_DRAWS and returns the empty selection for the error
+    calls.clear()
+    fake.select = lambda round_num, *, utc_hour=None, draw=0: calls.append(draw) or SimpleNamespace(device_ids=[], population=5)
+    assert program.Session._select_waiting(fake, 1).device_ids == []
+    assert calls == list(range(program.MAX_DRAWS))
