@@ -60,19 +60,26 @@ def test_worker_is_stopped_on_normal_exit():
 
 
 @pytest.fixture
-def training_process(seeded_home):
-    """``fedkb train`` on the tiny preset, stopped at the end of the test if still alive."""
+def training_process(seeded_home, tmp_path):
+    """``fedkb train`` on the tiny preset, stopped at the end of the test if still alive.
+
+    Its stderr goes to a file, not a pipe: TensorFlow's log lines would fill an unread pipe and
+    block the process before it could exit.
+    """
+    stderr = open(tmp_path / "train.stderr", "w+b")
     proc = subprocess.Popen(
         [sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root), "train", "--rounds", "200",
          "--preset", "tiny", "--clients-per-round", "3"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr,
     )
+    proc.stderr = stderr
     parent = psutil.Process(proc.pid)
     seen: list[int] = []
     yield proc, parent, seeded_home, seen
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+    stderr.close()
     _kill_leftovers(seen)
 
 
@@ -97,4 +104,5 @@ def test_no_worker_left_when_train_is_interrupted(training_process, sig):
         assert _wait_gone(pid), f"worker_binary {pid} outlived fedkb train after {sig.name}"
     if sig == signal.SIGINT:
         assert proc.returncode == 130
+        proc.stderr.seek(0)
         assert b"Traceback" not in proc.stderr.read()
