@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow_federated as tff
 
-from fedkb.atomic import atomic_write
-from fedkb.home import Home
+from common.atomic import atomic_write
+from common.layout import Home
 from federated import checkpoints, ngrams, pretrain, registry, training
-from federated.examples import cached_examples
+from lm.examples import cached_examples
 from federated.faults import crash_point
-from federated.model import build_model, named_weights
-from federated.model_config import ModelConfig, preset
+from lm.model import build_model, named_weights
+from lm.config import ModelConfig, preset
 from federated.population import availability_arrays, members, select_clients
 from federated.privacy import PrivacyConfig, ledger_from_metrics, spent
 from federated.secagg import SecAggError

@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from federated.model import MaskedAccuracy, MaskedCrossEntropy, NumTokens, build_model
-from federated.model_config import ModelConfig
+from lm.model import MaskedAccuracy, MaskedCrossEntropy, NumTokens, build_model
+from lm.config import ModelConfig
 from federated.optimizers import ClippedSGD
 from federated.privacy import PrivacyConfig
 from federated.privacy import model_aggregator as privacy_aggregator
@@ -29,7 +29,7 @@ SERVER_OPTIMIZERS = ("sgdm", "adam", "yogi")
 class TrainConfig:
     """How rounds are run. Saved beside the checkpoints; a resumed run must agree on it."""
 
-    preset: str = "small"  # model preset (see federated/model_config.py)
+    preset: str = "small"  # model preset (see lm/config.py)
     clients_per_round: int = 10  # K devices sampled from the eligible ones each round
     server_optimizer: str = "adam"  # sgdm | adam | yogi
     client_lr: float = 0.5  # local SGD learning rate

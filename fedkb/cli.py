@@ -11,7 +11,7 @@ import sys
 # Must be set before TensorFlow is imported anywhere in this process.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from fedkb.home import ENV_VAR, Home, resolve_home  # noqa: E402  (light: stdlib only)
+from common.layout import ENV_VAR, Home, resolve_home  # noqa: E402  (light: stdlib only)
 
 
 class UserError(Exception):

@@ -7,7 +7,7 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from fedkb.home import Home
+from common.layout import Home
 
 PUBLIC_CORPUS = "public"  # the bundled public-domain text (federated/corpora/PUBLIC-SOURCE.md)
 PRETRAIN_SECONDS = 45.0  # the demo's wall-clock budget for pretraining

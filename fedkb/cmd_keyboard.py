@@ -10,7 +10,7 @@ import getpass
 import os
 import re
 
-from fedkb.home import Home
+from common.layout import Home
 
 
 def single_thread_blas() -> None:

@@ -23,7 +23,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from fedkb.artifacts import ArtifactError
+from common.artifacts import ArtifactError
 from keyboard.install import installed as installed_version, read_pointer
 from keyboard.personalize import PERSONAL_DIR, RECORD as PERSONAL_RECORD
 from keyboard.predictor import FrequencyPredictor, Learner, Predictor, load_predictor

@@ -207,7 +207,7 @@ def build_product(train_sentences: Sequence[str], *, lstm=None, ngrams: NgramMod
 
 def load_ngrams(version_dir: Path) -> NgramModel | None:
     """The n-grams published with a (verified) version, or None for a version without them."""
-    from fedkb import artifacts
+    from common import artifacts
 
     version_dir = Path(version_dir)
     if artifacts.NGRAMS not in artifacts.read_manifest(version_dir)["files"]:

@@ -7,7 +7,7 @@ import pytest
 
 from eval.recall import RecallCounts, recall_counts, token_nll
 from federated import registry
-from federated.model_config import ModelConfig
+from lm.config import ModelConfig
 from keyboard.store import Device
 from tokenizer.vocab import Tokenizer
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from federated.model_config import ModelConfig
+from lm.config import ModelConfig
 from tokenizer.specials import PAD_ID
 
 
