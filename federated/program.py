@@ -26,13 +26,13 @@ import tensorflow_federated as tff
 from common.atomic import atomic_write
 from common.layout import Home
 from federated import checkpoints, ngrams, pretrain, registry, training
-from lm.examples import cached_examples
 from federated.faults import crash_point
 from lm.model import build_model, named_weights
 from lm.config import ModelConfig, preset
 from federated.population import availability_arrays, members, select_clients
 from federated.privacy import PrivacyConfig, ledger_from_metrics, spent
 from federated.secagg import SecAggError
+from keyboard import client_work
 from keyboard.store import Device
 from tokenizer.vocab import Tokenizer, TokenizerError
 
@@ -121,15 +121,12 @@ def prepare(home: Home, train: training.TrainConfig) -> tuple[list, Tokenizer, M
 
 def client_examples(home: Home, device_id: str, tokenizer: Tokenizer, model: ModelConfig,
                     train: training.TrainConfig, round_num: int) -> np.ndarray:
-    """On the device: its train split as examples, at most ``max_examples_per_client`` of them."""
+    """The simulation's device adapter: a device's round examples, as its agent would compute them."""
     with Device(home.device(device_id)) as device:
         sentences = device.splits().train
-    examples = cached_examples(home.device(device_id), sentences, tokenizer.encode,
-                               tokenizer_sha256=tokenizer.sha256, sequence_length=model.sequence_length)
-    if len(examples) > train.max_examples_per_client:
-        rng = np.random.default_rng([train.seed, round_num, len(examples)])
-        examples = examples[np.sort(rng.choice(len(examples), train.max_examples_per_client, replace=False))]
-    return examples
+    return client_work.round_examples(home.device(device_id), sentences, tokenizer.encode,
+                                      tokenizer_sha256=tokenizer.sha256, sequence_length=model.sequence_length,
+                                      settings=training.local_training(train), round_num=round_num)
 
 
 class Session:
@@ -246,7 +243,7 @@ class Session:
         data = [
             training.client_dataset(
                 client_examples(self.home, d, self.tokenizer, self.model_config, self.train, round_num),
-                self.train, shuffle_seed=self.train.seed + round_num,
+                self.train, shuffle_seed=client_work.shuffle_seed(training.local_training(self.train), round_num),
             )
             for d in selection.device_ids
         ]
