@@ -189,7 +189,7 @@ def build_rounds(model: ModelConfig, train: TrainConfig, *, privacy: PrivacyConf
 
 def local_training(train: TrainConfig, privacy: PrivacyConfig | None = None):
     """The client settings of these rounds, as a live round's task carries them to a device."""
-    from keyboard.client_work import LocalTraining
+    from common.messages import LocalTraining
 
     return LocalTraining(client_lr=train.client_lr, client_clip_norm=train.client_clip_norm,
                          local_epochs=train.local_epochs, batch_size=train.batch_size,

@@ -322,12 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="discard existing checkpoints and metrics and start over")
     p.set_defaults(func=cmd_train)
 
-    from fedkb import cmd_demo, cmd_eval, cmd_keyboard, cmd_ngrams, cmd_pretrain, cmd_worker  # light: heavy imports live inside the commands
+    from fedkb import cmd_demo, cmd_eval, cmd_keyboard, cmd_live, cmd_ngrams, cmd_pretrain, cmd_worker  # light: heavy imports live inside the commands
 
     cmd_ngrams.add_parsers(sub)
     cmd_pretrain.add_parsers(sub)
     cmd_eval.add_parsers(sub)
     cmd_demo.add_parsers(sub)
+    cmd_live.add_parsers(sub)
     cmd_keyboard.add_parsers(sub)
     cmd_worker.add_parsers(sub)
     return parser

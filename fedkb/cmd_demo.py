@@ -161,10 +161,3 @@ def add_parsers(sub) -> None:
     add_train_options(p, clients_per_round=10)
     p.set_defaults(func=cmd_demo, publish_every=20)
 
-    p = sub.add_parser("serve", help="keep federated rounds running as devices become eligible; publish and roll out")
-    p.add_argument("--interval", type=float, default=5.0, help="seconds between eligibility checks (default 5)")
-    p.add_argument("--max-rounds", type=int, default=None, help="stop after this many rounds in all")
-    p.add_argument("--threshold", type=float, default=0.5, help="promotion threshold in recall@1 points (default 0.5)")
-    p.add_argument("--eval-devices", type=int, default=50, help="devices that evaluate each new version (default 50)")
-    add_train_options(p)
-    p.set_defaults(func=cmd_serve)

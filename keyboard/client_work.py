@@ -12,47 +12,14 @@ The simulation (``fedkb train``) feeds TFF the same examples and datasets from h
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from common.messages import LocalTraining, max_update_norm, max_weight  # noqa: F401  (the task's settings)
 from lm.config import ModelConfig
 from lm.examples import cached_examples
-
-WEIGHTINGS = ("examples", "uniform")
-
-
-@dataclass(frozen=True)
-class LocalTraining:
-    """The client settings a round's task carries."""
-
-    client_lr: float
-    client_clip_norm: float
-    local_epochs: int
-    batch_size: int
-    max_examples_per_client: int
-    seed: int
-    weighting: str = "examples"  # "uniform" under DP: every device counts once
-
-    def __post_init__(self) -> None:
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
-        for name in ("local_epochs", "batch_size", "max_examples_per_client"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not (self.client_lr > 0 and self.client_clip_norm > 0):
-            raise ValueError("client_lr and client_clip_norm must be positive")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LocalTraining":
-        names = {f.name for f in fields(cls)}
-        if set(d) != names:
-            raise ValueError(f"client settings must have exactly {sorted(names)}, got {sorted(d)}")
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -118,16 +85,20 @@ def client_update(config: ModelConfig, weights: dict[str, np.ndarray], examples:
         correct = tf.reduce_sum(mask * tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
         return loss * tokens, tokens, correct, tf.shape(x)[0]
 
-    sums = np.zeros(3, np.float64)
-    examples_seen = 0
+    sums = np.zeros(4, np.float64)
+    examples_seen = batches = 0
     for x, y in client_dataset(examples, settings, shuffle_seed(settings, round_num)):
         loss_sum, tokens, correct, n = step(x, y)
-        sums += [float(loss_sum), float(tokens), float(correct)]
+        # TFF's Keras loss metric is the mean of batch losses weighted by batch size
+        sums += [float(loss_sum), float(tokens), float(correct), float(loss_sum) / max(float(tokens), 1.0) * int(n)]
         examples_seen += int(n)
+        batches += 1
     delta = {stable_name(model, v): w0 - v.numpy() for v, w0 in zip(variables, initial)}
     finite = all(np.isfinite(d).all() for d in delta.values())
     if not finite:  # as TFF: a non-finite update is zeroed and weighs nothing
         delta = {k: np.zeros_like(d) for k, d in delta.items()}
     weight = (float(examples_seen) if settings.weighting == "examples" else 1.0) if finite else 0.0
     return ClientUpdate(delta, weight, {"loss_sum": sums[0], "tokens": sums[1], "correct": sums[2],
-                                        "examples": float(examples_seen)})
+                                        "loss_x_examples": sums[3], "examples": float(examples_seen),
+                                        "batches": float(batches)})
+
