@@ -9,7 +9,6 @@ each hosting a share of the devices, and ends them with itself.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime as dt
 import logging
 import os
@@ -20,8 +19,7 @@ import threading
 import time
 
 from common.layout import Home
-
-DEFAULT_LISTEN = "127.0.0.1:50151"
+from common.messages import DEFAULT_ADDRESS as DEFAULT_LISTEN
 
 
 def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
@@ -113,14 +111,10 @@ def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
               f"{a.stats.uploads_refused} refused", flush=True)
 
 
-def _die_with_parent() -> None:  # in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-
-
 def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
     """Agents for the seeded population, as ``--processes`` OS processes hosting a share each."""
     from fedkb.cli import UserError
+    from keyboard.agent import _die_with_parent
     from keyboard.store import list_device_dirs
 
     ids = [d.name for d in list_device_dirs(home.devices)]

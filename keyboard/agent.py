@@ -152,3 +152,83 @@ class DeviceAgent:
             elif reply.get("kind") == "retry":
                 stop.wait(float(reply.get("after", 1.0)))
         return self.stats
+
+
+class BackgroundAgent:
+    """The keyboard's agent process: running while the device is eligible, stopped when it is not.
+
+    A device that stops being eligible (the user types again) leaves the round, as a phone does;
+    the coordinator's over-selection covers for it. The process dies with the keyboard
+    (``PR_SET_PDEATHSIG``) and logs to ``agent.log`` in the device directory.
+    """
+
+    def __init__(self, device_dir: Path, server: str):
+        self.device_dir, self.server = Path(device_dir), server
+        self.process = None
+        self.starts = 0
+
+    def command(self) -> list[str]:
+        import sys
+
+        return [sys.executable, "-m", "keyboard.agent", "--device-dir", str(self.device_dir), "--server", self.server]
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ensure(self, eligible: bool) -> None:
+        if eligible and not self.running:
+            import subprocess
+
+            with open(self.device_dir / "agent.log", "ab") as log_file:
+                self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log_file,
+                                                stderr=log_file, preexec_fn=_die_with_parent)
+            self.starts += 1
+        elif not eligible:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.running:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except Exception:  # subprocess.TimeoutExpired
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+def _die_with_parent() -> None:  # in the child between fork and exec
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m keyboard.agent --device-dir DIR --server HOST:PORT``: one device's agent."""
+    import argparse
+    import os
+    import signal
+
+    parser = argparse.ArgumentParser(prog="keyboard.agent", description=main.__doc__)
+    parser.add_argument("--device-dir", type=Path, required=True)
+    parser.add_argument("--server", required=True, metavar="HOST:PORT")
+    parser.add_argument("--rounds", type=int, default=None)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    agent = DeviceAgent(args.device_dir, connect(args.server))
+    try:
+        agent.run(stop, max_rounds=args.rounds)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
