@@ -40,7 +40,7 @@ environment to compare); cold start = spawning ``python -c`` that imports the pr
 (``load_predictor`` for the product: LSTM, n-gram table, personal model from the log, weight fit)
 and prints a suggestion, until that line arrives (median of ``--cold-runs``), with the time of
 ``load_predictor`` alone inside the child; the on-device model file's bytes and the table's;
-recall@1 of the float and of the on-device LSTM (``eval/recall.py``, the same beam) and of the
+recall@1 of the float and of the on-device LSTM (``lm/recall.py``, the same beam) and of the
 product on held-out sentences. Goals for gboard: product p99 <= 2 ms per keystroke, cold start
 <= 1 s.
 
@@ -293,7 +293,7 @@ def cold_start(device_dir: Path, text: str, kind: str = "product") -> dict:
 
 
 def recall_of(predictor, sentences: list[str]) -> dict:
-    from eval.recall import recall_counts
+    from lm.recall import recall_counts
 
     counts = recall_counts(predictor, sentences, ks=(1, 3))
     return {"recall_at_1": counts.recall(1), "recall_at_3": counts.recall(3), "predictions": counts.predictions}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.recall import KS, RecallCounts, quantiles_from_histogram, recall_counts, token_nll
+from lm.recall import KS, RecallCounts, quantiles_from_histogram, recall_counts, token_nll
 from common.atomic import atomic_write
 from common.layout import Home
 from keyboard.lm import NumpyLM

@@ -12,6 +12,7 @@ The simulation (``fedkb train``) feeds TFF the same examples and datasets from h
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,32 +59,14 @@ def client_dataset(examples: np.ndarray, settings: LocalTraining, shuffle_seed: 
 def client_update(config: ModelConfig, weights: dict[str, np.ndarray], examples: np.ndarray,
                   settings: LocalTraining, *, round_num: int) -> ClientUpdate:
     """Trains ``weights`` on ``examples`` as TFF's model-delta client work does; returns the delta."""
-    import tensorflow as tf
+    from lm.model import assign_named_weights, stable_name
 
-    from lm.model import MaskedCrossEntropy, assign_named_weights, build_model, stable_name
-    from tokenizer.specials import PAD_ID
-
-    model = build_model(config)
+    trainer = _trainer(config)
+    model, variables, step = trainer.model, trainer.model.trainable_variables, trainer.step
     assign_named_weights(model, weights, source="the task's weights")
-    variables = model.trainable_variables
     initial = [v.numpy() for v in variables]
-    loss_fn = MaskedCrossEntropy()
-    lr, clip = tf.constant(settings.client_lr, tf.float32), tf.constant(settings.client_clip_norm, tf.float32)
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = loss_fn(y, logits)
-        grads = tape.gradient(loss, variables)
-        grads = [tf.convert_to_tensor(g) for g in grads]  # embedding gradients arrive as IndexedSlices
-        clipped, _ = tf.clip_by_global_norm(grads, clip)
-        for v, g in zip(variables, clipped):
-            v.assign(v - lr * g)
-        mask = tf.cast(tf.not_equal(y, PAD_ID), tf.float32)
-        tokens = tf.reduce_sum(mask)
-        correct = tf.reduce_sum(mask * tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
-        return loss * tokens, tokens, correct, tf.shape(x)[0]
+    trainer.lr.assign(settings.client_lr)
+    trainer.clip.assign(settings.client_clip_norm)
 
     sums = np.zeros(4, np.float64)
     examples_seen = batches = 0
@@ -102,3 +85,49 @@ def client_update(config: ModelConfig, weights: dict[str, np.ndarray], examples:
                                         "loss_x_examples": sums[3], "examples": float(examples_seen),
                                         "batches": float(batches)})
 
+
+@dataclass
+class _Trainer:
+    model: object
+    step: object
+    lr: object
+    clip: object
+
+
+_trainers = threading.local()  # one model and traced step per thread and config: a device agent
+#                               hosting several devices trains each in its own thread
+
+
+def _trainer(config: ModelConfig) -> _Trainer:
+    """This thread's model and local-SGD step for ``config``, built and traced once."""
+    cache = _trainers.__dict__.setdefault("by_config", {})
+    if config in cache:
+        return cache[config]
+    import tensorflow as tf
+
+    from lm.model import MaskedCrossEntropy, build_model
+    from tokenizer.specials import PAD_ID
+
+    model = build_model(config)
+    variables = model.trainable_variables
+    loss_fn = MaskedCrossEntropy()
+    lr, clip = tf.Variable(1.0, trainable=False), tf.Variable(1.0, trainable=False)
+    spec = tf.TensorSpec([None, config.sequence_length], tf.int32)
+
+    @tf.function(input_signature=[spec, spec])
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = loss_fn(y, logits)
+        grads = tape.gradient(loss, variables)
+        grads = [tf.convert_to_tensor(g) for g in grads]  # embedding gradients arrive as IndexedSlices
+        clipped, _ = tf.clip_by_global_norm(grads, clip)
+        for v, g in zip(variables, clipped):
+            v.assign(v - lr * g)
+        mask = tf.cast(tf.not_equal(y, PAD_ID), tf.float32)
+        tokens = tf.reduce_sum(mask)
+        correct = tf.reduce_sum(mask * tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
+        return loss * tokens, tokens, correct, tf.shape(x)[0]
+
+    cache[config] = trainer = _Trainer(model, step, lr, clip)
+    return trainer

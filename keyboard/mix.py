@@ -158,7 +158,7 @@ class ProductPredictor:
             p += w.personal * self.personal.prob(word, context)
         return p
 
-    # -- evaluation (eval/recall.py's interface) ---------------------------------------------
+    # -- evaluation (lm/recall.py's interface) ---------------------------------------------
     def can_produce(self, word: str) -> bool:
         with self._lock:
             known = self.personal.prob(word, ()) > 0 or (self.ngrams is not None and self.ngrams.prob(word, ()) > 0)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.recall import recall_counts
+from lm.recall import recall_counts
 from common import artifacts
 from common.artifacts import CONFIG, MANIFEST, TOKENIZER, WEIGHTS
 from common.atomic import atomic_write, fsync_dir

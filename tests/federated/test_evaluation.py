@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from eval.recall import RecallCounts, recall_counts, token_nll
+from lm.recall import RecallCounts, recall_counts, token_nll
 from federated import registry
 from lm.config import ModelConfig
 from keyboard.store import Device

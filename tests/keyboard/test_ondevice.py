@@ -107,7 +107,7 @@ def test_a_trained_models_int8_copy_keeps_its_recall(tmp_path):
     import collections
 
     from eval.centralized import train_centralized
-    from eval.recall import recall_counts
+    from lm.recall import recall_counts
     from federated import registry
     from federated.corpus import read_records, resolve_corpus
     from lm.examples import encode_examples
