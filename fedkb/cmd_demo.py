@@ -1,4 +1,4 @@
-"""``fedkb demo`` (the whole story on the bundled corpus) and ``fedkb serve`` (rounds as devices allow)."""
+"""``fedkb demo`` (the whole story on the bundled corpus) and ``fedkb serve --simulate`` (rounds as devices allow)."""
 
 from __future__ import annotations
 
@@ -72,9 +72,17 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
     with tff_runtime(home, console, workers=args.workers):
         stage(f"3. Federated training[/] — {args.rounds} rounds of FedAvg, {train.clients_per_round} "
                       f"eligible devices per round (idle, charging, unmetered)")
-        train_with_progress(home, train, privacy=privacy_config_from(args), rounds=args.rounds,
-                            publish_every=args.publish_every, fresh=False,
-                            console=console, pretrained=not args.no_pretrained)
+        if args.live:
+            from fedkb.cmd_live import run_live
+
+            console.print("   live rounds: each device is its own process and the coordinator never opens its log")
+            run_live(home, train, privacy_config_from(args), rounds=args.rounds, publish_every=args.publish_every,
+                     pretrained=not args.no_pretrained, devices=args.live_devices, processes=args.live_processes,
+                     log=console.print)
+        else:
+            train_with_progress(home, train, privacy=privacy_config_from(args), rounds=args.rounds,
+                                publish_every=args.publish_every, fresh=False,
+                                console=console, pretrained=not args.no_pretrained)
         stage("4. Rollout[/] — the newest version is evaluated against latest, then installed")
         do_rollout(home, console, threshold=0.5, devices=args.eval_devices, seed=args.seed)
         stage(f"5. On-device evaluation[/] — {args.eval_devices or 'all'} devices measure the installed "
@@ -158,6 +166,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--pretrain-seconds", type=float, default=PRETRAIN_SECONDS, metavar="S",
                    help=f"wall-clock budget for pretraining on the bundled public text before the rounds "
                         f"(default {PRETRAIN_SECONDS:g}; --no-pretrained skips it)")
+    p.add_argument("--live", action="store_true",
+                   help="run the rounds live: a coordinator service and device agents in their own processes")
+    p.add_argument("--live-devices", type=int, default=30, metavar="N",
+                   help="--live: devices that run an agent (default 30, the first N of the population)")
+    p.add_argument("--live-processes", type=int, default=4, metavar="P",
+                   help="--live: OS processes hosting the agents (default 4)")
     add_train_options(p, clients_per_round=10)
     p.set_defaults(func=cmd_demo, publish_every=20)
 

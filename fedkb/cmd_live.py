@@ -76,6 +76,53 @@ def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
             server.stop(grace=1).wait()
 
 
+def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pretrained: bool, devices: int,
+             processes: int, log, live_config=None) -> None:
+    """``fedkb demo --live``'s training stage: a coordinator here, agents for ``devices`` devices, ``rounds`` rounds."""
+    from fedkb.cli import UserError
+    from federated.coordinator import Coordinator, LiveConfig, RoundAbandoned, serve
+    from federated.program import Session
+
+    session = Session(home, train, privacy=privacy, publish_every=publish_every, pretrained=pretrained, live=True)
+    if session.done >= rounds:
+        log(f"   {session.done} rounds already done")
+        return
+    try:
+        coordinator = Coordinator(session, live_config or LiveConfig())
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    server, port = serve(coordinator, "127.0.0.1:0")
+    agents = subprocess.Popen(
+        [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "devices", "run", "--count", str(devices),
+         "--processes", str(processes), "--server", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log(f"   coordinator on 127.0.0.1:{port}; {devices} device agents in {processes} processes train on their own "
+        f"logs and upload only their updates")
+    try:
+        while session.done < rounds:
+            if agents.poll() is not None:
+                raise UserError(f"the device agents exited ({agents.returncode}): {agents.stderr.read()[-1000:]}")
+            try:
+                r = coordinator.run_round(total_rounds=rounds)
+            except RoundAbandoned as exc:
+                log(f"   {exc}")
+                continue
+            if r.round_num == 1 or r.round_num % 10 == 0 or r.published:
+                log(f"   round {r.round_num}/{rounds}: loss {r.metrics['loss']:.3f}, {len(r.clients)} devices "
+                    f"reported, {r.seconds:.1f} s" + (f"; published {r.published}" if r.published else ""))
+            for device_id, reason in coordinator.refusals:
+                log(f"   refused an upload from {device_id}: {reason}")
+            coordinator.refusals.clear()
+    finally:
+        server.stop(grace=1)
+        if agents.poll() is None:
+            agents.terminate()
+            try:
+                agents.wait(30)
+            except subprocess.TimeoutExpired:
+                agents.kill()
+
+
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
