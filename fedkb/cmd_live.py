@@ -179,7 +179,9 @@ def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
             cmd += ["--rounds", str(args.rounds)]
         if args.verbose:
             cmd.append("--verbose")
-        procs.append(subprocess.Popen(cmd, preexec_fn=_die_with_parent))
+        # Each process trains one device at a time on one TensorFlow thread: P processes share the cores.
+        env = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(args.threads), "TF_NUM_INTEROP_THREADS": "1"}
+        procs.append(subprocess.Popen(cmd, preexec_fn=_die_with_parent, env=env))
     print(f"fedkb devices: {len(ids)} device agents in {n} processes, coordinator {args.server} (Ctrl-C stops)",
           flush=True)
     try:
@@ -234,6 +236,7 @@ def add_parsers(sub) -> None:
     p = devs_sub.add_parser("run", help="start agents for the population's devices as separate processes")
     p.add_argument("--count", type=int, default=None, help="the first N devices (default: all)")
     p.add_argument("--processes", type=int, default=4, help="OS processes hosting them (default 4)")
+    p.add_argument("--threads", type=int, default=1, help="TensorFlow threads per process (default 1)")
     _agent_options(p)
     p.set_defaults(func=cmd_devices_run)
 

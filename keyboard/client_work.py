@@ -59,9 +59,13 @@ def client_dataset(examples: np.ndarray, settings: LocalTraining, shuffle_seed: 
 def client_update(config: ModelConfig, weights: dict[str, np.ndarray], examples: np.ndarray,
                   settings: LocalTraining, *, round_num: int) -> ClientUpdate:
     """Trains ``weights`` on ``examples`` as TFF's model-delta client work does; returns the delta."""
+    with _lock:  # one device trains at a time in a process; TensorFlow's own threads share the cores
+        return _client_update(_trainer(config), weights, examples, settings, round_num)
+
+
+def _client_update(trainer, weights, examples, settings, round_num) -> ClientUpdate:
     from lm.model import assign_named_weights, stable_name
 
-    trainer = _trainer(config)
     model, variables, step = trainer.model, trainer.model.trainable_variables, trainer.step
     assign_named_weights(model, weights, source="the task's weights")
     initial = [v.numpy() for v in variables]
@@ -94,13 +98,13 @@ class _Trainer:
     clip: object
 
 
-_trainers = threading.local()  # one model and traced step per thread and config: a device agent
-#                               hosting several devices trains each in its own thread
+_trainers: dict = {}  # one model and traced step per config, built once per process
+_lock = threading.Lock()
 
 
 def _trainer(config: ModelConfig) -> _Trainer:
-    """This thread's model and local-SGD step for ``config``, built and traced once."""
-    cache = _trainers.__dict__.setdefault("by_config", {})
+    """The process's model and local-SGD step for ``config``, built and traced once (call with ``_lock``)."""
+    cache = _trainers
     if config in cache:
         return cache[config]
     import tensorflow as tf

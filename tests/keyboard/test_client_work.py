@@ -45,7 +45,7 @@ def test_device_updates_equal_tff_client_work_and_a_live_round_equals_a_simulate
         live_w = process.get_model_weights(live)
         start_w = process.get_model_weights(state)
     for a, b in zip(sim_w.trainable, live_w.trainable):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # float32 sums in another order
     moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
                 for a, b in zip(sim_w.trainable, start_w.trainable))
     assert moved > 1e-3  # the round changed the model, so the comparison means something
