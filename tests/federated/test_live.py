@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -82,3 +83,57 @@ def sim_metrics(home):
     with open(home.metrics_csv) as f:
         rows = list(csv.DictReader(f))
     return {k: float(v) for k, v in rows[-1].items() if v not in ("", None)}
+
+
+def test_a_round_completes_without_a_device_that_vanished_and_refuses_its_bad_upload(seeded_home):
+    from common import messages
+    from federated import training
+    from federated.coordinator import Coordinator, LiveConfig, serve
+    from federated.program import Session
+    from federated.runtime import LocalRuntime
+    from keyboard.agent import connect
+    from keyboard.store import list_device_dirs
+
+    ids = [d.name for d in list_device_dirs(seeded_home.devices)]
+    train = training.TrainConfig(preset="tiny", clients_per_round=2, batch_size=4, seed=1, min_examples=3)
+    with LocalRuntime():
+        session = Session(seeded_home, train, publish_every=5, pretrained=False, live=True)
+        coordinator = Coordinator(session, LiveConfig(overselect=1.5, selection_window=30.0, report_deadline=240))
+        server, port = serve(coordinator, "127.0.0.1:0")
+        rogue_id = ids[-1]  # checks in, is selected, uploads a delta of the wrong shape, then vanishes
+        channel = connect(f"127.0.0.1:{port}")
+        check_in = channel.unary_unary(f"/{messages.SERVICE}/CheckIn")
+        upload = channel.unary_unary(f"/{messages.SERVICE}/Upload")
+        replies = {}
+
+        def rogue():
+            header = {"device_id": rogue_id, "eligible": {"idle": True, "charging": True, "unmetered": True},
+                      "train_sentences": 10, "tokenizer_sha256": None}
+            for _ in range(100):  # until the round is selecting, as an agent retries
+                task, weights = messages.unpack(check_in(messages.pack(header), timeout=120))
+                if task.get("kind") == "task":
+                    break
+                time.sleep(0.5)
+            replies["task"] = task
+            if task.get("kind") == "task":
+                bad = {k: np.zeros((1,) + v.shape, np.float32) for k, v in weights.items()}
+                up = {"task_id": task["task_id"], "device_id": rogue_id, "round": task["round"], "weight": 1.0,
+                      "metrics": {}}
+                replies["upload"] = messages.unpack(upload(messages.pack(up, bad), timeout=60))[0]
+
+        thread = threading.Thread(target=rogue)
+        thread.start()
+        agents = subprocess.Popen(
+            [sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root), "devices", "run", "--count", "2",
+             "--processes", "1", "--server", f"127.0.0.1:{port}", "--rounds", "1"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            result = coordinator.run_round()
+        finally:
+            server.stop(grace=1)
+            out, err = agents.communicate(timeout=120)
+            thread.join(30)
+    assert replies["task"]["kind"] == "task"  # 3 checked in, ceil(2 x 1.5) = 3 selected
+    assert replies["upload"]["accepted"] is False and "the model's is float32" in replies["upload"]["reason"]
+    assert sorted(result.clients) == sorted(ids[:2]) and rogue_id not in result.clients
+    assert [d for d, _ in coordinator.refusals] == [rogue_id]
