@@ -193,9 +193,10 @@ def train_with_progress(home: Home, train, *, rounds: int, publish_every: int, f
             + (f"; published {', '.join(summary.published)} in {home.models}" if summary.published else "")
         )
     if privacy is not None and privacy.dp_noise > 0:
+        from federated.population import members
         from federated.privacy import ledger_from_metrics, spent
 
-        p = spent(privacy, ledger_from_metrics(home.metrics_csv), len(program.members(home)))
+        p = spent(privacy, ledger_from_metrics(home.metrics_csv), len(members(home)))
         console.print(f"Privacy spent over {p['rounds']} rounds: ε = {p['epsilon']:.2f} at δ = {p['delta']:.2g} "
                       f"(RDP, noise multiplier {privacy.dp_noise}, clip {privacy.dp_clip})")
     return summary

@@ -66,14 +66,24 @@ def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
                 m = r.metrics
                 log(f"round {r.round_num}: loss {m['loss']:.3f}, {len(r.clients)} devices reported, "
                     f"{r.seconds:.1f} s" + (f"; published {r.published}" if r.published else ""))
-                for device_id, reason in coordinator.refusals:
-                    log(f"[yellow]refused an upload from {device_id}: {reason}[/]")
-                coordinator.refusals.clear()
+                for line in refusal_lines(coordinator):
+                    log(f"[yellow]{line}[/]")
         except KeyboardInterrupt:
             log(f"stopped after round {session.done}; the state is saved and `fedkb serve` resumes from it")
         finally:
             stop.set()
             server.stop(grace=1).wait()
+
+
+def refusal_lines(coordinator) -> list[str]:
+    """The round's refused uploads, each naming its device; late ones (expected with over-selection) counted."""
+    refusals, coordinator.refusals = coordinator.refusals, []
+    late = [d for d, reason in refusals if "(late" in reason]
+    lines = [f"refused an upload from {d}: {reason}" for d, reason in refusals if "(late" not in reason]
+    if late:
+        lines.append(f"{len(late)} late uploads refused (over-selected devices that finished after the report "
+                     f"goal): {', '.join(late)}")
+    return lines
 
 
 def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pretrained: bool, devices: int,
@@ -110,9 +120,8 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
             if r.round_num == 1 or r.round_num % 10 == 0 or r.published:
                 log(f"   round {r.round_num}/{rounds}: loss {r.metrics['loss']:.3f}, {len(r.clients)} devices "
                     f"reported, {r.seconds:.1f} s" + (f"; published {r.published}" if r.published else ""))
-            for device_id, reason in coordinator.refusals:
-                log(f"   refused an upload from {device_id}: {reason}")
-            coordinator.refusals.clear()
+            for line in refusal_lines(coordinator):
+                log(f"   {line}")
     finally:
         server.stop(grace=1)
         if agents.poll() is None:
