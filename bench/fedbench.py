@@ -14,7 +14,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fedkb.home import Home  # noqa: E402
+from common.layout import Home  # noqa: E402
 
 DEFAULT_WORK = Path(tempfile.gettempdir()) / "fedkb-bench"
 

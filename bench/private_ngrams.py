@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from fedkb.home import Home  # noqa: E402
+from common.layout import Home  # noqa: E402
 from federated.ngrams import NgramConfig, collect  # noqa: E402
 from federated.population import members  # noqa: E402
 from keyboard.store import Device  # noqa: E402

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from fedkb.home import Home  # noqa: E402
+from common.layout import Home  # noqa: E402
 from federated.heavy_hitters import HeavyHittersConfig, discover  # noqa: E402
 from federated.population import members  # noqa: E402
 from federated.vocabulary import summed_word_counts  # noqa: E402

@@ -40,7 +40,7 @@ def main() -> None:
     import tensorflow as tf
 
     from federated import training
-    from federated.model_config import preset
+    from lm.config import preset
     from federated.runtime import LocalRuntime
     from federated.secagg_factory import SecAggConfig, secure_aggregator
     from federated.secagg_round import SecureRounds

@@ -23,7 +23,7 @@ needs a TFF worker and the cores for minutes): it is ``bench/private_ngrams.expe
 the default ``NgramConfig`` (M = 200 per order, counts capped at 4, k = 2 devices, orders 1–3),
 i.e. every device's capped top-M contribution summed and kept where at least k devices sent it —
 exactly what the rounds release without DP (``bench/private_ngrams.py`` checks that equality) —
-written with ``fedkb.artifacts.ngrams_to_bytes``, the format ``fedkb ngrams gather`` writes.
+written with ``common.artifacts.ngrams_to_bytes``, the format ``fedkb ngrams gather`` writes.
 
 The model and the table are published with ``federated.registry.publish`` (float
 ``weights.npz``, the int8 ``ondevice.npz`` and ``ngrams.tsv.gz``) outside the home and installed
@@ -40,7 +40,7 @@ environment to compare); cold start = spawning ``python -c`` that imports the pr
 (``load_predictor`` for the product: LSTM, n-gram table, personal model from the log, weight fit)
 and prints a suggestion, until that line arrives (median of ``--cold-runs``), with the time of
 ``load_predictor`` alone inside the child; the on-device model file's bytes and the table's;
-recall@1 of the float and of the on-device LSTM (``eval/recall.py``, the same beam) and of the
+recall@1 of the float and of the on-device LSTM (``lm/recall.py``, the same beam) and of the
 product on held-out sentences. Goals for gboard: product p99 <= 2 ms per keystroke, cold start
 <= 1 s.
 
@@ -129,7 +129,7 @@ def keystrokes(sentences: list[str], at_least: int) -> list[str]:
 
 def ngram_table(home: Home) -> bytes:
     """``ngrams.tsv.gz`` bytes: what ``fedkb ngrams gather`` releases without DP, computed without TFF (see above)."""
-    from fedkb import artifacts
+    from common import artifacts
     from federated.ngrams import NgramConfig
     from federated.population import members
     from keyboard.store import Device
@@ -185,9 +185,9 @@ def train_worker(spec: dict) -> None:
     """Child process: the preset trained centrally with Keras (or its initial weights), then published with the table."""
     from eval.centralized import train_centralized
     from federated import registry
-    from federated.examples import encode_examples
-    from federated.model import build_model, named_weights
-    from federated.model_config import preset
+    from lm.examples import encode_examples
+    from lm.model import build_model, named_weights
+    from lm.config import preset
     from federated.population import members
     from keyboard.store import Device
     from tokenizer.vocab import Tokenizer
@@ -225,7 +225,7 @@ def install_on_scratch_device(version_dir: Path, device_dir: Path, log: list[str
 
 
 def prepare(work: Path, preset: str, *, train_tokens: int, seed: int, keys: int, recall_sentences: int) -> Setup:
-    from federated.model_config import PRESETS
+    from lm.config import PRESETS
     from keyboard.store import Device
 
     home = shakespeare_home(work, vocab_size=PRESETS[preset].vocab_size)
@@ -293,7 +293,7 @@ def cold_start(device_dir: Path, text: str, kind: str = "product") -> dict:
 
 
 def recall_of(predictor, sentences: list[str]) -> dict:
-    from eval.recall import recall_counts
+    from lm.recall import recall_counts
 
     counts = recall_counts(predictor, sentences, ks=(1, 3))
     return {"recall_at_1": counts.recall(1), "recall_at_3": counts.recall(3), "predictions": counts.predictions}
@@ -327,7 +327,7 @@ def colds(setup: Setup, kind: str, runs: int, text: str) -> dict:
 
 def measure(setup: Setup, *, repeats: int, cold_runs: int) -> dict:
     """Every figure of one preset (the dict that goes into the JSON line): the product's, the LSTM's under "lstm"."""
-    from fedkb import artifacts
+    from common import artifacts
 
     load_before = os.getloadavg()[0]
     product_runs, lstm_runs, timed = [], [], set()
@@ -382,7 +382,7 @@ def _log(device_dir: Path) -> list[str]:
 
 
 def _ngram_sizes(version_dir: Path) -> dict[int, int]:
-    from fedkb import artifacts
+    from common import artifacts
 
     return {order: len(table) for order, table in artifacts.read_ngrams(version_dir / artifacts.NGRAMS).items()}
 

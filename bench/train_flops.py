@@ -94,12 +94,12 @@ def blas_threading() -> list[dict]:
 
 
 def model_module_at(rev: str):
-    """``federated/model.py`` as of git revision ``rev``, imported as its own module (None without git)."""
+    """``lm/model.py`` as of git revision ``rev``, imported as its own module (None without git)."""
     try:
-        source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:federated/model.py"], check=True,
+        source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:lm/model.py"], check=True,
                                 capture_output=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
-        print(f"no baseline: git show {rev}:federated/model.py failed ({exc})", flush=True)
+        print(f"no baseline: git show {rev}:lm/model.py failed ({exc})", flush=True)
         return None
     path = DEFAULT_WORK / f"model_at_{rev}.py"  # a real file, so that AutoGraph can read the source
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +114,7 @@ def output_layer_model(config, seed: int):
     """Embedding -> tied logits, no recurrence: the output layer's share of a training step."""
     import tensorflow as tf
 
-    from federated.model import tied_logits
+    from lm.model import tied_logits
 
     class OutputLayerOnly(tf.keras.Model):
         def __init__(self):
@@ -136,7 +136,7 @@ def random_examples(config, n: int, seed: int = 0):
     """``n`` full-length examples of ordinary pieces (ids from 4: past the special tokens).
 
     An example is ``sequence_length + 1`` pieces, inputs and targets shifted by one, as
-    ``federated.examples`` makes them.
+    ``lm.examples`` makes them.
     """
     import numpy as np
 
@@ -178,7 +178,7 @@ def rates(times: dict[str, list[float]], tokens: int, flops_per_token: int) -> d
 
 
 def keras_figures(config, train, baseline, *, pairs: int, batches: int, log) -> dict:
-    from federated.model import MaskedCrossEntropy, build_model
+    from lm.model import MaskedCrossEntropy, build_model
 
     examples = random_examples(config, batches * train.batch_size)
     tokens = examples[:, 1:].size
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     import tensorflow as tf
 
-    from federated.model_config import preset
+    from lm.config import preset
     from federated.training import TrainConfig
 
     blas = blas_threading()

@@ -79,7 +79,7 @@ def bench_pair_series(home, preset_name: str, k: int, pairs: int, log) -> dict:
     import tensorflow as tf
 
     from federated import program, training
-    from federated.model import MaskedCrossEntropy, build_model
+    from lm.model import MaskedCrossEntropy, build_model
     from federated.runtime import LocalRuntime
     from tokenizer.specials import PAD_ID
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from federated.central import fit, take_token_budget
-from federated.model_config import ModelConfig
+from lm.config import ModelConfig
 
 __all__ = ["take_token_budget", "train_centralized"]
 

@@ -54,7 +54,9 @@ def updates_line(server_dir: Path, privacy_spent: dict[str, Any] | None) -> str:
     if run is None:
         return "model updates: no training run recorded"
     p = run.get("privacy") or {}
-    masked = "masked by secure aggregation (the server saw only their sum)" if p.get("secure_agg") else \
+    # Secure aggregation runs only in the simulation, where one process plays every client too.
+    masked = ("masked by simulated secure aggregation (the protocol ran inside the server process, which also "
+              "played the clients and so held each update)") if p.get("secure_agg") else \
         "unmasked (the server saw each update)"
     if p.get("dp_noise"):
         eps = (privacy_spent or {}).get("epsilon")

@@ -498,7 +498,7 @@ def write_html(data: ReportData, path: Path) -> Path:
 
     Always writes a page, even with no data: it then says which commands to run first.
     """
-    from fedkb.atomic import atomic_write
+    from common.atomic import atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

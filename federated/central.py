@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from federated.model_config import ModelConfig
+from lm.config import ModelConfig
 from tokenizer.specials import PAD_ID
 
 CURVE_POINTS = 100  # points kept of the loss curve, whatever the number of batches
@@ -22,7 +22,7 @@ CURVE_POINTS = 100  # points kept of the loss curve, whatever the number of batc
 
 @dataclass(frozen=True)
 class FitResult:
-    weights: dict[str, np.ndarray]  # by stable name, as ``federated.model.named_weights``
+    weights: dict[str, np.ndarray]  # by stable name, as ``lm.model.named_weights``
     tokens: int  # non-padding target tokens trained on
     batches: int
     seconds: float  # wall clock of the training loop, the first batch's graph building included
@@ -85,7 +85,7 @@ def fit(
         raise ValueError("give a token budget, a wall-clock budget, or both")
     import tensorflow as tf
 
-    from federated.model import build_model, named_weights
+    from lm.model import build_model, named_weights
 
     tf.keras.utils.set_random_seed(seed)
     model = build_model(config, seed=seed)
@@ -118,7 +118,7 @@ def train_step(model, optimizer, sequence_length: int):
     """
     import tensorflow as tf
 
-    from federated.model import MaskedCrossEntropy
+    from lm.model import MaskedCrossEntropy
 
     loss_fn = MaskedCrossEntropy()
     spec = tf.TensorSpec([None, sequence_length], tf.int32)  # any batch size: the last one may be short

@@ -16,8 +16,8 @@ import os
 import shutil
 from pathlib import Path
 
-from fedkb.artifacts import sha256_file
-from fedkb.atomic import atomic_write, fsync_dir
+from common.artifacts import sha256_file
+from common.atomic import atomic_write, fsync_dir
 
 SEAL = "fedkb-checkpoint.json"
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.recall import KS, RecallCounts, quantiles_from_histogram, recall_counts, token_nll
-from fedkb.atomic import atomic_write
-from fedkb.home import Home
+from lm.recall import KS, RecallCounts, quantiles_from_histogram, recall_counts, token_nll
+from common.atomic import atomic_write
+from common.layout import Home
 from keyboard.lm import NumpyLM
 from keyboard.mix import build_product, load_ngrams
 from keyboard.predictor import ModelPredictor

@@ -45,9 +45,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from fedkb import artifacts
-from fedkb.atomic import atomic_write
-from fedkb.home import Home
+from common import artifacts
+from common.atomic import atomic_write
+from common.layout import Home
 from tokenizer.private_counts import GaussianThreshold, calibrate_gaussian_threshold, release
 
 RECORD = "ngrams.json"

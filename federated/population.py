@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedkb.home import Home
+from common.layout import Home
 from federated.corpus import Record, group_by_user, read_records
 from keyboard.store import Device, device_id_for
 

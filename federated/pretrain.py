@@ -5,7 +5,7 @@ relative next-word accuracy from it (arXiv 2404.04360). ``pretrain`` reads a pub
 (``federated/public_text.py``: never a device's text), encodes it with the home's tokenizer,
 trains the model with Keras (``federated/central.py``) and saves, atomically,
 
-    <home>/server/pretrained/weights.npz    named weights, as ``federated.model.named_weights``
+    <home>/server/pretrained/weights.npz    named weights, as ``lm.model.named_weights``
                              model.json     the ModelConfig
                              pretrain.json  what it was made from: tokenizer and corpus sha256,
                                             config, tokens trained, seconds, loss curve, file sha256s
@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fedkb.atomic import atomic_write, fsync_dir
-from fedkb.home import Home
+from common.atomic import atomic_write, fsync_dir
+from common.layout import Home
 from federated import central, public_text
-from federated.examples import encode_examples
-from federated.model_config import ModelConfig, preset
+from lm.examples import encode_examples
+from lm.config import ModelConfig, preset
 from tokenizer.specials import PAD_ID, UNK_ID
 
 if TYPE_CHECKING:
@@ -252,7 +252,7 @@ def tff_model_weights(weights: dict[str, np.ndarray], model: ModelConfig):
     """
     import tensorflow_federated as tff
 
-    from federated.model import assign_named_weights, build_model
+    from lm.model import assign_named_weights, build_model
 
     keras_model = build_model(model)
     assign_named_weights(keras_model, weights, source=WEIGHTS)

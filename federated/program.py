@@ -23,17 +23,15 @@ from pathlib import Path
 import numpy as np
 import tensorflow_federated as tff
 
-from fedkb.atomic import atomic_write
-from fedkb.home import Home
+from common.atomic import atomic_write
+from common.layout import Home
 from federated import checkpoints, ngrams, pretrain, registry, training
-from federated.examples import cached_examples
 from federated.faults import crash_point
-from federated.model import build_model, named_weights
-from federated.model_config import ModelConfig, preset
-from federated.population import availability_arrays, members, select_clients
+from lm.model import build_model, named_weights
+from lm.config import ModelConfig, preset
 from federated.privacy import PrivacyConfig, ledger_from_metrics, spent
 from federated.secagg import SecAggError
-from keyboard.store import Device
+from keyboard import client_work
 from tokenizer.vocab import Tokenizer, TokenizerError
 
 RUN_FILE = "run.json"
@@ -109,27 +107,33 @@ def check_resumable(home: Home, record: dict, *, fresh: bool) -> None:
 
 def prepare(home: Home, train: training.TrainConfig) -> tuple[list, Tokenizer, ModelConfig]:
     """Checks that a population and a tokenizer exist; returns them and the model config."""
+    from federated.population import members
+
     population = members(home)
     if not population:
         raise TrainError(f"no devices in {home.devices}; run `fedkb population seed --corpus shakespeare` first")
+    return (population, *load_tokenizer(home, train))
+
+
+def load_tokenizer(home: Home, train: training.TrainConfig) -> tuple[Tokenizer, ModelConfig]:
+    """The home's tokenizer and the model config it implies."""
     try:
         tokenizer = Tokenizer.load(home.tokenizer)
     except TokenizerError as exc:
         raise TrainError(str(exc)) from None
-    return population, tokenizer, preset(train.preset, vocab_size=tokenizer.vocab_size)
+    return tokenizer, preset(train.preset, vocab_size=tokenizer.vocab_size)
 
 
 def client_examples(home: Home, device_id: str, tokenizer: Tokenizer, model: ModelConfig,
                     train: training.TrainConfig, round_num: int) -> np.ndarray:
-    """On the device: its train split as examples, at most ``max_examples_per_client`` of them."""
+    """The simulation's device adapter: a device's round examples, as its agent would compute them."""
+    from keyboard.store import Device
+
     with Device(home.device(device_id)) as device:
         sentences = device.splits().train
-    examples = cached_examples(home.device(device_id), sentences, tokenizer.encode,
-                               tokenizer_sha256=tokenizer.sha256, sequence_length=model.sequence_length)
-    if len(examples) > train.max_examples_per_client:
-        rng = np.random.default_rng([train.seed, round_num, len(examples)])
-        examples = examples[np.sort(rng.choice(len(examples), train.max_examples_per_client, replace=False))]
-    return examples
+    return client_work.round_examples(home.device(device_id), sentences, tokenizer.encode,
+                                      tokenizer_sha256=tokenizer.sha256, sequence_length=model.sequence_length,
+                                      settings=training.local_training(train), round_num=round_num)
 
 
 class Session:
@@ -141,13 +145,19 @@ class Session:
     """
 
     def __init__(self, home: Home, train: training.TrainConfig, *, privacy: PrivacyConfig | None = None,
-                 publish_every: int = 5, fresh: bool = False, pretrained: bool = True):
+                 publish_every: int = 5, fresh: bool = False, pretrained: bool = True, live: bool = False):
         if publish_every < 1:
             raise TrainError("--publish-every must be at least 1")
-        self.home, self.train, self.publish_every = home, train, publish_every
+        self.home, self.train, self.publish_every, self.live = home, train, publish_every, live
         self.privacy = privacy or PrivacyConfig()
-        self.population, self.tokenizer, self.model_config = prepare(home, train)
-        self._availability = availability_arrays(self.population)  # once per run, not per round
+        if live:  # the coordinator of live rounds knows devices only from their check-ins
+            self.population, self._availability = [], None
+            self.tokenizer, self.model_config = load_tokenizer(home, train)
+        else:
+            from federated.population import availability_arrays
+
+            self.population, self.tokenizer, self.model_config = prepare(home, train)
+            self._availability = availability_arrays(self.population)  # once per run, not per round
         # Public-text pretraining (``fedkb pretrain``) gives the round-0 weights, unless --no-pretrained.
         start = pretrain.starting_point(home, self.tokenizer, self.model_config) if pretrained else None
         record = _run_record(self.model_config, train, self.privacy, self.tokenizer,
@@ -206,6 +216,8 @@ class Session:
 
     def select(self, round_num: int, *, utc_hour: int | None = None, draw: int = 0):
         """The clients round ``round_num`` would train on (at simulated hour ``round_num mod 24`` by default)."""
+        from federated.population import select_clients
+
         return select_clients(self.home, self.population, round_num, self.train.clients_per_round,
                               seed=self.train.seed, min_examples=self.train.min_examples,
                               utc_hour=utc_hour, draw=draw, arrays=self._availability)
@@ -246,7 +258,7 @@ class Session:
         data = [
             training.client_dataset(
                 client_examples(self.home, d, self.tokenizer, self.model_config, self.train, round_num),
-                self.train, shuffle_seed=self.train.seed + round_num,
+                self.train, shuffle_seed=client_work.shuffle_seed(training.local_training(self.train), round_num),
             )
             for d in selection.device_ids
         ]
@@ -255,7 +267,16 @@ class Session:
         except SecAggError as exc:
             raise TrainError(f"round {round_num}: {exc}; nothing of this round was saved") from None
         seconds = time.perf_counter() - t0
-        metrics = training.train_metrics(output.metrics)
+        return await self._record(round_num, total_rounds, output.state, training.train_metrics(output.metrics),
+                                  selection, seconds, force_publish)
+
+    def record_round(self, state, metrics: dict, selection, seconds: float, *,
+                     total_rounds: int | None = None, force_publish: bool = False) -> RoundResult:
+        """Records round ``done + 1``, whose new learning ``state`` was computed elsewhere (a live round)."""
+        return _sync(self._record(self.done + 1, total_rounds, state, dict(metrics), selection, seconds, force_publish))
+
+    async def _record(self, round_num, total_rounds, state, metrics, selection, seconds, force_publish) -> RoundResult:
+        """Metrics, version and checkpoint of a round whose new state is ``state``."""
         if not np.isfinite(metrics["loss"]):
             raise TrainError(
                 f"round {round_num}: the training loss is {metrics['loss']}: the model diverged. Lower "
@@ -268,16 +289,19 @@ class Session:
         # this round identically (same clients, same seed) and overwrites the metrics row.
         await self._csv.release(dict(metrics), key=round_num)
         await self._tensorboard.release(dict(metrics), key=round_num)
-        for device_id in selection.device_ids:
-            with Device(self.home.device(device_id)) as device:
-                device.set(last_round=round_num)
+        if not self.live:  # a live device records its rounds itself
+            from keyboard.store import Device
+
+            for device_id in selection.device_ids:
+                with Device(self.home.device(device_id)) as device:
+                    device.set(last_round=round_num)
         published = None
         if force_publish or round_num % self.publish_every == 0 or round_num == total_rounds:
-            published = self.publish(output.state, round_num, metrics).name
-        await self._states.save(output.state, round_num)
+            published = self.publish(state, round_num, metrics).name
+        await self._states.save(state, round_num)
         crash_point(round_num, "checkpoint")
         checkpoints.seal(self._checkpoint(round_num))
-        self.state, self.done = output.state, round_num
+        self.state, self.done = state, round_num
         return RoundResult(round_num, total_rounds or round_num, dict(metrics), selection.device_ids, seconds, published)
 
     def privacy_spent(self, round_num: int) -> dict:
@@ -285,13 +309,17 @@ class Session:
         ledger = ledger_from_metrics(self.home.metrics_csv, up_to_round=round_num)
         return spent(self.privacy, ledger, len(self.population))
 
+    def global_weights(self, state=None) -> dict[str, np.ndarray]:
+        """The global model of ``state`` (default: the current one) as named float32 arrays."""
+        self.process.get_model_weights(self.state if state is None else state).assign_weights_to(self._keras_model)
+        return named_weights(self._keras_model)
+
     def publish(self, state, round_num: int, metrics: dict) -> registry.Version:
         newest = registry.newest(self.home.models)
         if newest is not None and newest.manifest.get("run_id") == self.run_id and newest.round == round_num:
             return newest  # published before a crash stopped this round from being checkpointed
-        self.process.get_model_weights(state).assign_weights_to(self._keras_model)
         return registry.publish(
-            self.home.models, weights=named_weights(self._keras_model), config=self.model_config,
+            self.home.models, weights=self.global_weights(state), config=self.model_config,
             tokenizer_proto=self.tokenizer.model_proto, round_num=round_num, metrics=metrics,
             extra={"run_id": self.run_id, "train_config": self.train.as_dict(), "privacy_config": self.privacy.as_dict(),
                    "privacy": self.privacy_spent(round_num)},

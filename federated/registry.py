@@ -1,7 +1,7 @@
 """Published model versions: ``<home>/server/models/<version>/`` with a sha256 manifest.
 
 A version holds ``weights.npz`` (numpy arrays by layer name: readable without TensorFlow),
-``ondevice.npz`` (the same weights in int8 for the keyboard, ``fedkb/ondevice.py``),
+``ondevice.npz`` (the same weights in int8 for the keyboard, ``common/ondevice.py``),
 ``model.json`` (the ModelConfig), ``spm.model`` (the tokenizer it was trained with) and
 ``manifest.json`` (sha256 of every file, the round, the training metrics), and, when the server
 has gathered them, ``ngrams.tsv.gz`` (the private n-gram table, ``federated/ngrams.py``). A version is built
@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fedkb.atomic import atomic_write, fsync_dir
+from common.atomic import atomic_write, fsync_dir
 from federated.faults import crash_point
-from federated.model_config import ModelConfig
+from lm.config import ModelConfig
 
-from fedkb import artifacts, ondevice
-from fedkb.artifacts import CONFIG, MANIFEST, NGRAMS, ONDEVICE, TOKENIZER, WEIGHTS
+from common import artifacts, ondevice
+from common.artifacts import CONFIG, MANIFEST, NGRAMS, ONDEVICE, TOKENIZER, WEIGHTS
 
 REGISTRY = "registry.json"
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from eval.ngram import KneserNeyTrigram, UnigramPredictor
-from fedkb import artifacts
-from fedkb.atomic import atomic_write
-from fedkb.home import Home
+from common import artifacts
+from common.atomic import atomic_write
+from common.layout import Home
 from federated import evaluation, registry
-from federated.examples import encode_examples
+from lm.examples import encode_examples
 from federated.population import members
 from keyboard import install as device_install
 from keyboard.store import Device

@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from federated.model import MaskedAccuracy, MaskedCrossEntropy, NumTokens, build_model
-from federated.model_config import ModelConfig
+from lm.model import MaskedAccuracy, MaskedCrossEntropy, NumTokens, build_model
+from lm.config import ModelConfig
 from federated.optimizers import ClippedSGD
 from federated.privacy import PrivacyConfig
 from federated.privacy import model_aggregator as privacy_aggregator
@@ -29,7 +29,7 @@ SERVER_OPTIMIZERS = ("sgdm", "adam", "yogi")
 class TrainConfig:
     """How rounds are run. Saved beside the checkpoints; a resumed run must agree on it."""
 
-    preset: str = "small"  # model preset (see federated/model_config.py)
+    preset: str = "small"  # model preset (see lm/config.py)
     clients_per_round: int = 10  # K devices sampled from the eligible ones each round
     server_optimizer: str = "adam"  # sgdm | adam | yogi
     client_lr: float = 0.5  # local SGD learning rate
@@ -97,8 +97,7 @@ def build_process(model: ModelConfig, train: TrainConfig, *, privacy: PrivacyCon
     """
     privacy = privacy or PrivacyConfig()
     if model_aggregator is None:
-        secure = secagg_config(train) if privacy.secure_agg else None
-        model_aggregator = privacy_aggregator(privacy, train.clients_per_round, secure=secure)
+        model_aggregator = aggregator_factory(train, privacy)
     weighting = tff.learning.ClientWeighting.UNIFORM if privacy.dp else tff.learning.ClientWeighting.NUM_EXAMPLES
     return tff.learning.algorithms.build_weighted_fed_avg(
         model_fn or model_fn_for(model, seed=train.seed),
@@ -110,6 +109,37 @@ def build_process(model: ModelConfig, train: TrainConfig, *, privacy: PrivacyCon
         # runtime it trains the same batches about 1.6x faster (bench/train_throughput.py).
         loop_implementation=tff.learning.LoopImplementation.DATASET_ITERATOR,
     )
+
+
+def aggregator_factory(train: TrainConfig, privacy: PrivacyConfig):
+    """The weighted aggregation factory ``build_process`` gives FedAvg (TFF's weighted mean when None)."""
+    secure = secagg_config(train) if privacy.secure_agg else None
+    return privacy_aggregator(privacy, train.clients_per_round, secure=secure) or tff.aggregators.MeanFactory()
+
+
+class ServerParts:
+    """The server's half of a FedAvg round, for a live coordinator that receives the client updates.
+
+    ``build_weighted_fed_avg`` composes distributor, client work, aggregator and finalizer into one
+    process; here the aggregator and the finalizer (the server optimizer) are built from the same
+    factories and types, so they step the process's own state: a live round of uploaded updates
+    leaves the state a simulated round of the same updates would.
+    """
+
+    def __init__(self, process, train: TrainConfig, privacy: PrivacyConfig):
+        weights_type = process.get_model_weights.type_signature.result
+        self.aggregator = aggregator_factory(train, privacy).create(
+            weights_type.trainable, tff.TensorType(np.float32))
+        self.finalizer = tff.learning.templates.build_apply_optimizer_finalizer(server_optimizer(train), weights_type)
+
+    def apply(self, state, updates: list[list[np.ndarray]], weights: list[float]):
+        """The state after aggregating ``updates`` (trainable deltas in model order) and the server update."""
+        aggregated = self.aggregator.next(state.aggregator, updates, [np.float32(w) for w in weights])
+        finalized = self.finalizer.next(state.finalizer, state.global_model_weights, aggregated.result)
+        new_state = tff.learning.templates.LearningAlgorithmState(
+            global_model_weights=finalized.result, distributor=state.distributor, client_work=state.client_work,
+            aggregator=aggregated.state, finalizer=finalized.state)
+        return new_state, aggregated.measurements
 
 
 def secagg_config(train: TrainConfig):
@@ -157,13 +187,21 @@ def build_rounds(model: ModelConfig, train: TrainConfig, *, privacy: PrivacyConf
     return SecureRounds(process, secagg_config(train))
 
 
+def local_training(train: TrainConfig, privacy: PrivacyConfig | None = None):
+    """The client settings of these rounds, as a live round's task carries them to a device."""
+    from common.messages import LocalTraining
+
+    return LocalTraining(client_lr=train.client_lr, client_clip_norm=train.client_clip_norm,
+                         local_epochs=train.local_epochs, batch_size=train.batch_size,
+                         max_examples_per_client=train.max_examples_per_client, seed=train.seed,
+                         weighting="uniform" if (privacy and privacy.dp) else "examples")
+
+
 def client_dataset(examples: np.ndarray, train: TrainConfig, shuffle_seed: int) -> tf.data.Dataset:
-    """A device's examples as TFF client data: ``(inputs, targets)`` batches, shuffled, repeated."""
-    x, y = examples[:, :-1], examples[:, 1:]
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if len(examples) > 1:
-        ds = ds.shuffle(len(examples), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.repeat(train.local_epochs).batch(train.batch_size)
+    """A device's examples as TFF client data: the dataset the device agent trains on itself."""
+    from keyboard import client_work
+
+    return client_work.client_dataset(examples, local_training(train), shuffle_seed)
 
 
 def train_metrics(output_metrics) -> collections.OrderedDict:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedkb.home import Home
+from common.layout import Home
 from federated import public_text
 from federated.heavy_hitters import HeavyHitters, HeavyHittersConfig
 from federated.population import members

@@ -11,7 +11,7 @@ import sys
 # Must be set before TensorFlow is imported anywhere in this process.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from fedkb.home import ENV_VAR, Home, resolve_home  # noqa: E402  (light: stdlib only)
+from common.layout import ENV_VAR, Home, resolve_home  # noqa: E402  (light: stdlib only)
 
 
 class UserError(Exception):
@@ -193,9 +193,10 @@ def train_with_progress(home: Home, train, *, rounds: int, publish_every: int, f
             + (f"; published {', '.join(summary.published)} in {home.models}" if summary.published else "")
         )
     if privacy is not None and privacy.dp_noise > 0:
+        from federated.population import members
         from federated.privacy import ledger_from_metrics, spent
 
-        p = spent(privacy, ledger_from_metrics(home.metrics_csv), len(program.members(home)))
+        p = spent(privacy, ledger_from_metrics(home.metrics_csv), len(members(home)))
         console.print(f"Privacy spent over {p['rounds']} rounds: ε = {p['epsilon']:.2f} at δ = {p['delta']:.2g} "
                       f"(RDP, noise multiplier {privacy.dp_noise}, clip {privacy.dp_clip})")
     return summary
@@ -322,12 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="discard existing checkpoints and metrics and start over")
     p.set_defaults(func=cmd_train)
 
-    from fedkb import cmd_demo, cmd_eval, cmd_keyboard, cmd_ngrams, cmd_pretrain, cmd_worker  # light: heavy imports live inside the commands
+    from fedkb import cmd_demo, cmd_eval, cmd_keyboard, cmd_live, cmd_ngrams, cmd_pretrain, cmd_worker  # light: heavy imports live inside the commands
 
     cmd_ngrams.add_parsers(sub)
     cmd_pretrain.add_parsers(sub)
     cmd_eval.add_parsers(sub)
     cmd_demo.add_parsers(sub)
+    cmd_live.add_parsers(sub)
     cmd_keyboard.add_parsers(sub)
     cmd_worker.add_parsers(sub)
     return parser

@@ -1,4 +1,4 @@
-"""``fedkb demo`` (the whole story on the bundled corpus) and ``fedkb serve`` (rounds as devices allow)."""
+"""``fedkb demo`` (the whole story on the bundled corpus) and ``fedkb serve --simulate`` (rounds as devices allow)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from fedkb.home import Home
+from common.layout import Home
 
 PUBLIC_CORPUS = "public"  # the bundled public-domain text (federated/corpora/PUBLIC-SOURCE.md)
 PRETRAIN_SECONDS = 45.0  # the demo's wall-clock budget for pretraining
@@ -72,9 +72,17 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
     with tff_runtime(home, console, workers=args.workers):
         stage(f"3. Federated training[/] — {args.rounds} rounds of FedAvg, {train.clients_per_round} "
                       f"eligible devices per round (idle, charging, unmetered)")
-        train_with_progress(home, train, privacy=privacy_config_from(args), rounds=args.rounds,
-                            publish_every=args.publish_every, fresh=False,
-                            console=console, pretrained=not args.no_pretrained)
+        if args.live:
+            from fedkb.cmd_live import run_live
+
+            console.print("   live rounds: each device is its own process and the coordinator never opens its log")
+            run_live(home, train, privacy_config_from(args), rounds=args.rounds, publish_every=args.publish_every,
+                     pretrained=not args.no_pretrained, devices=args.live_devices, processes=args.live_processes,
+                     log=console.print)
+        else:
+            train_with_progress(home, train, privacy=privacy_config_from(args), rounds=args.rounds,
+                                publish_every=args.publish_every, fresh=False,
+                                console=console, pretrained=not args.no_pretrained)
         stage("4. Rollout[/] — the newest version is evaluated against latest, then installed")
         do_rollout(home, console, threshold=0.5, devices=args.eval_devices, seed=args.seed)
         stage(f"5. On-device evaluation[/] — {args.eval_devices or 'all'} devices measure the installed "
@@ -158,13 +166,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--pretrain-seconds", type=float, default=PRETRAIN_SECONDS, metavar="S",
                    help=f"wall-clock budget for pretraining on the bundled public text before the rounds "
                         f"(default {PRETRAIN_SECONDS:g}; --no-pretrained skips it)")
+    p.add_argument("--live", action="store_true",
+                   help="run the rounds live: a coordinator service and device agents in their own processes")
+    p.add_argument("--live-devices", type=int, default=30, metavar="N",
+                   help="--live: devices that run an agent (default 30, the first N of the population)")
+    p.add_argument("--live-processes", type=int, default=4, metavar="P",
+                   help="--live: OS processes hosting the agents (default 4)")
     add_train_options(p, clients_per_round=10)
     p.set_defaults(func=cmd_demo, publish_every=20)
 
-    p = sub.add_parser("serve", help="keep federated rounds running as devices become eligible; publish and roll out")
-    p.add_argument("--interval", type=float, default=5.0, help="seconds between eligibility checks (default 5)")
-    p.add_argument("--max-rounds", type=int, default=None, help="stop after this many rounds in all")
-    p.add_argument("--threshold", type=float, default=0.5, help="promotion threshold in recall@1 points (default 0.5)")
-    p.add_argument("--eval-devices", type=int, default=50, help="devices that evaluate each new version (default 50)")
-    add_train_options(p)
-    p.set_defaults(func=cmd_serve)

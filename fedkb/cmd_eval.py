@@ -6,7 +6,7 @@ import argparse
 from contextlib import contextmanager
 from pathlib import Path
 
-from fedkb.home import Home
+from common.layout import Home
 
 
 def _console():

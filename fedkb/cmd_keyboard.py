@@ -10,7 +10,8 @@ import getpass
 import os
 import re
 
-from fedkb.home import Home
+from common.layout import Home
+from common.messages import DEFAULT_ADDRESS
 
 
 def single_thread_blas() -> None:
@@ -75,7 +76,8 @@ def cmd_keyboard(home: Home, args: argparse.Namespace) -> None:
     device = open_device(home, args.device or default_device_id())
     try:
         app = KeyboardApp(device, models_dir=home.models, evals_dir=home.server / "evals",
-                          idle_after=args.idle_after, check_every=args.check_every)
+                          idle_after=args.idle_after, check_every=args.check_every,
+                          server=None if args.no_federated else args.server)
         app.run()
     finally:
         device.close()
@@ -89,4 +91,9 @@ def add_parsers(sub) -> None:
                    help="seconds without typing before the device counts as idle (default 30)")
     p.add_argument("--check-every", type=float, default=60.0,
                    help="seconds between checks for a newly promoted model (default 60)")
+    p.add_argument("--server", default=DEFAULT_ADDRESS, metavar="HOST:PORT",
+                   help=f"the coordinator of live rounds (`fedkb serve`); while the device is eligible its agent "
+                        f"checks in there (default {DEFAULT_ADDRESS})")
+    p.add_argument("--no-federated", action="store_true",
+                   help="never start the device agent: this device takes no part in live rounds")
     p.set_defaults(func=cmd_keyboard)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fedkb.home import Home
+from common.layout import Home
 from federated.ngrams import NgramConfig
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from fedkb.home import Home
+from common.layout import Home
 
 
 def _optional(kind):

@@ -12,7 +12,7 @@ import argparse
 import signal
 import sys
 
-from fedkb.home import Home
+from common.layout import Home
 
 
 def parse_targets(value: str) -> list[str]:

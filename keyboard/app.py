@@ -23,7 +23,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from fedkb.artifacts import ArtifactError
+from common.artifacts import ArtifactError
 from keyboard.install import installed as installed_version, read_pointer
 from keyboard.personalize import PERSONAL_DIR, RECORD as PERSONAL_RECORD
 from keyboard.predictor import FrequencyPredictor, Learner, Predictor, load_predictor
@@ -190,6 +190,7 @@ class KeyboardApp(App[None]):
         check_every: float = 60.0,
         charging: Callable[[], bool | None] = charging_now,
         train_command: Callable[[Path], list[str]] | None = personalize_command,
+        server: str | None = None,
     ) -> None:
         super().__init__()
         let_escape_digits_be_alt()
@@ -204,6 +205,12 @@ class KeyboardApp(App[None]):
         self.train_command = train_command  # None: no on-device training (tests of other things)
         self._training: subprocess.Popen | None = None
         self._trained_for: tuple | None = None  # (version, train sentences) last trained on, this session
+        # With a coordinator address, the device takes part in live rounds while it is eligible.
+        self.agent = None
+        if server:
+            from keyboard.agent import BackgroundAgent  # grpc is imported only by the agent's process
+
+            self.agent = BackgroundAgent(device.directory, server)
 
     def compose(self) -> ComposeResult:
         # Kept as an attribute: app.query_one() searches whichever screen is on top (help, eval…).
@@ -350,7 +357,10 @@ class KeyboardApp(App[None]):
             last_round=meta.get("last_round"), idle=time.monotonic() - self.last_keystroke >= self.idle_after,
             charging=self.charging(),
         )
-        if self.status.eligible is not False and self.status.idle:  # unknown charging: a desktop on mains
+        eligible = self.status.eligible is not False and self.status.idle  # unknown charging: a desktop on mains
+        if self.agent is not None:
+            self.agent.ensure(eligible)
+        if eligible:
             self._maybe_personalize()
 
     # -- model updates ----------------------------------------------------------------------------
@@ -480,6 +490,8 @@ class KeyboardApp(App[None]):
 
     def on_unmount(self) -> None:
         self._stop_training()
+        if self.agent is not None:
+            self.agent.stop()
 
     # -- screens and commands ---------------------------------------------------------------------
     def action_show_eval(self) -> None:

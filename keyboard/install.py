@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fedkb import artifacts
-from fedkb.atomic import atomic_write, fsync_dir
+from common import artifacts
+from common.atomic import atomic_write, fsync_dir
 from tokenizer.vocab import Tokenizer, TokenizerError
 
 POINTER = "installed.json"

@@ -1,7 +1,7 @@
 """The on-device language model: a published version run step by step in numpy.
 
 The device never imports TensorFlow: ``model.json`` and the weights of a published version are
-all it needs — ``ondevice.npz`` (int8, see ``fedkb/ondevice.py``) when the version has one, else
+all it needs — ``ondevice.npz`` (int8, see ``common/ondevice.py``) when the version has one, else
 ``weights.npz``. One step feeds one piece per row and carries the LSTM state ``(h, c)``, so the
 keyboard never re-runs the sentence and evaluation batches many positions at once.
 """
@@ -24,7 +24,7 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class NumpyLM:
-    """The CIFG / LSTM next-piece model of ``federated/model.py``, in float32 numpy."""
+    """The CIFG / LSTM next-piece model of ``lm/model.py``, in float32 numpy."""
 
     def __init__(self, config: dict, weights: dict[str, np.ndarray]):
         self.config = dict(config)
@@ -59,7 +59,7 @@ class NumpyLM:
     def load(cls, version_dir: Path, *, on_device: bool = True) -> "NumpyLM":
         """Loads a version directory (verify it first): its int8 on-device weights when its manifest
         lists them and ``on_device`` is set, else its float ``weights.npz``."""
-        from fedkb import artifacts, ondevice
+        from common import artifacts, ondevice
 
         version_dir = Path(version_dir)
         config = json.loads((version_dir / artifacts.CONFIG).read_text())

@@ -158,7 +158,7 @@ class ProductPredictor:
             p += w.personal * self.personal.prob(word, context)
         return p
 
-    # -- evaluation (eval/recall.py's interface) ---------------------------------------------
+    # -- evaluation (lm/recall.py's interface) ---------------------------------------------
     def can_produce(self, word: str) -> bool:
         with self._lock:
             known = self.personal.prob(word, ()) > 0 or (self.ngrams is not None and self.ngrams.prob(word, ()) > 0)
@@ -207,7 +207,7 @@ def build_product(train_sentences: Sequence[str], *, lstm=None, ngrams: NgramMod
 
 def load_ngrams(version_dir: Path) -> NgramModel | None:
     """The n-grams published with a (verified) version, or None for a version without them."""
-    from fedkb import artifacts
+    from common import artifacts
 
     version_dir = Path(version_dir)
     if artifacts.NGRAMS not in artifacts.read_manifest(version_dir)["files"]:

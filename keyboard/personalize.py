@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.recall import recall_counts
-from fedkb import artifacts
-from fedkb.artifacts import CONFIG, MANIFEST, TOKENIZER, WEIGHTS
-from fedkb.atomic import atomic_write, fsync_dir
-from federated.examples import encode_examples
-from federated.model_config import ModelConfig
+from lm.recall import recall_counts
+from common import artifacts
+from common.artifacts import CONFIG, MANIFEST, TOKENIZER, WEIGHTS
+from common.atomic import atomic_write, fsync_dir
+from lm.examples import encode_examples
+from lm.config import ModelConfig
 from keyboard.install import Installed, installed
 from keyboard.lm import NumpyLM
 from keyboard.store import Device, DeviceError, Splits
@@ -140,7 +140,7 @@ def _fine_tune(config: ModelConfig, weights: Mapping[str, np.ndarray], examples:
     """Plain Keras fine-tuning of a copy of ``weights`` (clipped SGD); returns the new named weights."""
     import tensorflow as tf  # here only: the keyboard process never pays for TensorFlow
 
-    from federated.model import MaskedCrossEntropy, assign_named_weights, build_model, named_weights
+    from lm.model import MaskedCrossEntropy, assign_named_weights, build_model, named_weights
 
     tf.keras.utils.set_random_seed(seed)
     model = build_model(config, seed=seed)

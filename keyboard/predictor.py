@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from fedkb.artifacts import TOKENIZER, ArtifactError
+from common.artifacts import TOKENIZER, ArtifactError
 from keyboard.beam import CachedBeam, Node
 from keyboard.install import installed
 from keyboard.lm import NumpyLM

@@ -178,7 +178,7 @@ class Device:
             self._db.execute("DELETE FROM sentences")
         self._db.execute("VACUUM")
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nothing of the old text left in the WAL
-        shutil.rmtree(self.directory / "cache", ignore_errors=True)  # token ids of the text (federated/examples.py)
+        shutil.rmtree(self.directory / "cache", ignore_errors=True)  # token ids of the text (lm/examples.py)
 
     # -- the status record ---------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:

@@ -39,7 +39,7 @@ def promoted_version(models_dir: Path) -> str | None:
 def fetch_update(device_dir: Path, models_dir: Path) -> Installed | None:
     """Installs the promoted version if the device runs another one; None when already up to date.
 
-    Raises ``UpdateError`` or ``fedkb.artifacts.ArtifactError`` (naming the file) and leaves the
+    Raises ``UpdateError`` or ``common.artifacts.ArtifactError`` (naming the file) and leaves the
     device's installed version untouched when the promoted one is unreadable or does not verify.
     """
     name = promoted_version(models_dir)

@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports Te
 import pytest
 from hypothesis import settings
 
-from fedkb.home import Home
+from common.layout import Home
 
 # Property tests draw the same examples on every run by default (seeded from each test's name), so
 # a clean clone's `uv run pytest` passes or fails reproducibly. To explore new random examples:

@@ -1,4 +1,4 @@
-"""The published n-gram table format (``fedkb/artifacts.py``): round trip, and every bad line named."""
+"""The published n-gram table format (``common/artifacts.py``): round trip, and every bad line named."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from fedkb import artifacts
-from fedkb.artifacts import ArtifactError, ngrams_to_bytes, read_ngrams
+from common import artifacts
+from common.artifacts import ArtifactError, ngrams_to_bytes, read_ngrams
 from tokenizer.specials import BOS
 
 TABLE = {

@@ -74,5 +74,5 @@ def test_no_canary_reaches_the_server(tmp_path):
         assert needle.decode() not in output
     # The report says what left the devices, and the privacy spent.
     report = (home / "server" / "report.html").read_text()
-    assert "what left the devices" in report and "masked by secure aggregation" in report
+    assert "what left the devices" in report and "masked by simulated secure aggregation" in report
     assert "heavy-hitter sketches" in report and "ε = " in report

@@ -18,7 +18,7 @@ def test_help_lists_subcommands_without_importing_tensorflow():
 
 
 def test_home_option_wins_over_environment(tmp_path, monkeypatch):
-    from fedkb.home import resolve_home
+    from common.layout import resolve_home
 
     monkeypatch.setenv("FEDKB_HOME", str(tmp_path / "env"))
     assert resolve_home(str(tmp_path / "cli")).root == tmp_path / "cli"

@@ -40,7 +40,7 @@ def test_demo_runs_the_whole_story_and_can_run_again(tmp_path):
 
 
 def test_serve_runs_rounds_when_devices_are_eligible_and_rolls_out(seeded_home):
-    proc = _fedkb(seeded_home.root, "serve", "--interval", "0", "--max-rounds", "2", "--publish-every", "2",
+    proc = _fedkb(seeded_home.root, "serve", "--simulate", "--interval", "0", "--max-rounds", "2", "--publish-every", "2",
                   "--preset", "tiny", "--clients-per-round", "2", "--eval-devices", "10")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "round 2:" in proc.stdout and "published 0001" in proc.stdout

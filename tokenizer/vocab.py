@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import sentencepiece as spm
 
-from fedkb.atomic import atomic_write
+from common.atomic import atomic_write
 
 from tokenizer.specials import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, UNK, UNK_ID, WORD_START
 

@@ -34,7 +34,7 @@ def test_keystrokes_are_whole_sentences_typed_key_by_key():
 def tiny_product_setup(tmp_path, home, *, ngrams: bool = True, log: bool = True) -> "bench.Setup":
     """A random tiny model published with the n-gram table of ``home`` and installed on a device with a log."""
     from federated import registry
-    from federated.model_config import ModelConfig
+    from lm.config import ModelConfig
 
     random = publish_random(tmp_path / "random", seed=2)
     with np.load(random.path / "weights.npz") as npz:

@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import train_flops as bench  # noqa: E402
 
-from federated.model_config import preset  # noqa: E402
+from lm.config import preset  # noqa: E402
 
 
 def test_flops_per_token_by_hand():
@@ -36,7 +36,7 @@ def test_peaks_are_positive_rates():
 
 
 def test_keras_figures_on_a_tiny_model_with_the_baseline_from_git():
-    from federated.model import build_model, named_weights
+    from lm.model import build_model, named_weights
     from federated.training import TrainConfig
 
     config = preset("tiny")

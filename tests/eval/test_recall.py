@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from eval.recall import RecallCounts, quantiles_from_histogram, recall_counts, score_suggestions, sentence_recall
+from lm.recall import RecallCounts, quantiles_from_histogram, recall_counts, score_suggestions, sentence_recall
 from keyboard.suggest import WordSuggester
 from tests.fakes import FakeTokenizer, TableLM, default_table
 

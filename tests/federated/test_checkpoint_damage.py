@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fedkb.home import Home
+from common.layout import Home
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

@@ -233,7 +233,7 @@ _lines = st.lists(st.one_of(_good_record.map(lambda r: _encode(r, False)), st.bi
 @given(_lines)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_a_failed_seed_leaves_the_existing_population_intact(lines):
-    from fedkb.home import Home
+    from common.layout import Home
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Home(Path(tmp) / "home")

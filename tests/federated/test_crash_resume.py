@@ -52,7 +52,7 @@ def _kill_during_training(home, after_round: int, seed: int) -> int:
 
 
 def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_model(seeded_home, tmp_path):
-    from fedkb.home import Home
+    from common.layout import Home
     from federated import checkpoints, registry
 
     straight = Home(tmp_path / "straight")

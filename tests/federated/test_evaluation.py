@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from eval.recall import RecallCounts, recall_counts, token_nll
+from lm.recall import RecallCounts, recall_counts, token_nll
 from federated import registry
-from federated.model_config import ModelConfig
+from lm.config import ModelConfig
 from keyboard.store import Device
 from tokenizer.vocab import Tokenizer
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from federated.examples import cached_examples, encode_examples, sentence_windows
+from lm.examples import cached_examples, encode_examples, sentence_windows
 from tokenizer.specials import BOS_ID, EOS_ID, PAD_ID
 
 B, E, P = BOS_ID, EOS_ID, PAD_ID

@@ -17,7 +17,7 @@ def runtime():
 
 def _client_update_by_hand(config, w0, x, y, lr, batch_size, clip_norm):
     """SGD with global-norm clipping over the client's batches in order, from ``w0``."""
-    from federated.model import MaskedCrossEntropy, build_model
+    from lm.model import MaskedCrossEntropy, build_model
 
     model = build_model(config)
     for var, value in zip(model.trainable_weights, w0):
@@ -35,7 +35,7 @@ def _client_update_by_hand(config, w0, x, y, lr, batch_size, clip_norm):
 
 def test_one_round_is_the_example_weighted_mean_of_client_updates(runtime):
     from federated import training
-    from federated.model_config import ModelConfig
+    from lm.config import ModelConfig
 
     config = ModelConfig(vocab_size=12, embedding_dim=4, lstm_units=5, sequence_length=6)
     train = training.TrainConfig(server_optimizer="sgdm", server_lr=1.0, server_momentum=0.0, client_lr=0.3, batch_size=2,

@@ -10,7 +10,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from federated.model import ProjectedLSTM, ProjectedLSTMCell, sparse_softmax_cross_entropy  # noqa: E402
+from lm.model import ProjectedLSTM, ProjectedLSTMCell, sparse_softmax_cross_entropy  # noqa: E402
 
 
 def _layers(cifg: bool, units: int = 7, proj: int = 5, in_dim: int = 5):

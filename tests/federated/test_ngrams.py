@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from fedkb import artifacts
-from fedkb.home import Home
+from common import artifacts
+from common.layout import Home
 from federated import ngrams
 from federated.ngrams import NgramConfig, NgramTable, OrderRound, initial_capacity, subrounds
 from tests.conftest import REPO, synthetic_corpus, write_jsonl

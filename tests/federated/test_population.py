@@ -90,7 +90,7 @@ def test_each_device_holds_its_users_sentences_in_order_and_meta(home, small_cor
 
 
 def test_seed_availability_depends_on_seed_only(tmp_path, small_corpus):
-    from fedkb.home import Home
+    from common.layout import Home
 
     a, b, c = (Home(tmp_path / name) for name in "abc")
     seed(a, small_corpus, seed=1)
@@ -251,7 +251,7 @@ def test_conditions_now_is_stable_within_an_hour(synthetic):
 @pytest.fixture(scope="module")
 def big_home(tmp_path_factory):
     """60 devices with 10 to 19 sentences each (8 to 16 in the train split)."""
-    from fedkb.home import Home
+    from common.layout import Home
 
     root = tmp_path_factory.mktemp("big")
     records = []
@@ -303,7 +303,7 @@ def test_select_clients_respects_min_examples(big_home):
 def test_modules_under_test_do_not_import_tensorflow():
     code = (
         "import sys\n"
-        "import keyboard.store, federated.corpus, federated.population, federated.vocabulary, federated.examples\n"
+        "import keyboard.store, federated.corpus, federated.population, federated.vocabulary, lm.examples\n"
         "import tokenizer.vocab\n"
         "print([m for m in ('tensorflow', 'tensorflow_federated') if m in sys.modules])\n"
     )

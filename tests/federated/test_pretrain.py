@@ -14,7 +14,7 @@ tf = pytest.importorskip("tensorflow")
 
 from federated import pretrain  # noqa: E402
 from federated.pretrain import PretrainConfig, PretrainError  # noqa: E402
-from federated.model_config import preset  # noqa: E402
+from lm.config import preset  # noqa: E402
 from tokenizer.vocab import Tokenizer  # noqa: E402
 
 TINY = PretrainConfig(preset="tiny", tokens=12_000, learning_rate=1e-2, batch_size=16)
@@ -36,7 +36,7 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def _loss(weights, config, examples) -> float:
-    from federated.model import MaskedCrossEntropy, assign_named_weights, build_model
+    from lm.model import MaskedCrossEntropy, assign_named_weights, build_model
 
     model = build_model(config)
     if weights is not None:
@@ -46,7 +46,7 @@ def _loss(weights, config, examples) -> float:
 
 def test_pretraining_lowers_the_loss_on_the_public_text(seeded_home, corpus):
     from federated.central import fit
-    from federated.examples import encode_examples
+    from lm.examples import encode_examples
     from federated.public_text import read
 
     record = pretrain.pretrain(seeded_home, corpus, TINY)
@@ -67,8 +67,8 @@ def test_pretraining_lowers_the_loss_on_the_public_text(seeded_home, corpus):
 def test_the_saved_model_is_complete_and_checked(seeded_home, corpus):
     import hashlib
 
-    from federated.model import build_model, named_weights
-    from federated.model_config import ModelConfig
+    from lm.model import build_model, named_weights
+    from lm.config import ModelConfig
 
     pretrain.pretrain(seeded_home, corpus, TINY)
     files = sorted(p.name for p in seeded_home.pretrained.iterdir())

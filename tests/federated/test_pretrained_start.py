@@ -27,7 +27,7 @@ def _train_config():
 
 
 def _round0_weights(session) -> dict[str, np.ndarray]:
-    from federated.model import build_model, named_weights
+    from lm.model import build_model, named_weights
 
     model = build_model(session.model_config)
     session.process.get_model_weights(session.state).assign_weights_to(model)

@@ -54,7 +54,7 @@ def test_rounds_write_metrics_checkpoints_and_versions(runtime, seeded_home):
 
 
 def test_versions_carry_the_private_ngrams_once_gathered(runtime, seeded_home):
-    from fedkb import artifacts
+    from common import artifacts
     from federated import ngrams, program, registry
     from keyboard import install
 

@@ -37,7 +37,7 @@ def runtime():
 
 def _setup():
     from federated import training
-    from federated.model_config import ModelConfig
+    from lm.config import ModelConfig
 
     config = ModelConfig(vocab_size=12, embedding_dim=4, lstm_units=5, sequence_length=6)
     train = training.TrainConfig(server_optimizer="sgdm", server_lr=1.0, server_momentum=0.0, client_lr=0.3, batch_size=2)

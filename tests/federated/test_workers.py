@@ -49,7 +49,7 @@ def _losses(home) -> list[float]:
 
 
 def test_two_workers_give_the_local_result_and_leave_nothing_behind(seeded_home, tmp_path):
-    from fedkb.home import Home
+    from common.layout import Home
     from federated import registry
 
     local = Home(tmp_path / "local")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from federated import registry
-from federated.model_config import ModelConfig
+from lm.config import ModelConfig
 from tokenizer.vocab import TokenizerConfig, train_from_counts
 
 WORDS = ("the a cat dog sat ran on in to park mat ball red big small and then with my your "

@@ -381,7 +381,7 @@ def test_starting_the_keyboard_does_not_import_tensorflow(tmp_path):
         from pathlib import Path
         from fedkb.cli import build_parser
         from fedkb.cmd_keyboard import open_device
-        from fedkb.home import Home
+        from common.layout import Home
         from keyboard.app import KeyboardApp
         from keyboard.predictor import ModelPredictor, load_predictor
         from keyboard.mix import ProductPredictor
@@ -402,7 +402,7 @@ def test_starting_the_keyboard_does_not_import_tensorflow(tmp_path):
 
 def test_open_device_creates_and_registers_a_new_device_once(tmp_path):
     from fedkb.cmd_keyboard import default_device_id, open_device
-    from fedkb.home import Home
+    from common.layout import Home
     from federated.population import members
 
     home = Home(tmp_path / "home")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from fedkb import artifacts
+from common import artifacts
 from federated import registry
-from federated.model_config import ModelConfig
+from lm.config import ModelConfig
 from keyboard import install
 from tests.keyboard.helpers import tiny_tokenizer_proto
 from tokenizer.vocab import Tokenizer

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from federated.model_config import ModelConfig
+from lm.config import ModelConfig
 from keyboard.lm import NumpyLM
 from tokenizer.specials import BOS_ID
 
 
 @pytest.mark.parametrize("cifg", [True, False])
 def test_numpy_steps_match_keras_logits(cifg):
-    from federated.model import assign_named_weights, build_model, named_weights
+    from lm.model import assign_named_weights, build_model, named_weights
 
     config = ModelConfig(vocab_size=50, embedding_dim=6, lstm_units=7, cifg=cifg, sequence_length=9)
     model = build_model(config, seed=3)

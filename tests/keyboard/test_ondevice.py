@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from fedkb import artifacts, ondevice
-from federated.model_config import preset
+from common import artifacts, ondevice
+from lm.config import preset
 from keyboard import install
 from keyboard.lm import NumpyLM
 from keyboard.suggest import WordSuggester
@@ -107,10 +107,10 @@ def test_a_trained_models_int8_copy_keeps_its_recall(tmp_path):
     import collections
 
     from eval.centralized import train_centralized
-    from eval.recall import recall_counts
+    from lm.recall import recall_counts
     from federated import registry
     from federated.corpus import read_records, resolve_corpus
-    from federated.examples import encode_examples
+    from lm.examples import encode_examples
     from tokenizer.vocab import TokenizerConfig, train_from_counts
 
     texts = [r.text for r in read_records(resolve_corpus("shakespeare"))[:4000]]

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from fedkb import artifacts
+from common import artifacts
 from federated import registry
-from federated.model_config import ModelConfig
+from lm.config import ModelConfig
 from federated.population import members, seed
 from keyboard import personalize as pz
 from keyboard.install import install

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedkb import artifacts
+from common import artifacts
 from fedkb.cli import _USER_ERRORS
 from federated import registry
 from keyboard import install
@@ -223,7 +223,7 @@ def no_tff(monkeypatch):
 @pytest.fixture(scope="module")
 def _rolled_out_home(tmp_path_factory) -> Path:
     """Built once: 60 seeded devices, version 0001 promoted and installed on every one of them."""
-    from fedkb.home import Home
+    from common.layout import Home
     from federated.population import seed
     from federated.rollout import rollout
     from federated.vocabulary import train_tokenizer
@@ -244,7 +244,7 @@ def eval_home(_rolled_out_home, tmp_path, no_tff):
     """A copy of the rolled-out home, with 0002 published and not yet decided."""
     import shutil
 
-    from fedkb.home import Home
+    from common.layout import Home
 
     home = Home(tmp_path / "home")
     shutil.copytree(_rolled_out_home, home.root)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from fedkb.home import Home
+from common.layout import Home
 from keyboard import install
 from keyboard.predictor import load_predictor
 from keyboard.store import Device

@@ -2,7 +2,7 @@
 
 A version directory holds ``weights.npz``, ``model.json``, ``spm.model`` and ``manifest.json``
 (the sha256 of each of the other files, the round, the metrics). Versions published since the
-on-device format also hold ``ondevice.npz`` (the same weights in int8, see ``fedkb/ondevice.py``),
+on-device format also hold ``ondevice.npz`` (the same weights in int8, see ``common/ondevice.py``),
 listed in the manifest like the rest; older versions without it stay valid. Versions may also
 hold ``ngrams.tsv.gz``, the privately gathered word n-gram counts (``read_ngrams`` says the
 format). Anything that reads a version verifies it first with ``verify``.

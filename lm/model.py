@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from federated.model_config import ModelConfig
+from lm.config import ModelConfig
 from tokenizer.specials import PAD_ID
 
 
@@ -304,7 +304,7 @@ class NumTokens(tf.keras.metrics.Metric):
         return {"name": self.name}
 
 
-def _stable_name(model: tf.keras.Model, variable: tf.Variable) -> str:
+def stable_name(model: tf.keras.Model, variable: tf.Variable) -> str:
     """``next_word_model_3/rnn/cell/kernel:0`` -> ``rnn/cell/kernel`` (independent of build order)."""
     name = variable.name.split(":")[0]
     prefix = model.name + "/"
@@ -313,15 +313,21 @@ def _stable_name(model: tf.keras.Model, variable: tf.Variable) -> str:
 
 def named_weights(model: tf.keras.Model) -> dict[str, np.ndarray]:
     """All weights by stable name, as saved in a published version's ``weights.npz``."""
-    return {_stable_name(model, v): v.numpy() for v in model.weights}
+    return {stable_name(model, v): v.numpy() for v in model.weights}
 
 
 def assign_named_weights(model: tf.keras.Model, weights: dict[str, np.ndarray], *, source: str = "weights") -> None:
     """Sets every weight from ``weights``; raises ``ValueError`` naming what is missing or mis-shaped."""
     for v in model.weights:
-        name = _stable_name(model, v)
+        name = stable_name(model, v)
         if name not in weights:
             raise ValueError(f"{source}: no array named {name!r}")
         if tuple(weights[name].shape) != tuple(v.shape):
             raise ValueError(f"{source}: {name!r} has shape {tuple(weights[name].shape)}, the model needs {tuple(v.shape)}")
         v.assign(weights[name])
+
+
+def trainable_names(config: ModelConfig) -> list[str]:
+    """The stable names of the trainable weights, in the order TFF's model lists them (model deltas)."""
+    model = build_model(config)
+    return [stable_name(model, v) for v in model.trainable_variables]

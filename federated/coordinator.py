@@ -1,0 +1,278 @@
+"""The coordinator of live rounds: a gRPC service that devices check in with and upload to.
+
+A round follows Bonawitz et al. 2019 ("Towards Federated Learning at Scale"):
+
+1. **Selection.** Devices check in with their eligibility (idle, charging, unmetered, enough
+   train sentences); each check-in is held open while the round selects. Once
+   ``ceil(K x overselect)`` eligible devices have checked in (or the selection window has passed
+   with at least K), a seeded draw picks them; the others are told when to retry.
+2. **Configuration.** Each selected device receives its task: the round, a task id, the
+   round's starting weights, the model config, the client settings and the tokenizer's sha256.
+3. **Reporting.** Devices train on their own data (``keyboard/agent.py``) and upload the model
+   delta and metric sums. The round closes when K uploads are accepted (the report goal) or the
+   deadline passes; with fewer than ``min_reports`` it is abandoned and nothing changes.
+4. **Server update.** ``ServerParts`` runs TFF's aggregator and the server optimizer's
+   finalizer of the same learning process ``fedkb train`` builds, on the accepted deltas in
+   selection order; the session then records, checkpoints and publishes the round as a
+   simulated round is.
+
+Every upload is checked before it counts: a well-formed message, a task this device was given
+in this round and has not already answered, the model's names, shapes and dtype, finite values,
+a global L2 norm within what the client settings allow (``max_update_norm``) and a weight within
+bounds. A refused upload is logged naming the device, and the round goes on.
+
+This process never opens a device's directory: it knows devices only by what they send.
+
+Why gRPC: it ships with TFF already (no new dependency), has HTTP/2 flow control and message
+size limits, TLS and per-call deadlines, and a thread-pool server whose handlers can block (a
+held-open check-in). The messages are raw bytes (``common/messages.py``), so there is no code
+generation step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+import uuid
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+
+from common import messages
+from federated import training
+from federated.uploads import RoundUploads, Task
+
+log = logging.getLogger("fedkb.coordinator")
+
+
+class RoundAbandoned(Exception):
+    """Too few devices reported before the deadline; the learning state is unchanged."""
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """How live rounds are run (the training settings themselves are ``TrainConfig``'s)."""
+
+    overselect: float = 1.3  # devices selected per report wanted (Bonawitz et al. select ~130%)
+    selection_window: float = 10.0  # seconds a round waits for more check-ins once K are in
+    report_deadline: float = 300.0  # seconds from selection until the round closes
+    min_report_fraction: float = 0.8  # of K: fewer accepted reports abandon the round
+    retry_after: float = 2.0  # seconds a device not needed now waits before checking in again
+
+    def __post_init__(self) -> None:
+        if not self.overselect >= 1.0:
+            raise ValueError(f"over-selection must be at least 1, got {self.overselect}")
+        if not 0 < self.min_report_fraction <= 1:
+            raise ValueError(f"min report fraction must be in (0, 1], got {self.min_report_fraction}")
+
+
+@dataclass
+class _Round:
+    uploads: RoundUploads
+    header: dict  # the task header, less the per-device task id
+    weights: dict[str, np.ndarray]
+    order: list[str] = field(default_factory=list)  # selected device ids, in draw order
+
+
+class Coordinator:
+    """Live rounds over a ``Session`` made with ``live=True``; RPC handlers run on gRPC's threads."""
+
+    def __init__(self, session, live: LiveConfig = LiveConfig()):
+        if session.privacy.dp or session.privacy.secure_agg:
+            raise ValueError("live rounds do not run DP or secure aggregation yet; use the simulation "
+                             "(`fedkb train`) for --dp-noise and --secure-agg")
+        self.session, self.live = session, live
+        self.train = session.train
+        self.settings = training.local_training(self.train, session.privacy)
+        self.names = _trainable_names(session)
+        self.parts = training.ServerParts(_raw_process(session.process), self.train, session.privacy)
+        self.max_norm = messages.max_update_norm(self.settings)
+        self.max_weight = messages.max_weight(self.settings)
+        self._cond = threading.Condition()
+        self._waiting: dict[str, dict] = {}  # device id -> check-in header, while held open
+        self._assigned: dict[str, Task] = {}  # device id -> task handed out in this round's selection
+        self._round: _Round | None = None
+        self._selecting = False
+        self.seen: set[str] = set()  # every device that has checked in
+        self.refusals: list[tuple[str, str]] = []  # (device id, reason), for the log and tests
+
+    # -- RPC handlers ---------------------------------------------------------------------------
+    def check_in(self, request: bytes, context=None) -> bytes:
+        try:
+            header, _ = messages.unpack(request)
+            device_id = messages.field(header, "device_id", str)
+            eligible = messages.field(header, "eligible", dict)
+            sentences = messages.field(header, "train_sentences", int)
+        except messages.MessageError as exc:
+            return messages.pack({"kind": "retry", "after": self.live.retry_after, "reason": f"bad check-in: {exc}"})
+        with self._cond:
+            self.seen.add(device_id)
+            if not all(bool(eligible.get(k)) for k in ("idle", "charging", "unmetered")):
+                return self._retry("not eligible now (idle, charging and unmetered are all needed)")
+            if sentences < self.train.min_examples:
+                return self._retry(f"{sentences} train sentences; rounds need {self.train.min_examples}")
+            if not self._selecting:
+                return self._retry("no round is selecting")
+            self._waiting[device_id] = header
+            self._cond.notify_all()
+            deadline = time.monotonic() + messages_hold_seconds(context)
+            while device_id not in self._assigned and device_id in self._waiting and self._selecting:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            self._waiting.pop(device_id, None)
+            task = self._assigned.pop(device_id, None)
+            if task is None:
+                return self._retry("not selected for this round")
+            rnd = self._round
+            return messages.pack({**rnd.header, "kind": "task", "task_id": task.task_id}, rnd.weights)
+
+    def upload(self, request: bytes, context=None) -> bytes:
+        device_id = "?"
+        try:
+            header, arrays = messages.unpack(request)
+            device_id = messages.field(header, "device_id", str)
+            with self._cond:
+                if self._round is None:
+                    raise messages.MessageError("no round is open")
+                self._round.uploads.accept(header, arrays)
+                self._cond.notify_all()
+            return messages.pack({"accepted": True})
+        except messages.MessageError as exc:
+            reason = str(exc)
+            with self._cond:
+                self.refusals.append((device_id, reason))
+            log.warning("refused an upload from device %s: %s", device_id, reason)
+            return messages.pack({"accepted": False, "reason": reason})
+
+    def tokenizer(self, request: bytes, context=None) -> bytes:
+        header, _ = messages.unpack(request)
+        tok = self.session.tokenizer
+        if header.get("sha256") != tok.sha256:
+            return messages.pack({"error": f"no tokenizer {header.get('sha256')!r}; this coordinator has {tok.sha256}"})
+        return messages.pack({"sha256": tok.sha256}, {"model": np.frombuffer(tok.model_proto, np.uint8)})
+
+    def _retry(self, reason: str) -> bytes:
+        return messages.pack({"kind": "retry", "after": self.live.retry_after, "reason": reason})
+
+    # -- the round driver (one thread) ----------------------------------------------------------
+    def run_round(self, *, total_rounds: int | None = None, stop: threading.Event | None = None,
+                  on_event=lambda msg: None):
+        """Selects, configures and collects one round, then applies and records it; returns its result."""
+        stop = stop or threading.Event()
+        round_num = self.session.done + 1
+        k = self.train.clients_per_round
+        target = math.ceil(k * self.live.overselect)
+        t0 = time.perf_counter()
+        weights = self.session.global_weights()
+        header = {"round": round_num, "model": dataclasses.asdict(self.session.model_config),
+                  "settings": self.settings.as_dict(), "tokenizer_sha256": self.session.tokenizer.sha256,
+                  "deadline_seconds": self.live.report_deadline}
+        with self._cond:
+            uploads = RoundUploads(round_num, {n: weights[n].shape for n in self.names}, self.max_norm, self.max_weight)
+            self._round = _Round(uploads, header, weights)
+            self._selecting, self._assigned = True, {}
+            enough_since = None
+            while not stop.is_set():
+                n = len(self._waiting)
+                if n >= target:
+                    break
+                if n >= k:
+                    enough_since = enough_since or time.monotonic()
+                    if time.monotonic() - enough_since >= self.live.selection_window:
+                        break
+                else:
+                    enough_since = None
+                self._cond.wait(0.2)
+            if stop.is_set():
+                self._selecting = False
+                self._cond.notify_all()
+                return None
+            rng = np.random.default_rng([self.train.seed, round_num, 0x5A])
+            candidates = sorted(self._waiting)
+            chosen = [candidates[i] for i in rng.permutation(len(candidates))[:target]]
+            rnd = self._round
+            for device_id in chosen:
+                task = Task(uuid.uuid4().hex, device_id, round_num)
+                uploads.tasks[task.task_id] = task
+                self._assigned[device_id] = task
+            rnd.order, selected_at = chosen, time.monotonic()
+            self._selecting = False
+            self._cond.notify_all()
+            on_event(f"round {round_num}: selected {len(chosen)} of {len(candidates)} checked-in devices")
+            deadline = selected_at + self.live.report_deadline
+            while len(uploads.accepted) < k and time.monotonic() < deadline and not stop.is_set():
+                self._cond.wait(min(0.2, max(deadline - time.monotonic(), 0.0)))
+            uploads.closed = True
+            reports = [d for d in rnd.order if d in uploads.accepted][:k]
+        if len(reports) < math.ceil(self.live.min_report_fraction * k):
+            raise RoundAbandoned(f"round {round_num}: {len(reports)} of {k} reports before the deadline; "
+                                 "abandoned, the model is unchanged")
+        updates = [uploads.accepted[d] for d in reports]
+        state, _ = self.parts.apply(self.session.state, [u.delta for u in updates], [u.weight for u in updates])
+        metrics = live_metrics([u.metrics for u in updates])
+        metrics.update(clients=len(reports), available_devices=len(rnd.order), population=len(self.seen),
+                       round_seconds=time.perf_counter() - t0)
+        selection = _Selection(reports, len(rnd.order), len(self.seen))
+        return self.session.record_round(state, metrics, selection, time.perf_counter() - t0,
+                                         total_rounds=total_rounds)
+
+
+@dataclass(frozen=True)
+class _Selection:
+    device_ids: list[str]
+    available: int
+    population: int
+
+
+def messages_hold_seconds(context) -> float:
+    """How long a check-in may be held: the caller's deadline less a margin, at most a minute."""
+    remaining = context.time_remaining() if context is not None and context.time_remaining() is not None else 60.0
+    return max(0.0, min(60.0, remaining - 2.0))
+
+
+def live_metrics(reports: list[dict]) -> dict[str, float]:
+    """The round's training metrics from the devices' sums, named as TFF's simulation names them."""
+    total = {k: sum(float(r.get(k, 0.0)) for r in reports)
+             for k in ("loss_x_examples", "examples", "tokens", "correct", "batches")}
+    return {"loss": total["loss_x_examples"] / max(total["examples"], 1.0),
+            "accuracy_without_pad": total["correct"] / max(total["tokens"], 1.0),
+            "num_tokens": total["tokens"], "num_examples": total["examples"], "num_batches": total["batches"]}
+
+
+def _raw_process(rounds):
+    return getattr(rounds, "process", rounds)
+
+
+def _trainable_names(session) -> list[str]:
+    from lm.model import trainable_names
+
+    return trainable_names(session.model_config)
+
+
+def serve(coordinator: Coordinator, listen: str = "127.0.0.1:0", *, max_workers: int = 64) -> tuple[grpc.Server, int]:
+    """Starts the gRPC service on ``listen`` (loopback only without TLS); returns it and its port."""
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"--listen {listen}: only a loopback address is served without TLS, and TLS is not "
+                         "built yet; use 127.0.0.1:PORT")
+    opts = [("grpc.max_send_message_length", messages.MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", messages.MAX_MESSAGE_BYTES)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=opts)
+    handlers = {
+        "CheckIn": grpc.unary_unary_rpc_method_handler(coordinator.check_in),
+        "Upload": grpc.unary_unary_rpc_method_handler(coordinator.upload),
+        "Tokenizer": grpc.unary_unary_rpc_method_handler(coordinator.tokenizer),
+    }
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(messages.SERVICE, handlers)])
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    server.start()
+    return server, port

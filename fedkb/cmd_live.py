@@ -1,0 +1,257 @@
+"""Live rounds: ``fedkb serve`` (the coordinator service), ``fedkb device run`` and ``fedkb devices run``.
+
+``serve`` runs the TFF learning process and the gRPC coordinator in one process; it never opens a
+device's directory. ``device run`` is the agent of one or more devices, in this process, with
+TensorFlow only. ``devices run`` starts agents for the seeded population as separate processes,
+each hosting a share of the devices, and ends them with itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from common.layout import Home
+from common.messages import DEFAULT_ADDRESS as DEFAULT_LISTEN
+
+
+def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from fedkb.cli import UserError, privacy_config_from, train_config_from
+    from fedkb.cmd_eval import tff_runtime
+
+    console = Console(highlight=False, soft_wrap=True)
+    log = lambda msg: console.print(f"[dim]{dt.datetime.now():%H:%M:%S}[/] {msg}")  # noqa: E731
+    if not (home.tokenizer / "spm.model").is_file():
+        raise UserError(f"no tokenizer in {home.tokenizer}; run `fedkb tokenizer train` first")
+    train = train_config_from(args)
+    privacy = privacy_config_from(args)
+    with tff_runtime(home, console, workers=args.workers):
+        from federated.coordinator import Coordinator, LiveConfig, RoundAbandoned, serve
+        from federated.program import Session
+
+        session = Session(home, train, privacy=privacy, publish_every=args.publish_every,
+                          pretrained=not args.no_pretrained, live=True)
+        try:
+            coordinator = Coordinator(session, LiveConfig(overselect=args.overselect,
+                                                          selection_window=args.selection_window,
+                                                          report_deadline=args.report_deadline))
+            server, port = serve(coordinator, args.listen)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        host = args.listen.rsplit(":", 1)[0]
+        log(f"coordinator listening on {host}:{port}; round {session.done} done; each round selects "
+            f"{coordinator.live.overselect:g} x {train.clients_per_round} checked-in devices "
+            f"(`fedkb devices run --server {host}:{port}` starts device agents; Ctrl-C stops)")
+        if args.port_file:
+            from common.atomic import atomic_write
+
+            atomic_write(args.port_file, f"{port}\n".encode())
+        stop = threading.Event()
+        try:
+            while args.max_rounds is None or session.done < args.max_rounds:
+                try:
+                    r = coordinator.run_round(total_rounds=args.max_rounds, stop=stop, on_event=log)
+                except RoundAbandoned as exc:
+                    log(str(exc))
+                    continue
+                m = r.metrics
+                log(f"round {r.round_num}: loss {m['loss']:.3f}, {len(r.clients)} devices reported, "
+                    f"{r.seconds:.1f} s" + (f"; published {r.published}" if r.published else ""))
+                for line in refusal_lines(coordinator):
+                    log(f"[yellow]{line}[/]")
+        except KeyboardInterrupt:
+            log(f"stopped after round {session.done}; the state is saved and `fedkb serve` resumes from it")
+        finally:
+            stop.set()
+            server.stop(grace=1).wait()
+
+
+def refusal_lines(coordinator) -> list[str]:
+    """The round's refused uploads, each naming its device; late ones (expected with over-selection) counted."""
+    refusals, coordinator.refusals = coordinator.refusals, []
+    late = [d for d, reason in refusals if "(late" in reason]
+    lines = [f"refused an upload from {d}: {reason}" for d, reason in refusals if "(late" not in reason]
+    if late:
+        lines.append(f"{len(late)} late uploads refused (over-selected devices that finished after the report "
+                     f"goal): {', '.join(late)}")
+    return lines
+
+
+def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pretrained: bool, devices: int,
+             processes: int, log, live_config=None) -> None:
+    """``fedkb demo --live``'s training stage: a coordinator here, agents for ``devices`` devices, ``rounds`` rounds."""
+    from fedkb.cli import UserError
+    from federated.coordinator import Coordinator, LiveConfig, RoundAbandoned, serve
+    from federated.program import Session
+
+    session = Session(home, train, privacy=privacy, publish_every=publish_every, pretrained=pretrained, live=True)
+    if session.done >= rounds:
+        log(f"   {session.done} rounds already done")
+        return
+    try:
+        coordinator = Coordinator(session, live_config or LiveConfig())
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    server, port = serve(coordinator, "127.0.0.1:0")
+    agents = subprocess.Popen(
+        [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "devices", "run", "--count", str(devices),
+         "--processes", str(processes), "--server", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log(f"   coordinator on 127.0.0.1:{port}; {devices} device agents in {processes} processes train on their own "
+        f"logs and upload only their updates")
+    try:
+        while session.done < rounds:
+            if agents.poll() is not None:
+                raise UserError(f"the device agents exited ({agents.returncode}): {agents.stderr.read()[-1000:]}")
+            try:
+                r = coordinator.run_round(total_rounds=rounds)
+            except RoundAbandoned as exc:
+                log(f"   {exc}")
+                continue
+            if r.round_num == 1 or r.round_num % 10 == 0 or r.published:
+                log(f"   round {r.round_num}/{rounds}: loss {r.metrics['loss']:.3f}, {len(r.clients)} devices "
+                    f"reported, {r.seconds:.1f} s" + (f"; published {r.published}" if r.published else ""))
+            for line in refusal_lines(coordinator):
+                log(f"   {line}")
+    finally:
+        server.stop(grace=1)
+        if agents.poll() is None:
+            agents.terminate()
+            try:
+                agents.wait(30)
+            except subprocess.TimeoutExpired:
+                agents.kill()
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+
+
+def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
+    """Hosts the agents of ``--device`` ids (one thread each) until Ctrl-C or ``--rounds`` uploads each."""
+    from fedkb.cli import UserError
+
+    _configure_logging(args.verbose)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from keyboard.agent import DeviceAgent, connect
+    from keyboard.store import DB_NAME
+
+    dirs = [home.device(d) for d in args.device]
+    for d in dirs:
+        if not (d / DB_NAME).is_file():
+            raise UserError(f"no device {d.name!r} in {home.devices}")
+    channel = connect(args.server)
+    stop = threading.Event()
+    agents = [DeviceAgent(d, channel) for d in dirs]
+    threads = [threading.Thread(target=a.run, args=(stop,), kwargs={"max_rounds": args.rounds}, daemon=True,
+                                name=a.device_id) for a in agents]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            time.sleep(0.2)
+    finally:
+        stop.set()
+    for a in agents:
+        print(f"{a.device_id}: {a.stats.tasks} tasks, {a.stats.uploads_accepted} uploads accepted, "
+              f"{a.stats.uploads_refused} refused", flush=True)
+
+
+def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
+    """Agents for the seeded population, as ``--processes`` OS processes hosting a share each."""
+    from fedkb.cli import UserError
+    from keyboard.agent import _die_with_parent
+    from keyboard.store import list_device_dirs
+
+    ids = [d.name for d in list_device_dirs(home.devices)]
+    if not ids:
+        raise UserError(f"no devices in {home.devices}; run `fedkb population seed` first")
+    ids = ids[: args.count] if args.count else ids
+    n = max(1, min(args.processes, len(ids)))
+    shares = [ids[i::n] for i in range(n)]
+    procs = []
+    for share in shares:
+        cmd = [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "device", "run", "--server", args.server]
+        for d in share:
+            cmd += ["--device", d]
+        if args.rounds is not None:
+            cmd += ["--rounds", str(args.rounds)]
+        if args.verbose:
+            cmd.append("--verbose")
+        # Each process trains one device at a time on one TensorFlow thread: P processes share the cores.
+        env = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(args.threads), "TF_NUM_INTEROP_THREADS": "1"}
+        procs.append(subprocess.Popen(cmd, preexec_fn=_die_with_parent, env=env))
+    print(f"fedkb devices: {len(ids)} device agents in {n} processes, coordinator {args.server} (Ctrl-C stops)",
+          flush=True)
+    try:
+        codes = [p.wait() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    bad = [c for c in codes if c not in (0, 130, -signal.SIGINT, -signal.SIGTERM)]
+    if bad:
+        raise UserError(f"{len(bad)} device processes failed (exit codes {bad})")
+
+
+def add_parsers(sub) -> None:
+    from fedkb.cli import add_train_options
+    from fedkb.cmd_demo import cmd_serve
+
+    p = sub.add_parser("serve", help="the coordinator of live rounds: devices check in, train on their own data "
+                                     "and upload updates (--simulate: the in-process loop)")
+    p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                   help=f"address to serve on (default {DEFAULT_LISTEN}; port 0 picks a free one)")
+    p.add_argument("--port-file", default=None, help="write the port served on to this file once listening")
+    p.add_argument("--overselect", type=float, default=1.3,
+                   help="devices selected per wanted report (default 1.3, as Bonawitz et al. 2019)")
+    p.add_argument("--selection-window", type=float, default=10.0,
+                   help="seconds a round waits for more check-ins once K devices are in (default 10)")
+    p.add_argument("--report-deadline", type=float, default=300.0,
+                   help="seconds from selection until the round closes (default 300)")
+    p.add_argument("--simulate", action="store_true",
+                   help="run rounds in this process on the devices' logs instead (the simulation)")
+    p.add_argument("--interval", type=float, default=5.0, help="--simulate: seconds between eligibility checks")
+    p.add_argument("--max-rounds", type=int, default=None, help="stop after this many rounds in all")
+    p.add_argument("--threshold", type=float, default=0.5, help="--simulate: promotion threshold in recall@1 points")
+    p.add_argument("--eval-devices", type=int, default=50, help="--simulate: devices that evaluate each new version")
+    add_train_options(p)
+    p.set_defaults(func=lambda home, args: (cmd_serve if args.simulate else cmd_serve_live)(home, args))
+
+    dev = sub.add_parser("device", help="the agent of a device for live rounds")
+    dev_sub = dev.add_subparsers(dest="device_command", metavar="ACTION", required=True)
+    p = dev_sub.add_parser("run", help="check in with the coordinator, train on this device's log when selected, upload")
+    p.add_argument("--device", action="append", required=True, metavar="ID", help="device id (repeat to host several)")
+    _agent_options(p)
+    p.set_defaults(func=cmd_device_run)
+
+    devs = sub.add_parser("devices", help="device agents for the seeded population")
+    devs_sub = devs.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
+    p = devs_sub.add_parser("run", help="start agents for the population's devices as separate processes")
+    p.add_argument("--count", type=int, default=None, help="the first N devices (default: all)")
+    p.add_argument("--processes", type=int, default=4, help="OS processes hosting them (default 4)")
+    p.add_argument("--threads", type=int, default=1, help="TensorFlow threads per process (default 1)")
+    _agent_options(p)
+    p.set_defaults(func=cmd_devices_run)
+
+
+def _agent_options(p) -> None:
+    p.add_argument("--server", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                   help=f"the coordinator (default {DEFAULT_LISTEN})")
+    p.add_argument("--rounds", type=int, default=None, help="stop after this many accepted uploads per device")
+    p.add_argument("--verbose", action="store_true", help="log each check-in and upload")

@@ -1,0 +1,234 @@
+"""The device agent: what runs on a device for live federated rounds.
+
+It checks in with the coordinator (``fedkb serve``) with its eligibility, and when it is
+selected it trains the task's weights on its own log in this process, with TensorFlow alone
+(``keyboard.client_work``, the code personalization also trains with), and uploads only the
+model delta and its metric sums. Its raw text, examples and tokenizer cache never leave the
+device directory. Connection failures are retried with capped exponential back-off, so a
+coordinator restart costs a device nothing but a wait.
+
+One process can host several devices (``fedkb devices run``): each device is a thread here with
+its own directory; nothing of one device is handed to another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from common import messages
+from keyboard import client_work
+from keyboard.store import Device
+
+log = logging.getLogger("fedkb.agent")
+CHECK_IN_TIMEOUT = 120.0  # seconds a check-in may be held open while the coordinator selects
+TOKENIZER_CACHE = "federated-tokenizer.model"  # in the device dir: the tokenizer tasks encode with
+
+
+@dataclass
+class AgentStats:
+    check_ins: int = 0
+    tasks: int = 0
+    uploads_accepted: int = 0
+    uploads_refused: int = 0
+    last_round: int | None = None
+    refusals: list[str] = field(default_factory=list)
+
+
+def host_conditions() -> dict[str, bool]:
+    """This machine's conditions: charging from sysfs (no battery counts as mains power)."""
+    supplies = list(Path("/sys/class/power_supply").glob("*"))
+    batteries = [p for p in supplies if (p / "type").is_file() and (p / "type").read_text().strip() == "Battery"]
+    charging = not batteries or any(
+        (p / "status").is_file() and (p / "status").read_text().strip() in ("Charging", "Full") for p in batteries)
+    return {"idle": True, "charging": charging, "unmetered": True}
+
+
+def connect(target: str) -> grpc.Channel:
+    opts = [("grpc.max_send_message_length", messages.MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", messages.MAX_MESSAGE_BYTES)]
+    return grpc.insecure_channel(target, opts)
+
+
+class DeviceAgent:
+    """One device's side of the round protocol."""
+
+    def __init__(self, device_dir: Path, channel: grpc.Channel, *, conditions=host_conditions):
+        self.device_dir = Path(device_dir)
+        self.device_id = self.device_dir.name
+        self.conditions = conditions
+        self.stats = AgentStats()
+        call = lambda m: channel.unary_unary(f"/{messages.SERVICE}/{m}")  # noqa: E731  (raw bytes both ways)
+        self._check_in, self._upload, self._tokenizer = call("CheckIn"), call("Upload"), call("Tokenizer")
+
+    # -- one exchange each -------------------------------------------------------------------
+    def _train_sentences(self) -> list[str]:
+        with Device(self.device_dir) as device:
+            return device.splits().train
+
+    def _cached_tokenizer_sha(self) -> str | None:
+        path = self.device_dir / TOKENIZER_CACHE
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+    def check_in(self) -> tuple[dict, dict]:
+        header = {"device_id": self.device_id, "eligible": self.conditions(),
+                  "train_sentences": len(self._train_sentences()), "tokenizer_sha256": self._cached_tokenizer_sha()}
+        self.stats.check_ins += 1
+        return messages.unpack(self._check_in(messages.pack(header), timeout=CHECK_IN_TIMEOUT))
+
+    def _tokenizer_for(self, sha256: str):
+        from tokenizer.vocab import Tokenizer
+
+        path = self.device_dir / TOKENIZER_CACHE
+        if self._cached_tokenizer_sha() != sha256:
+            header, arrays = messages.unpack(self._tokenizer(messages.pack({"sha256": sha256}), timeout=60))
+            proto = arrays["model"].tobytes()
+            if hashlib.sha256(proto).hexdigest() != sha256:
+                raise messages.MessageError(f"the coordinator sent a tokenizer that is not {sha256[:12]}")
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(proto)
+            tmp.replace(path)
+        return Tokenizer(path.read_bytes(), source=str(path))
+
+    def train(self, task: dict, weights: dict[str, np.ndarray]) -> client_work.ClientUpdate:
+        """The task's client work on this device's own train split."""
+        from lm.config import ModelConfig
+
+        config = ModelConfig(**task["model"])
+        settings = client_work.LocalTraining.from_dict(task["settings"])
+        tokenizer = self._tokenizer_for(task["tokenizer_sha256"])
+        examples = client_work.round_examples(
+            self.device_dir, self._train_sentences(), tokenizer.encode, tokenizer_sha256=tokenizer.sha256,
+            sequence_length=config.sequence_length, settings=settings, round_num=task["round"])
+        return client_work.client_update(config, weights, examples, settings, round_num=task["round"])
+
+    def upload(self, task: dict, update: client_work.ClientUpdate) -> dict:
+        header = {"task_id": task["task_id"], "device_id": self.device_id, "round": task["round"],
+                  "weight": update.weight, "metrics": update.metrics}
+        reply, _ = messages.unpack(self._upload(messages.pack(header, update.delta), timeout=120))
+        return reply
+
+    def step(self) -> dict:
+        """One check-in and, if selected, one round's work; returns the coordinator's last reply."""
+        reply, arrays = self.check_in()
+        if reply.get("kind") != "task":
+            return reply
+        self.stats.tasks += 1
+        update = self.train(reply, arrays)
+        answer = self.upload(reply, update)
+        if answer.get("accepted"):
+            self.stats.uploads_accepted += 1
+            self.stats.last_round = reply["round"]
+            with Device(self.device_dir) as device:
+                device.set(last_round=reply["round"])
+        else:
+            self.stats.uploads_refused += 1
+            self.stats.refusals.append(str(answer.get("reason")))
+        return {**answer, "kind": "uploaded", "round": reply["round"]}
+
+    def run(self, stop: threading.Event, *, max_rounds: int | None = None) -> AgentStats:
+        """Takes part in rounds until ``stop`` is set (or after ``max_rounds`` uploads)."""
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                reply = self.step()
+                backoff = 0.5
+            except grpc.RpcError as exc:  # the coordinator is down or restarting: try again later
+                log.info("%s: coordinator unreachable (%s); retrying in %.1f s", self.device_id, exc.code(), backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            if reply.get("kind") == "uploaded":
+                log.info("%s: round %s upload %s", self.device_id, reply["round"],
+                         "accepted" if reply.get("accepted") else f"refused: {reply.get('reason')}")
+                if max_rounds is not None and self.stats.uploads_accepted >= max_rounds:
+                    break
+            elif reply.get("kind") == "retry":
+                stop.wait(float(reply.get("after", 1.0)))
+        return self.stats
+
+
+class BackgroundAgent:
+    """The keyboard's agent process: running while the device is eligible, stopped when it is not.
+
+    A device that stops being eligible (the user types again) leaves the round, as a phone does;
+    the coordinator's over-selection covers for it. The process dies with the keyboard
+    (``PR_SET_PDEATHSIG``) and logs to ``agent.log`` in the device directory.
+    """
+
+    def __init__(self, device_dir: Path, server: str):
+        self.device_dir, self.server = Path(device_dir), server
+        self.process = None
+        self.starts = 0
+
+    def command(self) -> list[str]:
+        import sys
+
+        return [sys.executable, "-m", "keyboard.agent", "--device-dir", str(self.device_dir), "--server", self.server]
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ensure(self, eligible: bool) -> None:
+        if eligible and not self.running:
+            import subprocess
+
+            with open(self.device_dir / "agent.log", "ab") as log_file:
+                self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log_file,
+                                                stderr=log_file, preexec_fn=_die_with_parent)
+            self.starts += 1
+        elif not eligible:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.running:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except Exception:  # subprocess.TimeoutExpired
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+def _die_with_parent() -> None:  # in the child between fork and exec
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m keyboard.agent --device-dir DIR --server HOST:PORT``: one device's agent."""
+    import argparse
+    import os
+    import signal
+
+    parser = argparse.ArgumentParser(prog="keyboard.agent", description=main.__doc__)
+    parser.add_argument("--device-dir", type=Path, required=True)
+    parser.add_argument("--server", required=True, metavar="HOST:PORT")
+    parser.add_argument("--rounds", type=int, default=None)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    agent = DeviceAgent(args.device_dir, connect(args.server))
+    try:
+        agent.run(stop, max_rounds=args.rounds)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""The split between device and server shows in the imports (read from the source, nothing run).
+
+- Device code (``keyboard/``), the model (``lm/``) and the tokenizer never import server code
+  (``federated/``, ``eval/``) or the CLI (``fedkb/``).
+- ``common/``, the formats both sides share, imports nothing else of the repo.
+- Nothing imports the CLI; and the live coordinator does not import the device store.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+PACKAGES = ("common", "lm", "tokenizer", "keyboard", "federated", "eval", "fedkb")
+
+
+def imports(package: str) -> dict[str, set[str]]:
+    """Every module of ``package`` and the repo packages it imports (at any depth of the file)."""
+    out = {}
+    for path in sorted((REPO / package).rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+        out[str(path.relative_to(REPO))] = {n for n in names if n.split(".")[0] in PACKAGES}
+    return out
+
+
+@pytest.mark.parametrize("package, forbidden", [
+    ("keyboard", {"federated", "eval", "fedkb"}),
+    ("lm", {"federated", "eval", "fedkb", "keyboard"}),
+    ("tokenizer", {"federated", "eval", "fedkb", "keyboard"}),
+    ("common", set(PACKAGES) - {"common"}),
+    ("federated", {"fedkb"}),
+    ("eval", {"fedkb"}),
+])
+def test_a_layer_never_imports_the_layers_above_it(package, forbidden):
+    bad = {module: sorted(n for n in names if n.split(".")[0] in forbidden)
+           for module, names in imports(package).items()}
+    assert not {m: b for m, b in bad.items() if b}
+
+
+def test_the_coordinator_never_imports_the_device_store():
+    seen, todo = set(), ["federated.coordinator"]
+    while todo:  # the module-level imports it pulls in, transitively
+        name = todo.pop()
+        path = REPO / (name.replace(".", "/") + ".py")
+        if name in seen or not path.is_file():
+            continue
+        seen.add(name)
+        tree = ast.parse(path.read_text())
+        for node in tree.body:  # module level only: functions of the simulation import lazily
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+                todo.append(node.module)
+                todo += [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.split(".")[0] in PACKAGES]
+    assert "keyboard.store" not in seen and "federated.population" not in seen, sorted(seen)
