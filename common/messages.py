@@ -42,12 +42,19 @@ class MessageError(ValueError):
     """Bytes that are not a well-formed fedkb message; the text says what is wrong."""
 
 
-def pack(header: Mapping, arrays: Mapping[str, np.ndarray] | None = None) -> bytes:
+def pack(header: Mapping, arrays: Mapping[str, np.ndarray] | bytes | None = None) -> bytes:
+    """A message; ``arrays`` may be ``pack_arrays``' bytes, so arrays sent to many are serialized once."""
     head = json.dumps(dict(header), sort_keys=True, allow_nan=False).encode("utf-8")
+    body = arrays if isinstance(arrays, bytes) else pack_arrays(arrays)
+    return MAGIC + struct.pack(">I", len(head)) + head + body
+
+
+def pack_arrays(arrays: Mapping[str, np.ndarray] | None) -> bytes:
+    if not arrays:
+        return b""
     body = io.BytesIO()
-    if arrays:
-        np.savez(body, **{k: np.asarray(v) for k, v in arrays.items()})
-    return MAGIC + struct.pack(">I", len(head)) + head + body.getvalue()
+    np.savez(body, **{k: np.asarray(v) for k, v in arrays.items()})
+    return body.getvalue()
 
 
 def unpack(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:

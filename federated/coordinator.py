@@ -75,7 +75,7 @@ class LiveConfig:
 class _Round:
     uploads: RoundUploads
     header: dict  # the task header, less the per-device task id
-    weights: dict[str, np.ndarray]
+    weights: bytes  # the round's starting weights, serialized once for every selected device
     order: list[str] = field(default_factory=list)  # selected device ids, in draw order
 
 
@@ -131,7 +131,8 @@ class Coordinator:
             if task is None:
                 return self._retry("not selected for this round")
             rnd = self._round
-            return messages.pack({**rnd.header, "kind": "task", "task_id": task.task_id}, rnd.weights)
+        # outside the lock: the weights were serialized once for the round
+        return messages.pack({**rnd.header, "kind": "task", "task_id": task.task_id}, rnd.weights)
 
     def upload(self, request: bytes, context=None) -> bytes:
         device_id = "?"
@@ -176,7 +177,7 @@ class Coordinator:
                   "deadline_seconds": self.live.report_deadline}
         with self._cond:
             uploads = RoundUploads(round_num, {n: weights[n].shape for n in self.names}, self.max_norm, self.max_weight)
-            self._round = _Round(uploads, header, weights)
+            self._round = _Round(uploads, header, messages.pack_arrays(weights))
             self._selecting, self._assigned = True, {}
             enough_since = None
             while not stop.is_set():
@@ -225,7 +226,7 @@ class Coordinator:
 
 
 @dataclass(frozen=True)
-class _Selection:
+class _Selection:  # federated.population.Selection's fields; that module imports the device store
     device_ids: list[str]
     available: int
     population: int

@@ -64,6 +64,7 @@ class DeviceAgent:
         self.device_id = self.device_dir.name
         self.conditions = conditions
         self.stats = AgentStats()
+        self._tokenizer_sha: str | None = None
         call = lambda m: channel.unary_unary(f"/{messages.SERVICE}/{m}")  # noqa: E731  (raw bytes both ways)
         self._check_in, self._upload, self._tokenizer = call("CheckIn"), call("Upload"), call("Tokenizer")
 
@@ -73,12 +74,16 @@ class DeviceAgent:
             return device.splits().train
 
     def _cached_tokenizer_sha(self) -> str | None:
-        path = self.device_dir / TOKENIZER_CACHE
-        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        if self._tokenizer_sha is None:  # hashed once; _tokenizer_for resets it when it writes a new one
+            path = self.device_dir / TOKENIZER_CACHE
+            self._tokenizer_sha = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        return self._tokenizer_sha
 
     def check_in(self) -> tuple[dict, dict]:
+        with Device(self.device_dir) as device:  # a count, not the sentences: check-ins repeat every few seconds
+            train_sentences = device.status()["train_sentences"]
         header = {"device_id": self.device_id, "eligible": self.conditions(),
-                  "train_sentences": len(self._train_sentences()), "tokenizer_sha256": self._cached_tokenizer_sha()}
+                  "train_sentences": train_sentences, "tokenizer_sha256": self._cached_tokenizer_sha()}
         self.stats.check_ins += 1
         return messages.unpack(self._check_in(messages.pack(header), timeout=CHECK_IN_TIMEOUT))
 
@@ -94,6 +99,7 @@ class DeviceAgent:
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(proto)
             tmp.replace(path)
+            self._tokenizer_sha = sha256
         return Tokenizer(path.read_bytes(), source=str(path))
 
     def train(self, task: dict, weights: dict[str, np.ndarray]) -> client_work.ClientUpdate:
