@@ -68,6 +68,14 @@ class Home:
         return self.server / "models"
 
     @property
+    def keys(self) -> Path:  # the coordinator's version-signing key pair (common/signing.py)
+        return self.server / "keys"
+
+    @property
+    def tls(self) -> Path:  # the CA and the coordinator's certificate (federated/tls.py)
+        return self.server / "tls"
+
+    @property
     def metrics_csv(self) -> Path:
         return self.server / "metrics.csv"
 

@@ -18,6 +18,11 @@ The round protocol (Bonawitz et al. 2019, "Towards Federated Learning at Scale")
   ``metrics`` and the model delta as arrays. The reply is ``{"accepted": bool, "reason": ...}``.
 * ``Tokenizer`` (device → coordinator): the SentencePiece model a task's ``tokenizer_sha256``
   names, for a device that does not have it yet.
+* ``SecureAggregation`` (device → coordinator), in a round with secure aggregation instead of
+  ``Upload``: ``task_id``, ``device_id``, ``round``, ``stage`` (keys, shares, masked, unmask) and
+  the stage's message (``common.secagg``; the task carries the device's ``secagg`` index and the
+  ``UpdateCodec``). The call is held until the stage closes; the reply is ``{"status": "ok"}``
+  with the stage's result, ``"pending"`` (ask again) or ``"failed"`` with a reason.
 """
 
 from __future__ import annotations
@@ -35,7 +40,13 @@ MAGIC = b"FKB1"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # the transport's limit; a small-preset task is ~5 MB
 SERVICE = "fedkb.Coordinator"
 DEFAULT_ADDRESS = "127.0.0.1:50151"  # where `fedkb serve` listens and devices look for it by default
-METHODS = ("CheckIn", "Upload", "Tokenizer")
+METHODS = ("CheckIn", "Upload", "Tokenizer", "SecureAggregation")
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``HOST:PORT`` names this machine only (no TLS needed there)."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
 
 
 class MessageError(ValueError):

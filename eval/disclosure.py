@@ -54,10 +54,7 @@ def updates_line(server_dir: Path, privacy_spent: dict[str, Any] | None) -> str:
     if run is None:
         return "model updates: no training run recorded"
     p = run.get("privacy") or {}
-    # Secure aggregation runs only in the simulation, where one process plays every client too.
-    masked = ("masked by simulated secure aggregation (the protocol ran inside the server process, which also "
-              "played the clients and so held each update)") if p.get("secure_agg") else \
-        "unmasked (the server saw each update)"
+    masked = _masking(p.get("secure_agg"), *_rounds_by_mode(server_dir / "metrics.csv"))
     if p.get("dp_noise"):
         eps = (privacy_spent or {}).get("epsilon")
         eps_text = f"ε = {eps:.2f}, δ = {privacy_spent.get('delta'):.2g}" if isinstance(eps, (int, float)) else "ε not computed"
@@ -67,6 +64,31 @@ def updates_line(server_dir: Path, privacy_spent: dict[str, Any] | None) -> str:
     else:
         dp = "no DP"
     return f"model updates: {masked}; {dp}"
+
+
+def _rounds_by_mode(metrics_csv: Path) -> tuple[int, int]:
+    """(live rounds, simulated rounds) recorded in metrics.csv (a live round's row has live = 1)."""
+    import csv
+
+    if not metrics_csv.is_file():
+        return 0, 0
+    with open(metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    live = sum(1 for r in rows if r.get("live") not in (None, "", "0", "0.0"))
+    return live, len(rows) - live
+
+
+def _masking(secure_agg: bool, live: int, simulated: int) -> str:
+    if not secure_agg:
+        return "unmasked (the server saw each update)"
+    parts = []
+    if live:
+        parts.append(f"{live} live round(s) masked by secure aggregation between the device agents (the coordinator "
+                     "held no device's keys and received only masked updates and their sum)")
+    if simulated or not live:
+        parts.append(f"{simulated} simulated round(s) masked by simulated secure aggregation (the protocol ran "
+                     "inside the server process, which also played the clients and so held each update)")
+    return "; ".join(parts)
 
 
 def statement(server_dir: Path, privacy_spent: dict[str, Any] | None = None) -> list[str]:

@@ -12,7 +12,7 @@ import io
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
-    from eval.report import EvalResult, RoundMetrics
+    from eval.results import EvalResult, RoundMetrics
 
 FEDERATED_COLOR = "#1f5fbf"
 BASELINE_STYLE = {  # name -> (label, color)

@@ -44,7 +44,10 @@ import grpc
 import numpy as np
 
 from common import messages
+from common.secagg import SecAggError, UpdateCodec
 from federated import training
+from federated.live_secagg import STAGES, SecureCollection
+from federated.tls import ServerTLS, peer_device
 from federated.uploads import RoundUploads, Task
 
 log = logging.getLogger("fedkb.coordinator")
@@ -63,6 +66,7 @@ class LiveConfig:
     report_deadline: float = 300.0  # seconds from selection until the round closes
     min_report_fraction: float = 0.8  # of K: fewer accepted reports abandon the round
     retry_after: float = 2.0  # seconds a device not needed now waits before checking in again
+    stage_timeout: float = 30.0  # secure aggregation: seconds each stage after the keys waits for stragglers
 
     def __post_init__(self) -> None:
         if not self.overselect >= 1.0:
@@ -77,15 +81,15 @@ class _Round:
     header: dict  # the task header, less the per-device task id
     weights: bytes  # the round's starting weights, serialized once for every selected device
     order: list[str] = field(default_factory=list)  # selected device ids, in draw order
+    secure: SecureCollection | None = None  # under secure aggregation: the round's four stages
 
 
 class Coordinator:
     """Live rounds over a ``Session`` made with ``live=True``; RPC handlers run on gRPC's threads."""
 
     def __init__(self, session, live: LiveConfig = LiveConfig()):
-        if session.privacy.dp or session.privacy.secure_agg:
-            raise ValueError("live rounds do not run DP or secure aggregation yet; use the simulation "
-                             "(`fedkb train`) for --dp-noise and --secure-agg")
+        if session.privacy.dp:
+            raise ValueError("live rounds do not run DP yet; use the simulation (`fedkb train --dp-noise`)")
         self.session, self.live = session, live
         self.train = session.train
         self.settings = training.local_training(self.train, session.privacy)
@@ -93,6 +97,7 @@ class Coordinator:
         self.parts = training.ServerParts(_raw_process(session.process), self.train, session.privacy)
         self.max_norm = messages.max_update_norm(self.settings)
         self.max_weight = messages.max_weight(self.settings)
+        self.secagg = training.secagg_config(self.train) if session.privacy.secure_agg else None
         self._cond = threading.Condition()
         self._waiting: dict[str, dict] = {}  # device id -> check-in header, while held open
         self._assigned: dict[str, Task] = {}  # device id -> task handed out in this round's selection
@@ -100,15 +105,21 @@ class Coordinator:
         self._selecting = False
         self.seen: set[str] = set()  # every device that has checked in
         self.refusals: list[tuple[str, str]] = []  # (device id, reason), for the log and tests
+        self.authenticate = False  # set by serve(tls=...): device ids must match the peer's certificate
 
     # -- RPC handlers ---------------------------------------------------------------------------
     def check_in(self, request: bytes, context=None) -> bytes:
+        device_id = "?"
         try:
             header, _ = messages.unpack(request)
             device_id = messages.field(header, "device_id", str)
             eligible = messages.field(header, "eligible", dict)
             sentences = messages.field(header, "train_sentences", int)
+            self._authorize(device_id, context)
         except messages.MessageError as exc:
+            log.warning("refused a check-in: %s", exc)
+            with self._cond:
+                self.refusals.append((device_id, str(exc)))
             return messages.pack({"kind": "retry", "after": self.live.retry_after, "reason": f"bad check-in: {exc}"})
         with self._cond:
             self.seen.add(device_id)
@@ -131,17 +142,24 @@ class Coordinator:
             if task is None:
                 return self._retry("not selected for this round")
             rnd = self._round
+        reply = {**rnd.header, "kind": "task", "task_id": task.task_id}
+        if rnd.secure is not None:
+            reply["secagg"] = {"index": rnd.secure.index[device_id], "n": len(rnd.order), "codec": rnd.header["codec"]}
         # outside the lock: the weights were serialized once for the round
-        return messages.pack({**rnd.header, "kind": "task", "task_id": task.task_id}, rnd.weights)
+        return messages.pack(reply, rnd.weights)
 
     def upload(self, request: bytes, context=None) -> bytes:
         device_id = "?"
         try:
             header, arrays = messages.unpack(request)
             device_id = messages.field(header, "device_id", str)
+            self._authorize(device_id, context)
             with self._cond:
                 if self._round is None:
                     raise messages.MessageError("no round is open")
+                if self._round.secure is not None:
+                    raise messages.MessageError("this round runs secure aggregation: updates arrive only masked "
+                                                "(the SecureAggregation call)")
                 self._round.uploads.accept(header, arrays)
                 self._cond.notify_all()
             return messages.pack({"accepted": True})
@@ -152,12 +170,56 @@ class Coordinator:
             log.warning("refused an upload from device %s: %s", device_id, reason)
             return messages.pack({"accepted": False, "reason": reason})
 
+    def secure_aggregation(self, request: bytes, context=None) -> bytes:
+        """One stage of a device's secure upload, held open until the stage closes (see live_secagg)."""
+        device_id = "?"
+        try:
+            header, arrays = messages.unpack(request)
+            device_id = messages.field(header, "device_id", str)
+            stage = messages.field(header, "stage", str)
+            task_id = messages.field(header, "task_id", str)
+            self._authorize(device_id, context)
+            hold_until = time.monotonic() + messages_hold_seconds(context)
+            with self._cond:
+                rnd = self._round
+                if rnd is None or rnd.secure is None:
+                    raise messages.MessageError("no secure round is open")
+                task = rnd.uploads.tasks.get(task_id)
+                if task is None or task.device_id != device_id:
+                    raise messages.MessageError("not a task of this round given to this device")
+                sa = rnd.secure
+                sa.submit(device_id, stage, header, arrays)
+                self._cond.notify_all()
+                if stage == "unmask":
+                    return messages.pack({"status": "ok"})
+                while not sa.closed(stage) and not sa.failed and time.monotonic() < hold_until:
+                    self._cond.wait(max(0.0, min(1.0, hold_until - time.monotonic())))
+                if sa.closed(stage):
+                    reply, out = sa.reply(device_id, stage)
+                elif sa.failed:
+                    reply, out = {"status": "failed", "reason": f"secure aggregation failed: {sa.failed}"}, {}
+                else:
+                    reply, out = {"status": "pending"}, {}
+            return messages.pack(reply, out)
+        except messages.MessageError as exc:
+            reason = str(exc)
+            with self._cond:
+                self.refusals.append((device_id, reason))
+            log.warning("refused a secure-aggregation message from device %s: %s", device_id, reason)
+            return messages.pack({"status": "failed", "reason": reason})
+
     def tokenizer(self, request: bytes, context=None) -> bytes:
         header, _ = messages.unpack(request)
         tok = self.session.tokenizer
         if header.get("sha256") != tok.sha256:
             return messages.pack({"error": f"no tokenizer {header.get('sha256')!r}; this coordinator has {tok.sha256}"})
         return messages.pack({"sha256": tok.sha256}, {"model": np.frombuffer(tok.model_proto, np.uint8)})
+
+    def _authorize(self, device_id: str, context) -> None:
+        if self.authenticate:
+            peer = peer_device(context)
+            if peer != device_id:
+                raise messages.MessageError(f"the connection's credential is for {peer!r}, not {device_id!r}")
 
     def _retry(self, reason: str) -> bytes:
         return messages.pack({"kind": "retry", "after": self.live.retry_after, "reason": reason})
@@ -175,6 +237,10 @@ class Coordinator:
         header = {"round": round_num, "model": dataclasses.asdict(self.session.model_config),
                   "settings": self.settings.as_dict(), "tokenizer_sha256": self.session.tokenizer.sha256,
                   "deadline_seconds": self.live.report_deadline}
+        if self.secagg is not None:
+            codec = UpdateCodec(tuple(self.names), tuple(tuple(weights[n].shape) for n in self.names), self.secagg.clip,
+                                self.secagg.max_weight, self.secagg.max_clients)
+            header.update(codec=codec.as_dict(), stage_timeout=self.live.stage_timeout)
         with self._cond:
             uploads = RoundUploads(round_num, {n: weights[n].shape for n in self.names}, self.max_norm, self.max_weight)
             self._round = _Round(uploads, header, messages.pack_arrays(weights))
@@ -204,25 +270,61 @@ class Coordinator:
                 uploads.tasks[task.task_id] = task
                 self._assigned[device_id] = task
             rnd.order, selected_at = chosen, time.monotonic()
+            if self.secagg is not None:
+                rnd.secure = SecureCollection(chosen, UpdateCodec.from_dict(header["codec"]), k, self.secagg.threshold)
             self._selecting = False
             self._cond.notify_all()
             on_event(f"round {round_num}: selected {len(chosen)} of {len(candidates)} checked-in devices")
             deadline = selected_at + self.live.report_deadline
-            while len(uploads.accepted) < k and time.monotonic() < deadline and not stop.is_set():
-                self._cond.wait(min(0.2, max(deadline - time.monotonic(), 0.0)))
-            uploads.closed = True
-            reports = [d for d in rnd.order if d in uploads.accepted][:k]
+            if rnd.secure is not None:
+                reports, mean, metric_sums = self._secure_stages(rnd.secure, deadline, stop, round_num, on_event)
+            else:
+                while len(uploads.accepted) < k and time.monotonic() < deadline and not stop.is_set():
+                    self._cond.wait(min(0.2, max(deadline - time.monotonic(), 0.0)))
+                uploads.closed = True
+                reports = [d for d in rnd.order if d in uploads.accepted][:k]
         if len(reports) < math.ceil(self.live.min_report_fraction * k):
             raise RoundAbandoned(f"round {round_num}: {len(reports)} of {k} reports before the deadline; "
                                  "abandoned, the model is unchanged")
-        updates = [uploads.accepted[d] for d in reports]
-        state, _ = self.parts.apply(self.session.state, [u.delta for u in updates], [u.weight for u in updates])
-        metrics = live_metrics([u.metrics for u in updates])
+        if rnd.secure is not None:
+            state = self.parts.apply_mean(self.session.state, mean)
+            metrics = live_metrics([metric_sums])
+        else:
+            updates = [uploads.accepted[d] for d in reports]
+            state, _ = self.parts.apply(self.session.state, [u.delta for u in updates], [u.weight for u in updates])
+            metrics = live_metrics([u.metrics for u in updates])
         metrics.update(clients=len(reports), available_devices=len(rnd.order), population=len(self.seen),
-                       round_seconds=time.perf_counter() - t0)
+                       round_seconds=time.perf_counter() - t0, live=1.0)
         selection = _Selection(reports, len(rnd.order), len(self.seen))
         return self.session.record_round(state, metrics, selection, time.perf_counter() - t0,
                                          total_rounds=total_rounds)
+
+
+    def _secure_stages(self, sa: SecureCollection, deadline: float, stop: threading.Event, round_num: int, on_event):
+        """Runs the four stages (under the lock, which each wait releases); returns survivors, mean, metrics."""
+        for stage in STAGES:
+            until = deadline if stage == "keys" else time.monotonic() + self.live.stage_timeout
+            while not sa.complete() and time.monotonic() < until and not stop.is_set():
+                self._cond.wait(min(0.2, max(until - time.monotonic(), 0.0)))
+            if stop.is_set():
+                sa.failed = "the coordinator is stopping"
+                self._cond.notify_all()
+                raise RoundAbandoned(f"round {round_num}: stopped during secure aggregation")
+            try:
+                sa.close_stage()
+            except SecAggError as exc:
+                raise RoundAbandoned(f"round {round_num}: {exc}; abandoned, the model is unchanged") from None
+            finally:
+                self._cond.notify_all()
+            if stage == "keys":
+                on_event(f"round {round_num}: secure aggregation among {len(sa.server.roster)} devices, "
+                         f"t={sa.server.threshold}")
+        dropped = len(sa.server.sharers) - len(sa.server.survivors)
+        if dropped:
+            on_event(f"round {round_num}: {dropped} device(s) dropped after sharing keys; their masks were "
+                     "removed through their peers' shares")
+        mean, _, metric_sums = sa.codec.decode(sa.total)
+        return sa.survivors(), mean, metric_sums
 
 
 @dataclass(frozen=True)
@@ -257,12 +359,17 @@ def _trainable_names(session) -> list[str]:
     return trainable_names(session.model_config)
 
 
-def serve(coordinator: Coordinator, listen: str = "127.0.0.1:0", *, max_workers: int = 64) -> tuple[grpc.Server, int]:
-    """Starts the gRPC service on ``listen`` (loopback only without TLS); returns it and its port."""
-    host = listen.rsplit(":", 1)[0].strip("[]")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise ValueError(f"--listen {listen}: only a loopback address is served without TLS, and TLS is not "
-                         "built yet; use 127.0.0.1:PORT")
+def serve(coordinator: Coordinator, listen: str = "127.0.0.1:0", *, max_workers: int = 64,
+          tls: ServerTLS | None = None) -> tuple[grpc.Server, int]:
+    """Starts the gRPC service on ``listen``; returns it and its port.
+
+    Without ``tls`` only loopback is served. With it the service is mutual TLS: a device must
+    present a client certificate from the coordinator's CA, and ``device_id`` in its messages
+    must be that certificate's common name.
+    """
+    if tls is None and not messages.is_loopback(listen):
+        raise ValueError(f"--listen {listen}: only a loopback address is served without TLS; make a CA with "
+                         "`fedkb serve --init-tls` (or pass --tls-cert/--tls-key/--tls-ca)")
     opts = [("grpc.max_send_message_length", messages.MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", messages.MAX_MESSAGE_BYTES)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=opts)
@@ -270,9 +377,15 @@ def serve(coordinator: Coordinator, listen: str = "127.0.0.1:0", *, max_workers:
         "CheckIn": grpc.unary_unary_rpc_method_handler(coordinator.check_in),
         "Upload": grpc.unary_unary_rpc_method_handler(coordinator.upload),
         "Tokenizer": grpc.unary_unary_rpc_method_handler(coordinator.tokenizer),
+        "SecureAggregation": grpc.unary_unary_rpc_method_handler(coordinator.secure_aggregation),
     }
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(messages.SERVICE, handlers)])
-    port = server.add_insecure_port(listen)
+    if tls is not None:
+        coordinator.authenticate = True
+        creds = grpc.ssl_server_credentials([(tls.key, tls.cert)], root_certificates=tls.ca, require_client_auth=True)
+        port = server.add_secure_port(listen, creds)
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     server.start()

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common import signing
 from common.layout import Home
+from federated import tls
 from federated.corpus import Record, group_by_user, read_records
 from keyboard.store import Device, device_id_for
 
@@ -156,6 +158,7 @@ def seed(
     to_append: list[tuple[str, list[Record]]] = []
     moved: list[Path] = []
     written = 0
+    coordinator_key = signing.public_key(home.keys)  # enrolment pins it: devices install only versions it signed
     try:
         for user, recs in chosen:
             availability = Availability.sample(rng)
@@ -167,6 +170,9 @@ def seed(
             with Device(staging / device_id, create=True) as device:
                 device.set(user=user, availability=asdict(availability), source=str(corpus))
                 written += device.append_many((r.timestamp, r.text) for r in recs)
+            signing.pin(staging / device_id, coordinator_key)
+            if (home.tls / tls.CA_KEY).is_file():  # the coordinator serves TLS: enrol with a credential too
+                tls.issue_device(home.tls, staging / device_id)
             new_members.append(Member(device_id, user, availability))
         for member in new_members:
             target = home.device(member.device_id)

@@ -11,7 +11,6 @@ the global model becomes a published version.
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import shutil
 import time

@@ -30,7 +30,7 @@ from common.atomic import atomic_write, fsync_dir
 from federated.faults import crash_point
 from lm.config import ModelConfig
 
-from common import artifacts, ondevice
+from common import artifacts, ondevice, signing
 from common.artifacts import CONFIG, MANIFEST, NGRAMS, ONDEVICE, TOKENIZER, WEIGHTS
 
 REGISTRY = "registry.json"
@@ -98,7 +98,9 @@ def publish(
             "ondevice": ondevice.FORMAT,
             **(extra or {}),
         }
-        atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
+        manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        atomic_write(tmp / MANIFEST, manifest_bytes)
+        atomic_write(tmp / signing.SIGNATURE, signing.sign(signing.load_or_create(keys_dir(models_dir)), manifest_bytes))
         os.rename(tmp, models_dir / name)
         fsync_dir(models_dir)
     except BaseException:
@@ -107,10 +109,21 @@ def publish(
     return Version(name, models_dir / name, manifest)
 
 
+def keys_dir(models_dir: Path) -> Path:
+    """Where the key that signs ``models_dir``'s versions lives (``Home.keys`` for a home's models)."""
+    return Path(models_dir).parent / "keys"
+
+
 def verify(path: Path) -> Version:
-    """Checks every file of a version against its manifest; raises ``RegistryError`` naming the file."""
+    """Checks every file of a version against its manifest and the manifest's signature; raises
+    ``RegistryError`` naming the file."""
     try:
-        return Version(Path(path).name, Path(path), artifacts.verify(path))
+        manifest = artifacts.verify(path)
+        key = signing.read_public(keys_dir(Path(path).parent))
+        if key is None:
+            raise RegistryError(f"{keys_dir(Path(path).parent)}: no signing key, so {path} cannot be verified")
+        signing.check(path, key)
+        return Version(Path(path).name, Path(path), manifest)
     except artifacts.ArtifactError as exc:
         raise RegistryError(str(exc)) from None
 

@@ -141,6 +141,17 @@ class ServerParts:
             aggregator=aggregated.state, finalizer=finalized.state)
         return new_state, aggregated.measurements
 
+    def apply_mean(self, state, mean: list[np.ndarray]):
+        """The state after the server update with an aggregate formed outside TFF (live secure aggregation).
+
+        The secure aggregator's state is constant (fixed clip, stateless secure sums), so only the
+        finalizer steps; the mean is what ``MeanFactory`` over the secure sums returns.
+        """
+        finalized = self.finalizer.next(state.finalizer, state.global_model_weights, [np.asarray(m, np.float32) for m in mean])
+        return tff.learning.templates.LearningAlgorithmState(
+            global_model_weights=finalized.result, distributor=state.distributor, client_work=state.client_work,
+            aggregator=state.aggregator, finalizer=finalized.state)
+
 
 def secagg_config(train: TrainConfig):
     """Secure aggregation sized for these rounds: the sum of K clients' quantized updates never wraps."""

@@ -18,11 +18,15 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.rule import Rule
 
-    from fedkb.cli import privacy_config_from, train_config_from, train_with_progress
-    from fedkb.cmd_eval import do_eval, do_report, do_rollout, tff_runtime
     from federated.corpus import resolve_corpus
     from federated.population import members, seed
     from federated.vocabulary import train_tokenizer
+    from fedkb.cmd_eval import do_eval, do_report, do_rollout, tff_runtime
+    from fedkb.options import (
+        privacy_config_from,
+        train_config_from,
+        train_with_progress,
+    )
     from tokenizer.vocab import Tokenizer, TokenizerConfig, TokenizerError
 
     console = Console(highlight=False, soft_wrap=True)
@@ -99,8 +103,8 @@ def demo_pretrain(home: Home, console, args: argparse.Namespace) -> None:
     if args.no_pretrained:
         console.print("   skipped (--no-pretrained): federated training starts from random weights")
         return
-    from fedkb.cmd_pretrain import do_pretrain
     from federated import pretrain, public_text
+    from fedkb.cmd_pretrain import do_pretrain
 
     config = pretrain.PretrainConfig(preset=args.preset, tokens=None, seconds=args.pretrain_seconds, seed=args.seed)
     record = pretrain.reusable(home, public_text.resolve(PUBLIC_CORPUS), config)
@@ -114,8 +118,8 @@ def demo_pretrain(home: Home, console, args: argparse.Namespace) -> None:
 def cmd_serve(home: Home, args: argparse.Namespace) -> None:
     from rich.console import Console
 
-    from fedkb.cli import privacy_config_from, train_config_from
     from fedkb.cmd_eval import do_rollout, tff_runtime
+    from fedkb.options import privacy_config_from, train_config_from
 
     console = Console(highlight=False, soft_wrap=True)
     log = lambda msg: console.print(f"[dim]{dt.datetime.now():%H:%M:%S}[/] {msg}")  # noqa: E731
@@ -152,7 +156,7 @@ def cmd_serve(home: Home, args: argparse.Namespace) -> None:
 
 
 def add_parsers(sub) -> None:
-    from fedkb.cli import add_train_options
+    from fedkb.options import add_train_options
 
     p = sub.add_parser("demo", help="the whole story on the bundled corpus: seed, vocabulary, rounds, rollout, eval, report")
     p.add_argument("--corpus", default="shakespeare", help="corpus for a new population (default: shakespeare)")

@@ -20,13 +20,14 @@ import time
 
 from common.layout import Home
 from common.messages import DEFAULT_ADDRESS as DEFAULT_LISTEN
+from common.messages import is_loopback
 
 
 def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
     from rich.console import Console
 
-    from fedkb.cli import UserError, privacy_config_from, train_config_from
     from fedkb.cmd_eval import tff_runtime
+    from fedkb.options import UserError, privacy_config_from, train_config_from
 
     console = Console(highlight=False, soft_wrap=True)
     log = lambda msg: console.print(f"[dim]{dt.datetime.now():%H:%M:%S}[/] {msg}")  # noqa: E731
@@ -34,6 +35,7 @@ def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
         raise UserError(f"no tokenizer in {home.tokenizer}; run `fedkb tokenizer train` first")
     train = train_config_from(args)
     privacy = privacy_config_from(args)
+    server_tls = _server_tls(home, args, log)
     with tff_runtime(home, console, workers=args.workers):
         from federated.coordinator import Coordinator, LiveConfig, RoundAbandoned, serve
         from federated.program import Session
@@ -43,11 +45,14 @@ def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
         try:
             coordinator = Coordinator(session, LiveConfig(overselect=args.overselect,
                                                           selection_window=args.selection_window,
-                                                          report_deadline=args.report_deadline))
-            server, port = serve(coordinator, args.listen)
+                                                          report_deadline=args.report_deadline,
+                                                          stage_timeout=args.stage_timeout))
+            server, port = serve(coordinator, args.listen, tls=server_tls)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         host = args.listen.rsplit(":", 1)[0]
+        if server_tls is not None:
+            log(f"mutual TLS: devices present the credential `fedkb serve --init-tls` issued them ({home.tls})")
         log(f"coordinator listening on {host}:{port}; round {session.done} done; each round selects "
             f"{coordinator.live.overselect:g} x {train.clients_per_round} checked-in devices "
             f"(`fedkb devices run --server {host}:{port}` starts device agents; Ctrl-C stops)")
@@ -89,9 +94,9 @@ def refusal_lines(coordinator) -> list[str]:
 def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pretrained: bool, devices: int,
              processes: int, log, live_config=None) -> None:
     """``fedkb demo --live``'s training stage: a coordinator here, agents for ``devices`` devices, ``rounds`` rounds."""
-    from fedkb.cli import UserError
     from federated.coordinator import Coordinator, LiveConfig, RoundAbandoned, serve
     from federated.program import Session
+    from fedkb.options import UserError
 
     session = Session(home, train, privacy=privacy, publish_every=publish_every, pretrained=pretrained, live=True)
     if session.done >= rounds:
@@ -132,6 +137,34 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
                 agents.kill()
 
 
+def _server_tls(home: Home, args: argparse.Namespace, log):
+    """The coordinator's TLS files: made by --init-tls, given with --tls-cert/--tls-key/--tls-ca, or
+    the home's; required for any address but loopback, and used there too with --tls."""
+    from federated import tls
+    from fedkb.options import UserError
+
+    try:
+        if args.init_tls:
+            from keyboard.store import list_device_dirs
+
+            tls.init_ca(home.tls, args.tls_host or [])
+            dirs = list(list_device_dirs(home.devices))
+            for d in dirs:
+                tls.issue_device(home.tls, d)
+            log(f"made a CA and the coordinator's certificate in {home.tls}, and enrolled {len(dirs)} devices "
+                "(devices/<id>/tls/)")
+        if args.tls_cert or args.tls_key or args.tls_ca:
+            if not (args.tls_cert and args.tls_key and args.tls_ca):
+                raise UserError("--tls-cert, --tls-key and --tls-ca go together")
+            return tls.ServerTLS.load(args.tls_cert, args.tls_key, args.tls_ca)
+        if args.init_tls or args.tls or not is_loopback(args.listen):
+            return tls.ServerTLS.from_dir(home.tls)
+    except tls.TLSError as exc:
+        raise UserError(f"{exc}" + ("" if is_loopback(args.listen) else
+                                    f" ({args.listen} is not loopback, so the coordinator serves only TLS)")) from None
+    return None
+
+
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -139,20 +172,26 @@ def _configure_logging(verbose: bool) -> None:
 
 def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
     """Hosts the agents of ``--device`` ids (one thread each) until Ctrl-C or ``--rounds`` uploads each."""
-    from fedkb.cli import UserError
+    from fedkb.options import UserError
 
     _configure_logging(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from keyboard.agent import DeviceAgent, connect
+    from keyboard.agent import DeviceAgent, channel_for, connect
     from keyboard.store import DB_NAME
 
     dirs = [home.device(d) for d in args.device]
     for d in dirs:
         if not (d / DB_NAME).is_file():
             raise UserError(f"no device {d.name!r} in {home.devices}")
-    channel = connect(args.server)
     stop = threading.Event()
-    agents = [DeviceAgent(d, channel) for d in dirs]
+    try:
+        if args.tls or not is_loopback(args.server):  # each device presents its own credential
+            agents = [DeviceAgent(d, channel_for(d, args.server, True)) for d in dirs]
+        else:
+            channel = connect(args.server)
+            agents = [DeviceAgent(d, channel) for d in dirs]
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     threads = [threading.Thread(target=a.run, args=(stop,), kwargs={"max_rounds": args.rounds}, daemon=True,
                                 name=a.device_id) for a in agents]
     for t in threads:
@@ -169,7 +208,7 @@ def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
 
 def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
     """Agents for the seeded population, as ``--processes`` OS processes hosting a share each."""
-    from fedkb.cli import UserError
+    from fedkb.options import UserError
     from keyboard.agent import _die_with_parent
     from keyboard.store import list_device_dirs
 
@@ -188,6 +227,8 @@ def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
             cmd += ["--rounds", str(args.rounds)]
         if args.verbose:
             cmd.append("--verbose")
+        if args.tls:
+            cmd.append("--tls")
         # Each process trains one device at a time on one TensorFlow thread: P processes share the cores.
         env = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(args.threads), "TF_NUM_INTEROP_THREADS": "1"}
         procs.append(subprocess.Popen(cmd, preexec_fn=_die_with_parent, env=env))
@@ -210,8 +251,8 @@ def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
 
 
 def add_parsers(sub) -> None:
-    from fedkb.cli import add_train_options
     from fedkb.cmd_demo import cmd_serve
+    from fedkb.options import add_train_options
 
     p = sub.add_parser("serve", help="the coordinator of live rounds: devices check in, train on their own data "
                                      "and upload updates (--simulate: the in-process loop)")
@@ -224,6 +265,18 @@ def add_parsers(sub) -> None:
                    help="seconds a round waits for more check-ins once K devices are in (default 10)")
     p.add_argument("--report-deadline", type=float, default=300.0,
                    help="seconds from selection until the round closes (default 300)")
+    p.add_argument("--stage-timeout", type=float, default=30.0,
+                   help="--secure-agg: seconds each stage after the key advertisement waits for stragglers (default 30)")
+    t = p.add_argument_group("TLS (required for any --listen address but loopback)")
+    t.add_argument("--init-tls", action="store_true",
+                   help="make a CA and the coordinator's certificate in server/tls/ and enrol every device with a "
+                        "client certificate (devices/<id>/tls/), then serve mutual TLS")
+    t.add_argument("--tls-host", action="append", default=None, metavar="HOST",
+                   help="--init-tls: a host name or IP the coordinator's certificate is valid for (repeatable)")
+    t.add_argument("--tls", action="store_true", help="serve mutual TLS on loopback too (with server/tls/)")
+    t.add_argument("--tls-cert", default=None, help="the coordinator's certificate (PEM) instead of server/tls/'s")
+    t.add_argument("--tls-key", default=None, help="its private key (PEM)")
+    t.add_argument("--tls-ca", default=None, help="the CA that issued the devices' client certificates (PEM)")
     p.add_argument("--simulate", action="store_true",
                    help="run rounds in this process on the devices' logs instead (the simulation)")
     p.add_argument("--interval", type=float, default=5.0, help="--simulate: seconds between eligibility checks")
@@ -255,3 +308,6 @@ def _agent_options(p) -> None:
                    help=f"the coordinator (default {DEFAULT_LISTEN})")
     p.add_argument("--rounds", type=int, default=None, help="stop after this many accepted uploads per device")
     p.add_argument("--verbose", action="store_true", help="log each check-in and upload")
+    p.add_argument("--tls", action="store_true",
+                   help="mutual TLS with each device's credential (devices/<id>/tls/, from `fedkb serve --init-tls`); "
+                        "always on for a coordinator that is not on loopback")

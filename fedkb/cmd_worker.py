@@ -15,20 +15,6 @@ import sys
 from common.layout import Home
 
 
-def parse_targets(value: str) -> list[str]:
-    """``host:port,host:port`` -> the list, each checked."""
-    targets = [t.strip() for t in value.split(",") if t.strip()]
-    if not targets:
-        raise argparse.ArgumentTypeError("--workers needs at least one HOST:PORT")
-    for t in targets:
-        host, sep, port = t.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise argparse.ArgumentTypeError(f"--workers: {t!r} is not HOST:PORT (for example 127.0.0.1:8001)")
-    if len(set(targets)) != len(targets):
-        raise argparse.ArgumentTypeError(f"--workers lists a worker twice: {value}")
-    return targets
-
-
 def cmd_worker(home: Home, args: argparse.Namespace) -> None:
     from federated.runtime import Worker, wait_until_serving
 

@@ -50,10 +50,32 @@ def host_conditions() -> dict[str, bool]:
     return {"idle": True, "charging": charging, "unmetered": True}
 
 
-def connect(target: str) -> grpc.Channel:
+def connect(target: str, tls_dir: Path | None = None) -> grpc.Channel:
+    """A channel to the coordinator: mutual TLS with the device's credential in ``tls_dir``
+    (``device.pem``, ``device.key`` and the CA's ``ca.pem``, issued at enrolment), which any
+    address but loopback requires."""
     opts = [("grpc.max_send_message_length", messages.MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", messages.MAX_MESSAGE_BYTES)]
-    return grpc.insecure_channel(target, opts)
+    if tls_dir is None:
+        if not messages.is_loopback(target):
+            raise ValueError(f"{target} is not loopback: the connection needs TLS and this device's credential "
+                             "(enrol it with `fedkb serve --init-tls`, then pass --tls)")
+        return grpc.insecure_channel(target, opts)
+    tls_dir = Path(tls_dir)
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=(tls_dir / "ca.pem").read_bytes(),
+                                             private_key=(tls_dir / "device.key").read_bytes(),
+                                             certificate_chain=(tls_dir / "device.pem").read_bytes())
+    except FileNotFoundError as exc:
+        raise ValueError(f"{exc.filename}: missing; this device has no credential (enrol it with "
+                         "`fedkb serve --init-tls`)") from None
+    return grpc.secure_channel(target, creds, opts)
+
+
+def channel_for(device_dir: Path, target: str, tls: bool = False) -> grpc.Channel:
+    """TLS with the device's own credential when asked or when ``target`` is not loopback."""
+    use_tls = tls or not messages.is_loopback(target)
+    return connect(target, Path(device_dir) / "tls" if use_tls else None)
 
 
 class DeviceAgent:
@@ -65,8 +87,10 @@ class DeviceAgent:
         self.conditions = conditions
         self.stats = AgentStats()
         self._tokenizer_sha: str | None = None
+        self.on_stage = lambda stage: None  # called after each secure-aggregation stage this device completes
         call = lambda m: channel.unary_unary(f"/{messages.SERVICE}/{m}")  # noqa: E731  (raw bytes both ways)
         self._check_in, self._upload, self._tokenizer = call("CheckIn"), call("Upload"), call("Tokenizer")
+        self._secure = call("SecureAggregation")
 
     # -- one exchange each -------------------------------------------------------------------
     def _train_sentences(self) -> list[str]:
@@ -115,6 +139,15 @@ class DeviceAgent:
         return client_work.client_update(config, weights, examples, settings, round_num=task["round"])
 
     def upload(self, task: dict, update: client_work.ClientUpdate) -> dict:
+        if "secagg" in task:  # only a masked vector leaves, through the four stages
+            from keyboard.secure_upload import SecureUploadFailed, secure_upload
+
+            try:
+                secure_upload(self._secure, self.device_id, task, update.delta, update.weight, update.metrics,
+                              on_stage=self.on_stage, deadline_seconds=float(task.get("deadline_seconds", 600)))
+            except SecureUploadFailed as exc:
+                return {"accepted": False, "reason": f"secure aggregation: {exc}"}
+            return {"accepted": True}
         header = {"task_id": task["task_id"], "device_id": self.device_id, "round": task["round"],
                   "weight": update.weight, "metrics": update.metrics}
         reply, _ = messages.unpack(self._upload(messages.pack(header, update.delta), timeout=120))
@@ -176,7 +209,9 @@ class BackgroundAgent:
     def command(self) -> list[str]:
         import sys
 
-        return [sys.executable, "-m", "keyboard.agent", "--device-dir", str(self.device_dir), "--server", self.server]
+        tls = ["--tls"] if (self.device_dir / "tls").is_dir() and not messages.is_loopback(self.server) else []
+        return [sys.executable, "-m", "keyboard.agent", "--device-dir", str(self.device_dir), "--server", self.server,
+                *tls]
 
     @property
     def running(self) -> bool:
@@ -223,12 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device-dir", type=Path, required=True)
     parser.add_argument("--server", required=True, metavar="HOST:PORT")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--tls", action="store_true", help="mutual TLS with the device's credential (DIR/tls)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    agent = DeviceAgent(args.device_dir, connect(args.server))
+    agent = DeviceAgent(args.device_dir, channel_for(args.device_dir, args.server, args.tls))
     try:
         agent.run(stop, max_rounds=args.rounds)
     except KeyboardInterrupt:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import artifacts
+from common import artifacts, signing
 from common.atomic import atomic_write, fsync_dir
 from tokenizer.vocab import Tokenizer, TokenizerError
 
@@ -80,6 +80,8 @@ def install(device_dir: Path, version_dir: Path) -> Installed:
     """
     version_dir = Path(version_dir)
     manifest = artifacts.verify(version_dir)
+    key, newly_pinned = trusted_key(device_dir, version_dir)
+    signing.check(version_dir, key)
     check_coherent(version_dir, manifest)
     name = version_dir.name
     pointer = read_pointer(device_dir)
@@ -92,9 +94,10 @@ def install(device_dir: Path, version_dir: Path) -> Installed:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        for fname in (*artifacts.listed_files(manifest), artifacts.MANIFEST):
+        for fname in (*artifacts.listed_files(manifest), artifacts.MANIFEST, signing.SIGNATURE):
             atomic_write(tmp / fname, (version_dir / fname).read_bytes())
         manifest = artifacts.verify(tmp)  # the copy, not just the source
+        signing.check(tmp, key)
         target = models / name
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
@@ -102,12 +105,31 @@ def install(device_dir: Path, version_dir: Path) -> Installed:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if newly_pinned:
+        signing.pin(device_dir, key)
     previous = current.version if current is not None else pointer.get("current")
     atomic_write(models / POINTER, json.dumps({"current": name, "previous": previous}).encode())
     for old in models.iterdir():  # keep current and previous only
         if old.is_dir() and old.name not in (name, previous):
             shutil.rmtree(old, ignore_errors=True)
     return Installed(name, models / name, manifest)
+
+
+def trusted_key(device_dir: Path, version_dir: Path) -> tuple[bytes, bool]:
+    """The coordinator key this device trusts, and whether it is pinned only now.
+
+    Enrolment (``fedkb population seed``) pins it. A device made before versions were signed,
+    or outside a population, pins the key beside the registry at its first install (trust on
+    first use, as ssh does); from then on a version signed by any other key is refused.
+    """
+    key = signing.pinned(device_dir)
+    if key is not None:
+        return key, False
+    found = Path(version_dir).resolve().parent.parent / "keys" / signing.PUBLIC_KEY
+    if not found.is_file():
+        raise artifacts.ArtifactError(f"{device_dir}: no coordinator key is pinned on this device and {found} does "
+                                      "not exist, so no version can be checked; enrol the device first")
+    return found.read_bytes(), True
 
 
 def check_coherent(version_dir: Path, manifest: dict) -> None:

@@ -87,3 +87,15 @@ def default_table() -> dict[int, dict[int, float]]:
         ID["▁run"]: {EOS_ID: 1.0},
         ID["▁,"]: {EOS_ID: 1.0},
     }
+
+
+def resign(version_dir) -> None:
+    """Signs ``version_dir``'s manifest with its registry's key, as the coordinator publishing it would."""
+    from pathlib import Path
+
+    from common import artifacts, signing
+    from federated import registry
+
+    version_dir = Path(version_dir)
+    key = signing.load_or_create(registry.keys_dir(version_dir.parent))
+    (version_dir / signing.SIGNATURE).write_bytes(signing.sign(key, (version_dir / artifacts.MANIFEST).read_bytes()))

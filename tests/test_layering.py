@@ -60,3 +60,16 @@ def test_the_coordinator_never_imports_the_device_store():
             elif isinstance(node, ast.Import):
                 todo += [a.name for a in node.names if a.name.split(".")[0] in PACKAGES]
     assert "keyboard.store" not in seen and "federated.population" not in seen, sorted(seen)
+
+
+def test_nothing_imports_the_cli_and_the_commands_share_only_fedkb_options():
+    every = {m: names for p in PACKAGES for m, names in imports(p).items()}
+    importers = sorted(m for m, names in every.items() if "fedkb.cli" in names)
+    assert importers == [], importers
+    assert "fedkb.cmd_" not in " ".join(imports("fedkb")["fedkb/options.py"])
+
+
+def test_the_report_and_its_plots_do_not_import_each_other():
+    mods = imports("eval")  # the report draws with the plots; the plots take the results' dataclasses
+    assert "eval.report" not in mods["eval/plots.py"], mods["eval/plots.py"]
+    assert mods["eval/results.py"] == set()

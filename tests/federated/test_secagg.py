@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from federated import secagg, shamir
+from common import shamir
+from federated import secagg
 
 
 def _entropy(seed: int):

@@ -5,8 +5,9 @@ import pytest
 
 from common import artifacts
 from federated import registry
-from lm.config import ModelConfig
 from keyboard import install
+from lm.config import ModelConfig
+from tests.fakes import resign
 from tests.keyboard.helpers import tiny_tokenizer_proto
 from tokenizer.vocab import Tokenizer
 
@@ -57,6 +58,7 @@ def test_a_tampered_ngram_table_is_refused(tmp_path, damage):
         manifest = json.loads((bad.path / artifacts.MANIFEST).read_text())
         manifest["files"][artifacts.NGRAMS] = hashlib.sha256(table.read_bytes()).hexdigest()
         (bad.path / artifacts.MANIFEST).write_text(json.dumps(manifest))
+        resign(bad.path)  # as a server with a bug would publish it: signed, and still refused
         match = "ngrams.tsv.gz, line 2: expected 2 words"
     with pytest.raises(artifacts.ArtifactError, match=match):
         install.install(device, bad.path)
@@ -127,3 +129,45 @@ def test_eval_refuses_a_tampered_version_naming_the_file(seeded_home):
     (version.path / "spm.model").write_bytes(b"other tokenizer")
     with pytest.raises(registry.RegistryError, match=r"spm.model: sha256 does not match"):
         run_eval(seeded_home, version="0001")
+
+
+def test_a_version_rehashed_by_someone_without_the_key_is_refused_and_the_device_keeps_its_own(tmp_path):
+    import hashlib
+    import json
+
+    from common import signing
+
+    models, device = tmp_path / "models", tmp_path / "device"
+    good = _publish(models, 1)
+    install.install(device, good.path)
+    assert signing.pinned(device) == (tmp_path / "keys" / signing.PUBLIC_KEY).read_bytes()  # pinned at first install
+    bad = _publish(models, 2)
+    (bad.path / artifacts.CONFIG).write_text((bad.path / artifacts.CONFIG).read_text() + " ")
+    manifest = json.loads((bad.path / artifacts.MANIFEST).read_text())
+    manifest["files"][artifacts.CONFIG] = hashlib.sha256((bad.path / artifacts.CONFIG).read_bytes()).hexdigest()
+    (bad.path / artifacts.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(artifacts.ArtifactError, match="manifest.sig: not the coordinator's signature"):
+        install.install(device, bad.path)
+    assert install.installed(device).version == good.name
+
+    # Someone who also replaces the registry's key pair signs versions that a pinned device still refuses.
+    other = tmp_path / "other-keys"
+    key = signing.load_or_create(other)
+    for f in (signing.PRIVATE_KEY, signing.PUBLIC_KEY):
+        (tmp_path / "keys" / f).write_bytes((other / f).read_bytes())
+    (bad.path / signing.SIGNATURE).write_bytes(signing.sign(key, (bad.path / artifacts.MANIFEST).read_bytes()))
+    with pytest.raises(artifacts.ArtifactError, match="the key pinned on this device"):
+        install.install(device, bad.path)
+    (bad.path / signing.SIGNATURE).unlink()
+    with pytest.raises(artifacts.ArtifactError, match="manifest.sig: missing; the version is not signed"):
+        install.install(device, bad.path)
+    assert install.installed(device).version == good.name
+
+
+def test_enrolment_pins_the_coordinator_key_on_every_seeded_device(seeded_home):
+    from common import signing
+    from keyboard.store import list_device_dirs
+
+    key = (seeded_home.keys / signing.PUBLIC_KEY).read_bytes()
+    assert all(signing.pinned(d) == key for d in list_device_dirs(seeded_home.devices))
+    assert oct((seeded_home.keys / signing.PRIVATE_KEY).stat().st_mode & 0o777) == "0o600"

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from common import artifacts, ondevice
-from lm.config import preset
 from keyboard import install
 from keyboard.lm import NumpyLM
 from keyboard.suggest import WordSuggester
+from lm.config import preset
+from tests.fakes import resign
 from tests.keyboard.helpers import publish_random
 from tokenizer.vocab import Tokenizer
 
@@ -80,6 +81,7 @@ def test_versions_published_before_the_on_device_file_still_install_and_run(tmp_
     del manifest["files"][artifacts.ONDEVICE], manifest["ondevice"]
     (version.path / artifacts.MANIFEST).write_text(json.dumps(manifest))
     (version.path / artifacts.ONDEVICE).unlink()
+    resign(version.path)  # such a version is signed as it stands
     installed = install.install(tmp_path / "device", version.path)
     assert not (installed.path / artifacts.ONDEVICE).exists()
     lm = NumpyLM.load(installed.path)
@@ -107,10 +109,10 @@ def test_a_trained_models_int8_copy_keeps_its_recall(tmp_path):
     import collections
 
     from eval.centralized import train_centralized
-    from lm.recall import recall_counts
     from federated import registry
     from federated.corpus import read_records, resolve_corpus
     from lm.examples import encode_examples
+    from lm.recall import recall_counts
     from tokenizer.vocab import TokenizerConfig, train_from_counts
 
     texts = [r.text for r in read_records(resolve_corpus("shakespeare"))[:4000]]

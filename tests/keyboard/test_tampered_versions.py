@@ -17,15 +17,16 @@ import numpy as np
 import pytest
 
 from common import artifacts
-from fedkb.cli import _USER_ERRORS
 from federated import registry
+from fedkb.cli import _USER_ERRORS
 from keyboard import install
 from keyboard.app import KeyboardApp
 from keyboard.mix import ProductPredictor
-from keyboard.predictor import FrequencyPredictor, ModelPredictor, load_predictor
+from keyboard.predictor import FrequencyPredictor, load_predictor
 from keyboard.store import Device
 from keyboard.updates import fetch_update
-from tests.keyboard.helpers import WORDS, FakePredictor, publish_random
+from tests.fakes import resign
+from tests.keyboard.helpers import WORDS, publish_random
 from tokenizer.vocab import TokenizerConfig, train_from_counts
 
 
@@ -52,6 +53,7 @@ def _replace_and_resign(version: Path, name: str, data: bytes) -> None:
     manifest = json.loads(manifest_path.read_text())
     manifest["files"][name] = hashlib.sha256(data).hexdigest()
     manifest_path.write_text(json.dumps(manifest))
+    resign(version)  # signed by the coordinator's own key: only the coherence checks can tell
 
 
 def _other_tokenizer(vocab_size: int = 40) -> bytes:

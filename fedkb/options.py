@@ -1,0 +1,131 @@
+"""What the ``fedkb`` commands share: the user-facing error, the training options and their configs.
+
+The CLI (``fedkb/cli.py``) and its command modules (``fedkb/cmd_*.py``) import this; it imports
+none of them, so the CLI stays a leaf that nothing imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common.layout import Home
+
+
+class UserError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+def console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def train_config_from(args: argparse.Namespace):
+    from federated import training
+
+    return training.TrainConfig(
+        preset=args.preset, clients_per_round=args.clients_per_round, server_optimizer=args.server_optimizer,
+        client_lr=args.client_lr, client_clip_norm=args.client_clip_norm, server_lr=args.server_lr,
+        local_epochs=args.local_epochs,
+        batch_size=args.batch_size, min_examples=args.min_examples, seed=args.seed,
+    )
+
+
+def privacy_config_from(args: argparse.Namespace):
+    from federated.privacy import PrivacyConfig
+
+    return PrivacyConfig(dp_noise=args.dp_noise, dp_clip=args.dp_clip, dp_delta=args.dp_delta,
+                         secure_agg=args.secure_agg)
+
+
+def train_with_progress(home: Home, train, *, rounds: int, publish_every: int, fresh: bool, console, privacy=None,
+                        pretrained: bool = True):
+    """Runs ``program.run`` under a progress bar that shows loss and accuracy per round."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from federated import program
+
+    with Progress(TextColumn("[bold]round[/]"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("building the federated computation…", total=rounds)
+
+        def on_round(r: program.RoundResult) -> None:
+            m = r.metrics
+            line = (f"loss {m['loss']:.3f}  acc {m['accuracy_without_pad']:.3f}  "
+                    f"{m['clients']:.0f} clients of {m['available_devices']:.0f} available  {r.seconds:.1f} s")
+            progress.update(task, completed=r.round_num, description=line)
+            progress.console.print(f"round {r.round_num:>4}  {line}" + (f"  → published version {r.published}" if r.published else ""))
+
+        summary = program.run(home, train, privacy=privacy, rounds=rounds, publish_every=publish_every, fresh=fresh,
+                              pretrained=pretrained, on_round=on_round)
+        progress.update(task, completed=summary.end_round)
+    if not summary.rounds:
+        console.print(f"Already at round {summary.start_round} (asked for {rounds}); nothing to train.")
+    else:
+        console.print(
+            f"Rounds {summary.start_round + 1}–{summary.end_round} done; metrics in {home.metrics_csv}, "
+            f"checkpoints in {home.state}"
+            + (f"; published {', '.join(summary.published)} in {home.models}" if summary.published else "")
+        )
+    if privacy is not None and privacy.dp_noise > 0:
+        from federated.population import members
+        from federated.privacy import ledger_from_metrics, spent
+
+        p = spent(privacy, ledger_from_metrics(home.metrics_csv), len(members(home)))
+        console.print(f"Privacy spent over {p['rounds']} rounds: ε = {p['epsilon']:.2f} at δ = {p['delta']:.2g} "
+                      f"(RDP, noise multiplier {privacy.dp_noise}, clip {privacy.dp_clip})")
+    return summary
+
+
+def parse_targets(value: str) -> list[str]:
+    """``host:port,host:port`` -> the list, each checked."""
+    targets = [t.strip() for t in value.split(",") if t.strip()]
+    if not targets:
+        raise argparse.ArgumentTypeError("--workers needs at least one HOST:PORT")
+    for t in targets:
+        host, sep, port = t.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise argparse.ArgumentTypeError(f"--workers: {t!r} is not HOST:PORT (for example 127.0.0.1:8001)")
+    if len(set(targets)) != len(targets):
+        raise argparse.ArgumentTypeError(f"--workers lists a worker twice: {value}")
+    return targets
+
+
+def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int = 10) -> None:
+    """Options shared by ``train``, ``serve`` and ``demo``."""
+    p.add_argument("--clients-per-round", type=int, default=clients_per_round,
+                   help=f"devices sampled per round (default {clients_per_round})")
+    p.add_argument("--preset", choices=("tiny", "small", "gboard"), default="small",
+                   help="model size: small (default), gboard (Hard et al. 2018, 1.4M parameters), tiny (for tests)")
+    p.add_argument("--server-optimizer", choices=("sgdm", "adam", "yogi"), default="adam")
+    p.add_argument("--client-lr", type=float, default=0.5, help="local SGD learning rate (default 0.5)")
+    p.add_argument("--client-clip-norm", type=float, default=1.0,
+                   help="clip local gradients to this global norm (default 1.0)")
+    p.add_argument("--server-lr", type=float, default=0.03, help="server learning rate (default 0.03)")
+    p.add_argument("--local-epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--min-examples", type=int, default=5, help="train sentences a device needs to take part (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--publish-every", type=int, default=5, help="publish a model version every N rounds and at the end")
+    p.add_argument("--workers", type=parse_targets, default=None, metavar="HOST:PORT,...",
+                   help="run rounds on these `fedkb worker` services instead of a local worker")
+    p.add_argument("--no-pretrained", action="store_true",
+                   help="start a new run from random weights even if `fedkb pretrain` left a pretrained model "
+                        "in the home (by default a new run starts from it)")
+    dp = p.add_argument_group("privacy")
+    dp.add_argument("--dp-noise", type=float, default=0.0, metavar="Z",
+                    help="differential privacy: Gaussian noise multiplier on the clipped updates (default 0: off)")
+    dp.add_argument("--dp-clip", default=None, metavar="adaptive|C",
+                    help="clip each device's update to L2 norm C, or 'adaptive' (median norm; default with --dp-noise)")
+    dp.add_argument("--dp-delta", type=float, default=None, help="δ of the reported (ε, δ) (default 1/population)")
+    dp.add_argument("--secure-agg", action="store_true",
+                    help="secure aggregation (Bonawitz et al. 2017): live rounds run it between the device agents, "
+                         "which keep their own keys and shares, so the coordinator sees only masked updates and "
+                         "their sum; the simulation (`fedkb train`) runs every client's side in its own process")
