@@ -137,18 +137,19 @@ def personalize(
 
 def _fine_tune(config: ModelConfig, weights: Mapping[str, np.ndarray], examples: np.ndarray, *, epochs: int,
                learning_rate: float, batch_size: int, seed: int) -> dict[str, np.ndarray]:
-    """Plain Keras fine-tuning of a copy of ``weights`` (clipped SGD); returns the new named weights."""
-    import tensorflow as tf  # here only: the keyboard process never pays for TensorFlow
+    """Fine-tunes a copy of ``weights`` with the device's federated client work (``client_work``:
+    clipped local SGD); returns the new named weights.
 
-    from lm.model import MaskedCrossEntropy, assign_named_weights, build_model, named_weights
+    Personalization and a device's contribution to a round are the same training code; here
+    every example is used and nothing leaves the device.
+    """
+    from keyboard import client_work  # TensorFlow is imported there, only when training
 
-    tf.keras.utils.set_random_seed(seed)
-    model = build_model(config, seed=seed)
-    assign_named_weights(model, dict(weights), source="installed weights.npz")
-    model.compile(optimizer=tf.keras.optimizers.SGD(learning_rate, global_clipnorm=CLIP_NORM),
-                  loss=MaskedCrossEntropy())
-    model.fit(examples[:, :-1], examples[:, 1:], batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0)
-    return named_weights(model)
+    settings = client_work.LocalTraining(client_lr=learning_rate, client_clip_norm=CLIP_NORM, local_epochs=epochs,
+                                         batch_size=batch_size, max_examples_per_client=max(len(examples), 1),
+                                         seed=seed)
+    update = client_work.client_update(config, dict(weights), examples, settings, round_num=0)
+    return {name: w - update.delta[name] if name in update.delta else w for name, w in weights.items()}
 
 
 def _inputs(device_dir: Path) -> tuple[Splits, Installed]:
