@@ -104,6 +104,7 @@ class Coordinator:
         self._round: _Round | None = None
         self._selecting = False
         self.seen: set[str] = set()  # every device that has checked in
+        self.check_ins = 0  # check-ins answered, for bench/agent_ceiling.py's rate
         self.refusals: list[tuple[str, str]] = []  # (device id, reason), for the log and tests
         self.authenticate = False  # set by serve(tls=...): device ids must match the peer's certificate
 
@@ -123,6 +124,7 @@ class Coordinator:
             return messages.pack({"kind": "retry", "after": self.live.retry_after, "reason": f"bad check-in: {exc}"})
         with self._cond:
             self.seen.add(device_id)
+            self.check_ins += 1
             if not all(bool(eligible.get(k)) for k in ("idle", "charging", "unmetered")):
                 return self._retry("not eligible now (idle, charging and unmetered are all needed)")
             if sentences < self.train.min_examples:

@@ -26,39 +26,14 @@ from common import signing
 from common.layout import Home
 from federated import tls
 from federated.corpus import Record, group_by_user, read_records
+from keyboard.availability import NIGHT_HOURS, Availability, draw_conditions  # noqa: F401  (re-exported)
 from keyboard.store import Device, device_id_for
 
 INDEX_NAME = "population.sqlite"
-NIGHT_HOURS = frozenset({22, 23, 0, 1, 2, 3, 4, 5, 6})
 
 
 class PopulationError(Exception):
     """Seeding or reading the population failed; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Availability:
-    """A device's chance of being idle / charging / on unmetered network, by local day and night."""
-
-    tz_offset_hours: int
-    idle_day: float
-    idle_night: float
-    charging_day: float
-    charging_night: float
-    unmetered: float
-
-    @classmethod
-    def sample(cls, rng: np.random.Generator) -> "Availability":
-        # Beta priors: phones are mostly busy and unplugged by day, idle and charging at night,
-        # and usually on Wi-Fi. The means give about a quarter of devices eligible at a time.
-        return cls(
-            tz_offset_hours=int(rng.integers(-8, 9)),
-            idle_day=float(rng.beta(2, 5)),
-            idle_night=float(rng.beta(8, 2)),
-            charging_day=float(rng.beta(2, 6)),
-            charging_night=float(rng.beta(6, 2)),
-            unmetered=float(rng.beta(6, 2)),
-        )
 
 
 @dataclass(frozen=True)
@@ -206,16 +181,6 @@ def availability_arrays(population: Sequence[Member]) -> dict[str, np.ndarray]:
     """The population's availability models as column arrays, for vectorized draws."""
     fields = ("tz_offset_hours", "idle_day", "idle_night", "charging_day", "charging_night", "unmetered")
     return {f: np.array([getattr(m.availability, f) for m in population], dtype=np.float64) for f in fields}
-
-
-def draw_conditions(arrays: dict[str, np.ndarray], utc_hour: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Draws each device's idle / charging / unmetered state at one UTC hour."""
-    local = (utc_hour + arrays["tz_offset_hours"].astype(int)) % 24
-    night = np.isin(local, list(NIGHT_HOURS))
-    p_idle = np.where(night, arrays["idle_night"], arrays["idle_day"])
-    p_charging = np.where(night, arrays["charging_night"], arrays["charging_day"])
-    u = rng.random((3, len(local)))
-    return {"idle": u[0] < p_idle, "charging": u[1] < p_charging, "unmetered": u[2] < arrays["unmetered"]}
 
 
 def round_conditions(population: Sequence[Member], round_num: int, seed: int,

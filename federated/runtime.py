@@ -192,4 +192,21 @@ class LocalRuntime:
 
     def __exit__(self, *exc: object) -> None:
         if self.worker is not None:
+            import tensorflow_federated as tff
+
+            # A computation invoked on the stopped worker would wait for it forever: fail instead.
+            tff.framework.set_default_context(_stopped_context())
             self.worker.stop()
+
+
+def _stopped_context():
+    import tensorflow_federated as tff
+
+    class StoppedContext(tff.framework.SyncContext):
+        """TFF's default context once a ``LocalRuntime`` has ended: any computation raises."""
+
+        def invoke(self, comp, arg):
+            raise RuntimeStartError("a TFF computation was invoked after its LocalRuntime ended (its worker is "
+                                    "stopped); run it inside `with LocalRuntime():`")
+
+    return StoppedContext()

@@ -172,8 +172,8 @@ def add_parsers(sub) -> None:
                         f"(default {PRETRAIN_SECONDS:g}; --no-pretrained skips it)")
     p.add_argument("--live", action="store_true",
                    help="run the rounds live: a coordinator service and device agents in their own processes")
-    p.add_argument("--live-devices", type=int, default=30, metavar="N",
-                   help="--live: devices that run an agent (default 30, the first N of the population)")
+    p.add_argument("--live-devices", type=int, default=None, metavar="N",
+                   help="--live: devices that run an agent (default: every device; N: the first N of the population)")
     p.add_argument("--live-processes", type=int, default=4, metavar="P",
                    help="--live: OS processes hosting the agents (default 4)")
     add_train_options(p, clients_per_round=10)

@@ -91,9 +91,10 @@ def refusal_lines(coordinator) -> list[str]:
     return lines
 
 
-def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pretrained: bool, devices: int,
-             processes: int, log, live_config=None) -> None:
-    """``fedkb demo --live``'s training stage: a coordinator here, agents for ``devices`` devices, ``rounds`` rounds."""
+def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pretrained: bool, devices: int | None,
+             processes: int, log, live_config=None, conditions: str = "model") -> None:
+    """``fedkb demo --live``'s training stage: a coordinator here, agents for ``devices`` devices (None: all),
+    each reporting eligibility drawn from its own availability model, ``rounds`` rounds."""
     from federated.coordinator import Coordinator, LiveConfig, RoundAbandoned, serve
     from federated.program import Session
     from fedkb.options import UserError
@@ -107,12 +108,15 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
     except ValueError as exc:
         raise UserError(str(exc)) from None
     server, port = serve(coordinator, "127.0.0.1:0")
+    count = ["--count", str(devices)] if devices else []
     agents = subprocess.Popen(
-        [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "devices", "run", "--count", str(devices),
-         "--processes", str(processes), "--server", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "devices", "run", *count,
+         "--processes", str(processes), "--server", f"127.0.0.1:{port}", "--conditions", conditions],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    log(f"   coordinator on 127.0.0.1:{port}; {devices} device agents in {processes} processes train on their own "
-        f"logs and upload only their updates")
+    log(f"   coordinator on 127.0.0.1:{port}; {devices or 'all'} device agents in {processes} processes train on "
+        f"their own logs and upload only their updates"
+        + ("; each device is eligible as its own availability model draws at its local hour" if conditions == "model"
+           else ""))
     try:
         while session.done < rounds:
             if agents.poll() is not None:
@@ -176,7 +180,7 @@ def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
 
     _configure_logging(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from keyboard.agent import DeviceAgent, channel_for, connect
+    from keyboard.agent import DeviceAgent, channel_for, connect, host_conditions, modelled_conditions
     from keyboard.store import DB_NAME
 
     dirs = [home.device(d) for d in args.device]
@@ -185,11 +189,12 @@ def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
             raise UserError(f"no device {d.name!r} in {home.devices}")
     stop = threading.Event()
     try:
+        conditions = {d: modelled_conditions(d) if args.conditions == "model" else host_conditions for d in dirs}
         if args.tls or not is_loopback(args.server):  # each device presents its own credential
-            agents = [DeviceAgent(d, channel_for(d, args.server, True)) for d in dirs]
+            agents = [DeviceAgent(d, channel_for(d, args.server, True), conditions=conditions[d]) for d in dirs]
         else:
             channel = connect(args.server)
-            agents = [DeviceAgent(d, channel) for d in dirs]
+            agents = [DeviceAgent(d, channel, conditions=conditions[d]) for d in dirs]
     except ValueError as exc:
         raise UserError(str(exc)) from None
     threads = [threading.Thread(target=a.run, args=(stop,), kwargs={"max_rounds": args.rounds}, daemon=True,
@@ -220,7 +225,8 @@ def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
     shares = [ids[i::n] for i in range(n)]
     procs = []
     for share in shares:
-        cmd = [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "device", "run", "--server", args.server]
+        cmd = [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "device", "run", "--server", args.server,
+               "--conditions", args.conditions]
         for d in share:
             cmd += ["--device", d]
         if args.rounds is not None:
@@ -308,6 +314,10 @@ def _agent_options(p) -> None:
                    help=f"the coordinator (default {DEFAULT_LISTEN})")
     p.add_argument("--rounds", type=int, default=None, help="stop after this many accepted uploads per device")
     p.add_argument("--verbose", action="store_true", help="log each check-in and upload")
+    p.add_argument("--conditions", choices=("host", "model"), default="host",
+                   help="what a device reports as its eligibility: this machine's (host: on mains power counts as "
+                        "charging, default) or a draw from the device's own seeded availability model at the real "
+                        "hour (model: devices standing in for phones, most eligible at their local night)")
     p.add_argument("--tls", action="store_true",
                    help="mutual TLS with each device's credential (devices/<id>/tls/, from `fedkb serve --init-tls`); "
                         "always on for a coordinator that is not on loopback")

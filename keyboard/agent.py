@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from common import messages
 from keyboard import client_work
+from keyboard.availability import Availability, draw_now
 from keyboard.store import Device
 
 log = logging.getLogger("fedkb.agent")
@@ -48,6 +50,29 @@ def host_conditions() -> dict[str, bool]:
     charging = not batteries or any(
         (p / "status").is_file() and (p / "status").read_text().strip() in ("Charging", "Full") for p in batteries)
     return {"idle": True, "charging": charging, "unmetered": True}
+
+
+def modelled_conditions(device_dir: Path, *, hold_seconds: float = 60.0, clock=time.monotonic):
+    """Conditions drawn from the device's own availability model (its status record), for a device
+    agent that stands in for a phone (``fedkb devices run --conditions model``).
+
+    A draw holds for ``hold_seconds`` (a phone's state does not flip between two check-ins); the
+    randomness is the device's own and is never sent, only the conditions are.
+    """
+    with Device(device_dir) as device:
+        status = device.status()
+    try:
+        model = Availability.from_dict(status.get("availability"))
+    except ValueError as exc:
+        raise ValueError(f"device {Path(device_dir).name}: {exc}") from None
+    rng, drawn = np.random.default_rng(), {}
+
+    def conditions() -> dict[str, bool]:
+        if not drawn or clock() - drawn["at"] >= hold_seconds:
+            drawn.update(at=clock(), value=draw_now(model, rng))
+        return dict(drawn["value"])
+
+    return conditions
 
 
 def connect(target: str, tls_dir: Path | None = None) -> grpc.Channel:
