@@ -169,7 +169,8 @@ class Coordinator:
             reason = str(exc)
             with self._cond:
                 self.refusals.append((device_id, reason))
-            log.warning("refused an upload from device %s: %s", device_id, reason)
+            # A late upload from an over-selected device is how over-selection works, not a fault.
+            (log.info if "(late" in reason else log.warning)("refused an upload from device %s: %s", device_id, reason)
             return messages.pack({"accepted": False, "reason": reason})
 
     def secure_aggregation(self, request: bytes, context=None) -> bytes:
