@@ -71,7 +71,7 @@ def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
                 m = r.metrics
                 log(f"round {r.round_num}: loss {m['loss']:.3f}, {len(r.clients)} devices reported, "
                     f"{r.seconds:.1f} s" + (f"; published {r.published}" if r.published else ""))
-                for line in refusal_lines(coordinator):
+                for line in refusal_lines(coordinator)[0]:
                     log(f"[yellow]{line}[/]")
         except KeyboardInterrupt:
             log(f"stopped after round {session.done}; the state is saved and `fedkb serve` resumes from it")
@@ -80,15 +80,17 @@ def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
             server.stop(grace=1).wait()
 
 
-def refusal_lines(coordinator) -> list[str]:
-    """The round's refused uploads, each naming its device; late ones (expected with over-selection) counted."""
-    refusals, coordinator.refusals = coordinator.refusals, []
+def refusal_lines(coordinator, *, name_late: bool = True) -> tuple[list[str], int]:
+    """The refused uploads since the last call, each naming its device, and how many were late
+    (expected with over-selection: counted in one line, naming the devices if ``name_late``)."""
+    with coordinator._cond:
+        refusals, coordinator.refusals = coordinator.refusals, []
     late = [d for d, reason in refusals if "(late" in reason]
     lines = [f"refused an upload from {d}: {reason}" for d, reason in refusals if "(late" not in reason]
-    if late:
+    if late and name_late:
         lines.append(f"{len(late)} late uploads refused (over-selected devices that finished after the report "
                      f"goal): {', '.join(late)}")
-    return lines
+    return lines, len(late)
 
 
 def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pretrained: bool, devices: int | None,
@@ -117,6 +119,7 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
         f"their own logs and upload only their updates"
         + ("; each device is eligible as its own availability model draws at its local hour" if conditions == "model"
            else ""))
+    late = 0
     try:
         while session.done < rounds:
             if agents.poll() is not None:
@@ -126,11 +129,15 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
             except RoundAbandoned as exc:
                 log(f"   {exc}")
                 continue
+            lines, n_late = refusal_lines(coordinator, name_late=False)
+            late += n_late
+            for line in lines:
+                log(f"   {line}")
             if r.round_num == 1 or r.round_num % 10 == 0 or r.published:
                 log(f"   round {r.round_num}/{rounds}: loss {r.metrics['loss']:.3f}, {len(r.clients)} devices "
-                    f"reported, {r.seconds:.1f} s" + (f"; published {r.published}" if r.published else ""))
-            for line in refusal_lines(coordinator):
-                log(f"   {line}")
+                    f"reported, {r.seconds:.1f} s" + (f"; published {r.published}" if r.published else "")
+                    + (f"; {late} late uploads from over-selected devices refused" if late else ""))
+                late = 0
     finally:
         server.stop(grace=1)
         if agents.poll() is None:
