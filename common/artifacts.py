@@ -33,6 +33,14 @@ class ArtifactError(Exception):
     """A version is missing, incomplete or does not match its manifest; the message names the file."""
 
 
+def version_name(value: object, where: object) -> str:
+    """``value`` if it is a version's folder name (digits only, as the registry publishes them),
+    else ``ArtifactError`` naming ``where``: a name from a file is never joined to a path unchecked."""
+    if not (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12):
+        raise ArtifactError(f"{where}: {value!r} is not a version name (digits only, such as 0003)")
+    return value
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -118,6 +118,7 @@ def verify(path: Path) -> Version:
     """Checks every file of a version against its manifest and the manifest's signature; raises
     ``RegistryError`` naming the file."""
     try:
+        artifacts.version_name(Path(path).name, path)
         manifest = artifacts.verify(path)
         key = signing.read_public(keys_dir(Path(path).parent))
         if key is None:
@@ -134,13 +135,27 @@ def read_registry(models_dir: Path) -> dict:
     if not path.is_file():
         return {"latest": None, "decisions": {}}
     try:
-        return json.loads(path.read_text())
+        reg = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise RegistryError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(reg, dict) or not isinstance(reg.get("decisions"), dict):
+        raise RegistryError(f"{path}: not a registry (an object with 'latest' and 'decisions')")
+    try:  # names from this file become paths: digits only, nothing like ".." or "../devices/x"
+        if reg.get("latest") is not None:
+            artifacts.version_name(reg["latest"], f"{path}: latest")
+        for name in reg["decisions"]:
+            artifacts.version_name(name, f"{path}: decisions")
+    except artifacts.ArtifactError as exc:
+        raise RegistryError(str(exc)) from None
+    return reg
 
 
 def record_decision(models_dir: Path, name: str, *, promoted: bool, reason: str, **details: object) -> dict:
     """Records whether version ``name`` was promoted (and why); a promotion makes it ``latest``."""
+    try:
+        artifacts.version_name(name, models_dir)
+    except artifacts.ArtifactError as exc:
+        raise RegistryError(str(exc)) from None
     reg = read_registry(models_dir)
     decision = {"promoted": promoted, "reason": reason,
                 "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **details}

@@ -54,8 +54,10 @@ def read_pointer(device_dir: Path) -> dict:
 
 def _folder_name(value: object) -> str | None:
     """A version folder name from the pointer, or None for anything that is not one (such as ``../x``)."""
-    ok = isinstance(value, str) and value and not value.startswith(".") and "/" not in value and "\\" not in value
-    return value if ok else None
+    try:
+        return artifacts.version_name(value, POINTER)
+    except artifacts.ArtifactError:
+        return None
 
 
 def installed(device_dir: Path) -> Installed | None:
@@ -79,6 +81,8 @@ def install(device_dir: Path, version_dir: Path) -> Installed:
     Installing the version already current is a no-op. On any error the device keeps what it had.
     """
     version_dir = Path(version_dir)
+    # The name becomes a folder of this device that install replaces: never ``..`` or a path.
+    artifacts.version_name(version_dir.name, version_dir)
     manifest = artifacts.verify(version_dir)
     key, newly_pinned = trusted_key(device_dir, version_dir)
     signing.check(version_dir, key)

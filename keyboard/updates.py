@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from common import artifacts
 from keyboard.install import Installed, install, installed
 
 REGISTRY = "registry.json"  # written by federated/registry.py; devices only read its "latest" key
@@ -30,10 +31,10 @@ def promoted_version(models_dir: Path) -> str | None:
     name = data.get("latest") if isinstance(data, dict) else None
     if name is None:
         return None
-    # The name becomes a path: refuse anything that could point outside the models folder.
-    if not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name:
-        raise UpdateError(f"{path}: 'latest' should be a version folder name, got {name!r}")
-    return name
+    try:  # the name becomes a path: digits only, nothing that could point outside the models folder
+        return artifacts.version_name(name, f"{path}: latest")
+    except artifacts.ArtifactError as exc:
+        raise UpdateError(str(exc)) from None
 
 
 def fetch_update(device_dir: Path, models_dir: Path) -> Installed | None:

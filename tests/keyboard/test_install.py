@@ -171,3 +171,32 @@ def test_enrolment_pins_the_coordinator_key_on_every_seeded_device(seeded_home):
     key = (seeded_home.keys / signing.PUBLIC_KEY).read_bytes()
     assert all(signing.pinned(d) == key for d in list_device_dirs(seeded_home.devices))
     assert oct((seeded_home.keys / signing.PRIVATE_KEY).stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("name", ["..", "../../devices", "0001/..", "", "1e3", "٣"])
+def test_a_version_name_that_is_not_digits_is_refused_everywhere_and_no_device_file_is_touched(seeded_home, name):
+    import json
+
+    from federated.rollout import rollout
+    from keyboard.store import DB_NAME, list_device_dirs
+    from keyboard.updates import UpdateError, fetch_update
+
+    _publish(seeded_home.models, 1)
+    registry.record_decision(seeded_home.models, "0001", promoted=True, reason="first version")
+    device = next(iter(list_device_dirs(seeded_home.devices)))
+    install.install(device, seeded_home.models / "0001")
+    before = {p.name: p.read_bytes() for p in device.iterdir() if p.is_file()}
+    reg = json.loads((seeded_home.models / "registry.json").read_text())
+    (seeded_home.models / "registry.json").write_text(json.dumps({**reg, "latest": name}))
+
+    with pytest.raises(registry.RegistryError, match="is not a version name"):
+        rollout(seeded_home, devices=None)  # it once deleted a device's log.sqlite with "latest": ".."
+    with pytest.raises(UpdateError, match="is not a version name"):
+        fetch_update(device, seeded_home.models)
+    with pytest.raises(artifacts.ArtifactError, match="is not a version name"):
+        install.install(device, seeded_home.models / name)
+    with pytest.raises(registry.RegistryError, match="is not a version name"):
+        registry.record_decision(seeded_home.models, name, promoted=True, reason="")
+    assert (device / DB_NAME).is_file()
+    assert {p.name: p.read_bytes() for p in device.iterdir() if p.is_file()} == before
+    assert install.installed(device).version == "0001"
