@@ -32,13 +32,15 @@ def cmd_worker(home: Home, args: argparse.Namespace) -> None:
         raise UserError(f"`fedkb worker` needs --listen HOST:PORT ({LISTEN_HELP}); there is no default, because "
                         "the executor service it starts is unauthenticated")
     print(WARNING.format(address=args.listen), file=sys.stderr, flush=True)
+    from federated.isolation import is_wildcard, split_host_port
     from federated.runtime import Worker, wait_until_serving
 
     worker = Worker(listen=args.listen, max_concurrent_computation_calls=args.max_concurrent)
     try:
         wait_until_serving(worker, timeout=120)
+        reach = f"THIS-HOST:{worker.port}" if is_wildcard(split_host_port(args.listen)[0]) else worker.target
         print(f"fedkb worker: TFF executor service on {args.listen} (worker_binary pid {worker.process.pid}); "
-              f"use `fedkb train --workers {worker.target},...`; Ctrl-C stops it", flush=True)
+              f"use `fedkb train --workers {reach},...`; Ctrl-C stops it", flush=True)
         code = worker.process.wait()
         if code not in (0, -signal.SIGINT):
             print(f"fedkb worker: worker_binary exited with status {code}", file=sys.stderr)
