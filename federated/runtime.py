@@ -5,22 +5,30 @@ not run at interpreter exit, and a parent killed with SIGKILL runs no Python at 
 start the worker ourselves: on Linux the child asks the kernel for SIGKILL when its parent
 dies (``PR_SET_PDEATHSIG``), its SIGINT handler is reset to the default (a worker that
 inherits an ignored SIGINT makes TFF hang when it stops it), and ``stop()`` ends it on every
-normal path. The context talks to it over gRPC exactly as TFF's own local context does.
+normal path. The context talks to it over gRPC exactly as TFF's own local context does, but
+through a Unix socket: the worker itself runs in a network namespace of its own, unreachable
+from the network (``federated/isolation.py``).
 """
 
 from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
+import importlib.util
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import grpc
+
+from federated import isolation
 
 _PR_SET_PDEATHSIG = 1
 _GRPC_OPTIONS = [
@@ -35,9 +43,10 @@ class RuntimeStartError(RuntimeError):
 
 
 def worker_binary_path() -> Path:
-    import tensorflow_federated
-
-    return Path(tensorflow_federated.__file__).parent / "data" / "worker_binary"
+    spec = importlib.util.find_spec("tensorflow_federated")  # found without importing it (~15 s)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeStartError("tensorflow_federated is not installed")
+    return Path(spec.submodule_search_locations[0]) / "data" / "worker_binary"
 
 
 def available_cores() -> int:
@@ -53,8 +62,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _child_setup() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
+def _child_setup(join_pid: int | None = None, *, private: bool = False) -> None:  # in the child, fork to exec
+    if private:
+        isolation.enter_private_network_in_child()
+    elif join_pid is not None:
+        isolation.join_namespaces_in_child(join_pid)
+    if sys.platform.startswith("linux"):  # after the namespace change, which could reset it
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -63,11 +76,18 @@ def _child_setup() -> None:  # runs in the child between fork and exec
 
 
 class Worker:
-    """One ``worker_binary`` process serving TFF's executor service on a local port."""
+    """One ``worker_binary`` process serving TFF's executor service, and the relay that reaches it.
 
-    def __init__(self, *, port: int | None = None, log_path: Path | None = None,
+    ``worker_binary`` runs in a network namespace of its own (``federated/isolation.py``). With
+    ``listen=None`` only this user reaches it, through a Unix socket in an owner-only directory
+    (``target`` is ``unix:PATH``); with ``listen="HOST:PORT"`` the relay serves exactly that
+    address (``fedkb worker``). Where no namespace can be made, the worker serves on all
+    interfaces as TFF's own does, after a warning; a ``listen`` host other than a wildcard is
+    then refused rather than silently widened.
+    """
+
+    def __init__(self, *, listen: str | None = None, log_path: Path | None = None,
                  max_concurrent_computation_calls: int | None = None):
-        self.port = port or _free_port()
         if max_concurrent_computation_calls is None:
             # One client computation per core: unlimited, ten clients' graphs fight over two
             # cores and a round takes about 1.4x longer (bench/train_throughput.py).
@@ -75,28 +95,76 @@ class Worker:
         binary = worker_binary_path()
         if not binary.is_file():
             raise RuntimeStartError(f"TFF worker binary not found at {binary}")
+        host, port = isolation.split_host_port(listen) if listen else ("127.0.0.1", None)
+        reason = isolation.unavailable_reason()
+        if reason is not None and listen and not isolation.is_wildcard(host):
+            raise RuntimeStartError(f"cannot serve TFF's executor on {host} only: {reason}; worker_binary can only "
+                                    f"bind all interfaces (pass 0.0.0.0:{port} to accept that knowingly)")
+        self.relay: subprocess.Popen | None = None
+        self._socket_dir: Path | None = None
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [str(binary), f"--port={self.port}",
-             f"--max_concurrent_computation_calls={max_concurrent_computation_calls}"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-            preexec_fn=_child_setup,
-        )
+        listener = None
+        try:
+            if reason is None:
+                listener = self._listen(host, port)
+            else:
+                port = port or _free_port()
+                print(isolation.exposure_warning(port, reason), file=sys.stderr, flush=True)
+            self.port = port  # the TCP port others reach (None: only the Unix socket)
+            self._connect_host = "127.0.0.1" if isolation.is_wildcard(host) else host
+            self.process = self._popen(
+                [str(binary), f"--port={port if reason else isolation.INNER_PORT}",
+                 f"--max_concurrent_computation_calls={max_concurrent_computation_calls}"],
+                functools.partial(_child_setup, private=reason is None))
+            if listener is not None:
+                self.relay = self._popen(
+                    [sys.executable, "-I", "-S", str(isolation.RELAY), str(listener.fileno()), str(isolation.INNER_PORT)],
+                    functools.partial(_child_setup, self.process.pid), pass_fds=(listener.fileno(),))
+        except BaseException as exc:
+            self.stop()
+            if isinstance(exc, (OSError, subprocess.SubprocessError)):
+                raise RuntimeStartError(f"could not start TFF's worker: {exc}") from exc
+            raise
+        finally:
+            if listener is not None:
+                listener.close()
         atexit.register(self.stop)
+
+    def _listen(self, host: str, port: int | None):
+        if port is not None:
+            return isolation.tcp_listener(host, port)
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="fedkb-tff-"))  # mode 0700
+        try:
+            return isolation.unix_listener(self._socket_dir)
+        except OSError:  # a long TMPDIR
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="fedkb-tff-", dir="/tmp"))
+            return isolation.unix_listener(self._socket_dir)
+
+    def _popen(self, argv: list[str], setup, pass_fds=()) -> subprocess.Popen:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+                                preexec_fn=setup, pass_fds=pass_fds)
 
     @property
     def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        """Where a gRPC channel reaches the executor service: ``unix:PATH`` or ``HOST:PORT``."""
+        if self.port is None:
+            return f"unix:{self._socket_dir / 'executor.sock'}"
+        host = f"[{self._connect_host}]" if ":" in self._connect_host else self._connect_host
+        return f"{host}:{self.port}"
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ends the worker (SIGINT, then SIGKILL if it does not exit in ``timeout`` seconds)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """Ends the worker (SIGINT, then SIGKILL if it does not exit in ``timeout`` seconds), then the relay."""
+        for process, sig in ((getattr(self, "process", None), signal.SIGINT), (self.relay, signal.SIGTERM)):
+            if process is not None and process.poll() is None:
+                process.send_signal(sig)
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
         if self._log is not subprocess.DEVNULL and not self._log.closed:
             self._log.close()
         atexit.unregister(self.stop)
@@ -110,13 +178,13 @@ def wait_until_serving(worker: Worker, timeout: float = 60.0) -> None:
         while True:
             if worker.process.poll() is not None:
                 raise RuntimeStartError(f"worker_binary exited with status {worker.process.returncode} before serving "
-                                        f"on port {worker.port} (is the port in use?)")
+                                        f"at {worker.target} (is the port in use?)")
             try:
                 grpc.channel_ready_future(channel).result(timeout=0.5)
                 return
             except grpc.FutureTimeoutError:
                 if time.monotonic() > deadline:
-                    raise RuntimeStartError(f"worker_binary did not serve on port {worker.port} within {timeout:.0f} s")
+                    raise RuntimeStartError(f"worker_binary did not serve at {worker.target} within {timeout:.0f} s")
     finally:
         channel.close()
 

@@ -26,10 +26,10 @@ def _free_port() -> int:
 
 
 def _start_worker(port: int) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "fedkb.cli", "worker", "--port", str(port)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "fedkb.cli", "worker", "--listen", f"127.0.0.1:{port}"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()  # blocks until serving (or exit)
-    assert "executor service on port" in line, line
+    assert f"executor service on 127.0.0.1:{port}" in line, line
     binary = int(line.split("worker_binary pid ")[1].split(")")[0])
     return proc, binary
 
@@ -56,7 +56,7 @@ def test_two_workers_give_the_local_result_and_leave_nothing_behind(seeded_home,
     shutil.copytree(seeded_home.root, local.root)
     workers = [_start_worker(_free_port()) for _ in range(2)]
     try:
-        targets = ",".join(f"127.0.0.1:{w[0].args[-1]}" for w in workers)
+        targets = ",".join(w[0].args[-1] for w in workers)
         args = ["train", "--rounds", "2", "--preset", "tiny", "--clients-per-round", "6", "--seed", "3"]
         before = [_cpu(b) for _, b in workers]
         spread = _fedkb(seeded_home, *args, "--workers", targets)
