@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,11 @@ from keyboard.store import Device
 
 log = logging.getLogger("fedkb.agent")
 CHECK_IN_TIMEOUT = 120.0  # seconds a check-in may be held open while the coordinator selects
+UPLOAD_TIMEOUT = 120.0  # seconds one upload attempt may take
+# An upload cut by the network is sent again (the same bytes) until the task's deadline; these codes
+# mean the connection failed, not that the coordinator refused the message.
+RETRY_UPLOAD_ON = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
+                   grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)
 TOKENIZER_CACHE = "federated-tokenizer.model"  # in the device dir: the tokenizer tasks encode with
 
 
@@ -88,6 +94,7 @@ class DeviceAgent:
         self.stats = AgentStats()
         self._tokenizer_sha: str | None = None
         self.on_stage = lambda stage: None  # called after each secure-aggregation stage this device completes
+        self._stop = threading.Event()  # run()'s: ends upload retries too
         call = lambda m: channel.unary_unary(f"/{messages.SERVICE}/{m}")  # noqa: E731  (raw bytes both ways)
         self._check_in, self._upload, self._tokenizer = call("CheckIn"), call("Upload"), call("Tokenizer")
         self._secure = call("SecureAggregation")
@@ -138,7 +145,9 @@ class DeviceAgent:
             sequence_length=config.sequence_length, settings=settings, round_num=task["round"])
         return client_work.client_update(config, weights, examples, settings, round_num=task["round"])
 
-    def upload(self, task: dict, update: client_work.ClientUpdate) -> dict:
+    def upload(self, task: dict, update: client_work.ClientUpdate, *, until: float | None = None) -> dict:
+        """Sends the update; a connection that fails is retried with the same message until ``until``
+        (``time.monotonic()``; default: the task's deadline from now)."""
         if "secagg" in task:  # only a masked vector leaves, through the four stages
             from keyboard.secure_upload import SecureUploadFailed, secure_upload
 
@@ -150,17 +159,30 @@ class DeviceAgent:
             return {"accepted": True}
         header = {"task_id": task["task_id"], "device_id": self.device_id, "round": task["round"],
                   "weight": update.weight, "metrics": update.metrics}
-        reply, _ = messages.unpack(self._upload(messages.pack(header, update.delta), timeout=120))
-        return reply
+        message = messages.pack(header, update.delta)
+        until = time.monotonic() + float(task.get("deadline_seconds", 300)) if until is None else until
+        delay = 0.5
+        while True:
+            try:
+                reply, _ = messages.unpack(self._upload(message, timeout=UPLOAD_TIMEOUT))
+                return reply
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRY_UPLOAD_ON or time.monotonic() + delay >= until or self._stop.is_set():
+                    raise
+                log.info("%s: round %s upload failed (%s); sending it again in %.1f s", self.device_id,
+                         task["round"], exc.code(), delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
 
     def step(self) -> dict:
         """One check-in and, if selected, one round's work; returns the coordinator's last reply."""
         reply, arrays = self.check_in()
         if reply.get("kind") != "task":
             return reply
+        until = time.monotonic() + float(reply.get("deadline_seconds", 300))  # the coordinator's, from receipt
         self.stats.tasks += 1
         update = self.train(reply, arrays)
-        answer = self.upload(reply, update)
+        answer = self.upload(reply, update, until=until)
         if answer.get("accepted"):
             self.stats.uploads_accepted += 1
             self.stats.last_round = reply["round"]
@@ -173,6 +195,7 @@ class DeviceAgent:
 
     def run(self, stop: threading.Event, *, max_rounds: int | None = None) -> AgentStats:
         """Takes part in rounds until ``stop`` is set (or after ``max_rounds`` uploads)."""
+        self._stop = stop
         backoff = 0.5
         while not stop.is_set():
             try:

@@ -24,7 +24,7 @@ def free_port() -> int:
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.2):
-    """Polls ``condition`` until it is truthy (returns it) or ``timeout`` seconds pass (AssertionError naming ``what``)."""
+    """Polls ``condition`` until it is truthy and returns it; after ``timeout`` s, AssertionError naming ``what``."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()

@@ -52,3 +52,52 @@ def test_a_coordinator_killed_mid_round_restarts_resumes_and_the_devices_retry(s
         rows = list(csv.DictReader(f))
     assert [int(r["round"]) for r in rows] == [1, 2] and all(int(float(r["clients"])) == 2 for r in rows)
     assert (seeded_home.models / "latest.json").exists() or any(seeded_home.models.glob("0*"))
+
+
+def test_an_upload_cut_mid_way_is_sent_again_counted_once_and_a_replay_is_refused(seeded_home):
+    import numpy as np
+
+    from common import messages
+    from federated import training
+    from federated.coordinator import Coordinator, LiveConfig, serve
+    from federated.program import Session
+    from federated.runtime import LocalRuntime
+    from keyboard.agent import connect
+    from keyboard.store import list_device_dirs
+    from tests.live_helpers import CuttingRelay
+
+    cut, direct = [d.name for d in list_device_dirs(seeded_home.devices)][:2]
+    train = training.TrainConfig(preset="tiny", clients_per_round=2, batch_size=4, seed=3, min_examples=3)
+    fedkb = [sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root), "device", "run", "--rounds", "1",
+             "--verbose"]
+    with LocalRuntime():
+        session = Session(seeded_home, train, publish_every=5, pretrained=False, live=True)
+        coordinator = Coordinator(session, LiveConfig(overselect=1.0, selection_window=0.0, report_deadline=240))
+        server, port = serve(coordinator, "127.0.0.1:0")
+        # check-ins and the tokenizer request are a few hundred bytes each; the delta is tens of kilobytes
+        relay = CuttingRelay(port, cut_after=16_000)
+        agents = [subprocess.Popen([*fedkb, "--device", device, "--server", f"127.0.0.1:{p}"], cwd=REPO,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                  for device, p in ((cut, relay.port), (direct, port))]
+        try:
+            result = coordinator.run_round()
+            outputs = [a.communicate(timeout=120) for a in agents]
+            task_id = next(t.task_id for t in coordinator._round.uploads.tasks.values() if t.device_id == cut)
+            replay = {"task_id": task_id, "device_id": cut, "round": 1, "weight": 1.0, "metrics": {}}
+            zeros = {n: np.zeros(s, np.float32) for n, s in coordinator._round.uploads.shapes.items()}
+            upload = connect(f"127.0.0.1:{port}").unary_unary(f"/{messages.SERVICE}/Upload")
+            replayed = messages.unpack(upload(messages.pack(replay, zeros), timeout=60))[0]
+        finally:
+            relay.close()
+            server.stop(grace=1)
+            for a in agents:
+                if a.poll() is None:
+                    a.kill()
+    cut_log = outputs[0][1]
+    assert relay.cuts == 1 and "upload failed" in cut_log and "sending it again" in cut_log, \
+        (relay.cut_at, cut_log[-2000:])
+    assert f"{cut}: 1 tasks, 1 uploads accepted, 0 refused" in outputs[0][0], cut_log[-2000:]
+    assert sorted(result.clients) == sorted([cut, direct]) and result.metrics["clients"] == 2
+    assert replayed["accepted"] is False and "replayed upload" in replayed["reason"], replayed
+    assert [d for d, _ in coordinator.refusals] == [cut]  # the replay only: the cut upload never arrived
+
