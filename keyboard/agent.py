@@ -61,7 +61,9 @@ def connect(target: str, tls_dir: Path | None = None) -> grpc.Channel:
     (``device.pem``, ``device.key`` and the CA's ``ca.pem``, issued at enrolment), which any
     address but loopback requires."""
     opts = [("grpc.max_send_message_length", messages.MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", messages.MAX_MESSAGE_BYTES)]
+            ("grpc.max_receive_message_length", messages.MAX_MESSAGE_BYTES),
+            # a restarted coordinator is found within the agent's own longest back-off, not gRPC's 2 minutes
+            ("grpc.max_reconnect_backoff_ms", 30_000)]
     if tls_dir is None:
         if not messages.is_loopback(target):
             raise ValueError(f"{target} is not loopback: the connection needs TLS and this device's credential "
@@ -95,6 +97,7 @@ class DeviceAgent:
         self._tokenizer_sha: str | None = None
         self.on_stage = lambda stage: None  # called after each secure-aggregation stage this device completes
         self._stop = threading.Event()  # run()'s: ends upload retries too
+        self._unreachable: bool | None = None  # last written to the status record (the keyboard shows it)
         call = lambda m: channel.unary_unary(f"/{messages.SERVICE}/{m}")  # noqa: E731  (raw bytes both ways)
         self._check_in, self._upload, self._tokenizer = call("CheckIn"), call("Upload"), call("Tokenizer")
         self._secure = call("SecureAggregation")
@@ -201,8 +204,10 @@ class DeviceAgent:
             try:
                 reply = self.step()
                 backoff = 0.5
+                self._record_reachable(True)
             except grpc.RpcError as exc:  # the coordinator is down or restarting: try again later
                 log.info("%s: coordinator unreachable (%s); retrying in %.1f s", self.device_id, exc.code(), backoff)
+                self._record_reachable(False)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
@@ -214,6 +219,14 @@ class DeviceAgent:
             elif reply.get("kind") == "retry":
                 stop.wait(float(reply.get("after", 1.0)))
         return self.stats
+
+    def _record_reachable(self, reachable: bool) -> None:
+        """Writes ``coordinator_unreachable`` to the device's status record when it changes."""
+        unreachable = not reachable
+        if self._unreachable != unreachable:
+            with Device(self.device_dir) as device:
+                device.set(coordinator_unreachable=unreachable)
+            self._unreachable = unreachable
 
 
 class BackgroundAgent:
