@@ -32,6 +32,7 @@ generation step.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 import threading
@@ -162,7 +163,10 @@ class Coordinator:
                 if self._round.secure is not None:
                     raise messages.MessageError("this round runs secure aggregation: updates arrive only masked "
                                                 "(the SecureAggregation call)")
-                self._round.uploads.accept(header, arrays)
+                digest = hashlib.sha256(request).hexdigest()
+                if self._round.uploads.resent(header, digest):  # its reply was lost: counted once already
+                    return messages.pack({"accepted": True, "resent": True})
+                self._round.uploads.accept(header, arrays, digest)
                 self._cond.notify_all()
             return messages.pack({"accepted": True})
         except messages.MessageError as exc:

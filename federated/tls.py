@@ -34,6 +34,10 @@ CA_CERT, CA_KEY = "ca.pem", "ca.key"
 SERVER_CERT, SERVER_KEY = "server.pem", "server.key"
 DEVICE_CERT, DEVICE_KEY = "device.pem", "device.key"  # in devices/<id>/tls/, with ca.pem
 VALID_DAYS = 3650
+# Each side checks the other's certificate against its own clock. Certificates are valid from this long
+# before they are made, so a device whose clock is hours (up to two days) behind the coordinator's still
+# accepts the coordinator's certificate, and the coordinator a device's issued just now.
+CLOCK_SKEW_MARGIN = dt.timedelta(days=2)
 
 
 class TLSError(Exception):
@@ -73,11 +77,15 @@ def _name(common_name: str) -> x509.Name:
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, public_key, days: int = VALID_DAYS) -> x509.CertificateBuilder:
+def _builder(subject: x509.Name, issuer: x509.Name, public_key, issuer_key,
+             days: int = VALID_DAYS) -> x509.CertificateBuilder:
+    """A certificate valid from ``CLOCK_SKEW_MARGIN`` ago, with the key identifiers RFC 5280 asks for."""
     now = dt.datetime.now(dt.timezone.utc)
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=days)))
+            .serial_number(x509.random_serial_number()).not_valid_before(now - CLOCK_SKEW_MARGIN)
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key), critical=False))
 
 
 def init_ca(tls_dir: Path, hosts: list[str] = ()) -> Path:
@@ -89,7 +97,7 @@ def init_ca(tls_dir: Path, hosts: list[str] = ()) -> Path:
     tls_dir.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("fedkb coordinator CA")
-    ca = (_builder(ca_name, ca_name, ca_key.public_key())
+    ca = (_builder(ca_name, ca_name, ca_key.public_key(), ca_key.public_key())
           .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
           .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
                                        key_encipherment=False, data_encipherment=False, key_agreement=False,
@@ -104,7 +112,8 @@ def init_ca(tls_dir: Path, hosts: list[str] = ()) -> Path:
         except ValueError:
             names.append(x509.DNSName(host))
     server_key = ec.generate_private_key(ec.SECP256R1())
-    cert = (_builder(_name(hosts[0] if hosts else "localhost"), ca_name, server_key.public_key())
+    cert = (_builder(_name(hosts[0] if hosts else "localhost"), ca_name, server_key.public_key(),
+                     ca_key.public_key())
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
@@ -122,7 +131,7 @@ def issue_device(tls_dir: Path, device_dir: Path) -> Path:
     except FileNotFoundError as exc:
         raise TLSError(f"{exc.filename}: missing; run `fedkb serve --init-tls` first") from None
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (_builder(_name(device_dir.name), ca.subject, key.public_key())
+    cert = (_builder(_name(device_dir.name), ca.subject, key.public_key(), ca_key.public_key())
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     out = device_dir / "tls"

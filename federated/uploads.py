@@ -22,6 +22,7 @@ class Task:
     device_id: str
     round_num: int
     answered: bool = False
+    digest: str | None = None  # sha256 of the accepted upload message: the same bytes again are a resend
 
 
 @dataclass
@@ -43,8 +44,16 @@ class RoundUploads:
     accepted: dict[str, Accepted] = field(default_factory=dict)  # by device id
     closed: bool = False
 
-    def accept(self, header: dict, arrays: dict[str, np.ndarray]) -> str:
-        """Records the upload and returns its device id; ``MessageError`` says why it cannot count."""
+    def resent(self, header: dict, digest: str) -> bool:
+        """Whether this message is the very one already accepted for its task: a device sending it again
+        because the connection failed before the reply reached it. It counted once; it is not refused."""
+        task = self.tasks.get(header.get("task_id"))
+        return task is not None and task.answered and task.device_id == header.get("device_id") \
+            and task.digest == digest
+
+    def accept(self, header: dict, arrays: dict[str, np.ndarray], digest: str | None = None) -> str:
+        """Records the upload (``digest``: its message's sha256) and returns its device id; ``MessageError``
+        says why it cannot count."""
         device_id = messages.field(header, "device_id", str)
         task_id = messages.field(header, "task_id", str)
         task = self.tasks.get(task_id)
@@ -78,6 +87,6 @@ class RoundUploads:
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                    for v in metrics.values()):
             raise messages.MessageError("metrics must be finite numbers")
-        task.answered = True
+        task.answered, task.digest = True, digest
         self.accepted[device_id] = Accepted([arrays[n] for n in names], weight, dict(metrics))
         return device_id

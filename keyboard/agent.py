@@ -30,6 +30,11 @@ from keyboard.store import Device
 
 log = logging.getLogger("fedkb.agent")
 CHECK_IN_TIMEOUT = 120.0  # seconds a check-in may be held open while the coordinator selects
+UPLOAD_TIMEOUT = 120.0  # seconds one upload attempt may take
+# An upload cut by the network is sent again (the same bytes) until the task's deadline; these codes
+# mean the connection failed, not that the coordinator refused the message.
+RETRY_UPLOAD_ON = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
+                   grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)
 TOKENIZER_CACHE = "federated-tokenizer.model"  # in the device dir: the tokenizer tasks encode with
 
 
@@ -80,7 +85,9 @@ def connect(target: str, tls_dir: Path | None = None) -> grpc.Channel:
     (``device.pem``, ``device.key`` and the CA's ``ca.pem``, issued at enrolment), which any
     address but loopback requires."""
     opts = [("grpc.max_send_message_length", messages.MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", messages.MAX_MESSAGE_BYTES)]
+            ("grpc.max_receive_message_length", messages.MAX_MESSAGE_BYTES),
+            # a restarted coordinator is found within the agent's own longest back-off, not gRPC's 2 minutes
+            ("grpc.max_reconnect_backoff_ms", 30_000)]
     if tls_dir is None:
         if not messages.is_loopback(target):
             raise ValueError(f"{target} is not loopback: the connection needs TLS and this device's credential "
@@ -113,6 +120,8 @@ class DeviceAgent:
         self.stats = AgentStats()
         self._tokenizer_sha: str | None = None
         self.on_stage = lambda stage: None  # called after each secure-aggregation stage this device completes
+        self._stop = threading.Event()  # run()'s: ends upload retries too
+        self._unreachable: bool | None = None  # last written to the status record (the keyboard shows it)
         call = lambda m: channel.unary_unary(f"/{messages.SERVICE}/{m}")  # noqa: E731  (raw bytes both ways)
         self._check_in, self._upload, self._tokenizer = call("CheckIn"), call("Upload"), call("Tokenizer")
         self._secure = call("SecureAggregation")
@@ -163,7 +172,9 @@ class DeviceAgent:
             sequence_length=config.sequence_length, settings=settings, round_num=task["round"])
         return client_work.client_update(config, weights, examples, settings, round_num=task["round"])
 
-    def upload(self, task: dict, update: client_work.ClientUpdate) -> dict:
+    def upload(self, task: dict, update: client_work.ClientUpdate, *, until: float | None = None) -> dict:
+        """Sends the update; a connection that fails is retried with the same message until ``until``
+        (``time.monotonic()``; default: the task's deadline from now)."""
         if "secagg" in task:  # only a masked vector leaves, through the four stages
             from keyboard.secure_upload import SecureUploadFailed, secure_upload
 
@@ -175,17 +186,30 @@ class DeviceAgent:
             return {"accepted": True}
         header = {"task_id": task["task_id"], "device_id": self.device_id, "round": task["round"],
                   "weight": update.weight, "metrics": update.metrics}
-        reply, _ = messages.unpack(self._upload(messages.pack(header, update.delta), timeout=120))
-        return reply
+        message = messages.pack(header, update.delta)
+        until = time.monotonic() + float(task.get("deadline_seconds", 300)) if until is None else until
+        delay = 0.5
+        while True:
+            try:
+                reply, _ = messages.unpack(self._upload(message, timeout=UPLOAD_TIMEOUT))
+                return reply
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRY_UPLOAD_ON or time.monotonic() + delay >= until or self._stop.is_set():
+                    raise
+                log.info("%s: round %s upload failed (%s); sending it again in %.1f s", self.device_id,
+                         task["round"], exc.code(), delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
 
     def step(self) -> dict:
         """One check-in and, if selected, one round's work; returns the coordinator's last reply."""
         reply, arrays = self.check_in()
         if reply.get("kind") != "task":
             return reply
+        until = time.monotonic() + float(reply.get("deadline_seconds", 300))  # the coordinator's, from receipt
         self.stats.tasks += 1
         update = self.train(reply, arrays)
-        answer = self.upload(reply, update)
+        answer = self.upload(reply, update, until=until)
         if answer.get("accepted"):
             self.stats.uploads_accepted += 1
             self.stats.last_round = reply["round"]
@@ -198,13 +222,16 @@ class DeviceAgent:
 
     def run(self, stop: threading.Event, *, max_rounds: int | None = None) -> AgentStats:
         """Takes part in rounds until ``stop`` is set (or after ``max_rounds`` uploads)."""
+        self._stop = stop
         backoff = 0.5
         while not stop.is_set():
             try:
                 reply = self.step()
                 backoff = 0.5
+                self._record_reachable(True)
             except grpc.RpcError as exc:  # the coordinator is down or restarting: try again later
                 log.info("%s: coordinator unreachable (%s); retrying in %.1f s", self.device_id, exc.code(), backoff)
+                self._record_reachable(False)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
@@ -216,6 +243,14 @@ class DeviceAgent:
             elif reply.get("kind") == "retry":
                 stop.wait(float(reply.get("after", 1.0)))
         return self.stats
+
+    def _record_reachable(self, reachable: bool) -> None:
+        """Writes ``coordinator_unreachable`` to the device's status record when it changes."""
+        unreachable = not reachable
+        if self._unreachable != unreachable:
+            with Device(self.device_dir) as device:
+                device.set(coordinator_unreachable=unreachable)
+            self._unreachable = unreachable
 
 
 class BackgroundAgent:
@@ -288,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # SIGTERM (the keyboard stopping its agent, or dying: PR_SET_PDEATHSIG) ends the agent at once, even
+    # inside a check-in held open for a minute or a training step; what it writes is written atomically.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     agent = DeviceAgent(args.device_dir, channel_for(args.device_dir, args.server, args.tls))
     try:
         agent.run(stop, max_rounds=args.rounds)

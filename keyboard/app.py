@@ -356,6 +356,8 @@ class KeyboardApp(App[None]):
             sentences=meta.get("sentences", 0), train_sentences=meta.get("train_sentences", 0),
             last_round=meta.get("last_round"), idle=time.monotonic() - self.last_keystroke >= self.idle_after,
             charging=self.charging(),
+            coordinator_unreachable=bool(self.agent is not None and self.agent.running
+                                         and meta.get("coordinator_unreachable")),
         )
         eligible = self.status.eligible is not False and self.status.idle  # unknown charging: a desktop on mains
         if self.agent is not None:

@@ -137,6 +137,7 @@ class DeviceStatus:
     idle: bool
     charging: bool | None  # None: this machine reports no battery
     unmetered: bool | None = None  # a terminal cannot tell; the simulation assumes unknown
+    coordinator_unreachable: bool = False  # this device's agent is running and cannot reach the coordinator
 
     @property
     def enough_examples(self) -> bool:
@@ -168,6 +169,8 @@ class StatusBar(Static):
         first = Text.assemble(("device ", "dim"), (s.device_id, "bold"), " · ", model, " · ",
                               f"{s.sentences:,} sentence{'' if s.sentences == 1 else 's'} logged", " · ",
                               f"last round joined {s.last_round if s.last_round is not None else '—'}")
+        if s.coordinator_unreachable:
+            first.append_text(Text.assemble(" · ", ("coordinator unreachable", "red bold")))
         verdict = {True: ("yes", "green bold"), False: ("no", "red bold"), None: ("maybe", "yellow bold")}[s.eligible]
         second = Text.assemble(("eligible to train: ", "dim"), verdict)
         for label, value, extra in (

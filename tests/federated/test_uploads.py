@@ -87,3 +87,15 @@ def test_messages_round_trip_and_never_unpickle():
     np.savez(buf, obj=np.array([{"a": 1}], dtype=object))
     with pytest.raises(messages.MessageError, match="not a readable npz"):
         messages.unpack(messages.pack({}) + buf.getvalue())
+
+
+def test_the_same_upload_sent_again_is_recognised_and_not_counted_twice():
+    r = _round()
+    header, arrays = _upload()
+    r.accept(header, arrays, digest="d1")
+    assert r.resent(header, "d1")  # the device lost the reply and sent the same bytes again
+    assert not r.resent(header, "d2") and not r.resent({**header, "device_id": "dev2"}, "d1")
+    assert not r.resent({**header, "task_id": "t2"}, "d1")  # t2 was never answered
+    with pytest.raises(messages.MessageError, match="replayed"):  # other bytes for the answered task
+        r.accept(header, arrays, digest="d2")
+    assert list(r.accepted) == ["dev1"]

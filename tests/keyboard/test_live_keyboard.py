@@ -54,3 +54,76 @@ async def test_the_keyboards_device_takes_part_in_a_live_round(seeded_home, tmp_
     with open(seeded_home.metrics_csv) as f:
         rows = list(csv.DictReader(f))
     assert [int(float(r["clients"])) for r in rows] == [2]  # the round counts the keyboard's device
+
+
+def _serve(fedkb, port, port_file):
+    return subprocess.Popen(
+        [*fedkb, "serve", "--listen", f"127.0.0.1:{port}", "--port-file", str(port_file), "--max-rounds", "1",
+         "--preset", "tiny", "--clients-per-round", "2", "--overselect", "1",
+         "--selection-window", "0", "--no-pretrained", "--min-examples", "3"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def test_the_keyboard_keeps_suggesting_while_the_coordinator_restarts_and_its_agent_rejoins(seeded_home,
+                                                                                                   tmp_path):
+    """The coordinator is SIGKILLed while the keyboard's agent waits in a check-in; the keyboard goes on
+    suggesting and logging, says the coordinator is unreachable, and once a coordinator is back on the same
+    port its agent reconnects by itself and the device joins the next round."""
+    import psutil
+
+    from tests.keyboard.helpers import FakePredictor
+    from tests.live_helpers import free_port, wait_until
+
+    device_id, other = [d.name for d in list_device_dirs(seeded_home.devices)][:2]
+    fedkb = [sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root)]
+    port = free_port()
+    first = _serve(fedkb, port, tmp_path / "port1")  # a round of 2 and only the keyboard's device: held open
+    second = agent = None
+
+    async def until(condition, timeout, what):
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            await pilot.pause(0.5)
+            app.refresh_device_status()
+        assert condition(), f"waited {timeout} s for {what}; status {app.status}; agent.log:\n" + \
+            (seeded_home.device(device_id) / "agent.log").read_text()[-2000:]
+
+    def agent_connected():
+        conns = psutil.Process(app.agent.process.pid).net_connections("tcp") if app.agent.running else []
+        return any(c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED for c in conns)
+
+    try:
+        wait_until(lambda: (tmp_path / "port1").is_file() or first.poll() is not None, 180, "`fedkb serve` to listen")
+        assert first.poll() is None, first.communicate()[1][-2000:]
+        with Device(seeded_home.device(device_id)) as device:
+            app = KeyboardApp(device, FakePredictor(), idle_after=0.0, charging=lambda: None, train_command=None,
+                              server=f"127.0.0.1:{port}")
+            async with app.run_test() as pilot:
+                await until(agent_connected, 120, "the keyboard's agent to connect to the coordinator")
+                first.kill()
+                first.communicate(timeout=60)
+                logged = device.count()
+                await pilot.press(*"hello wo")
+                await until(lambda: app.suggestions == ("wo1", "wo2", "wo3"), 30, "suggestions while it is down")
+                await pilot.press("enter")
+                assert device.count() == logged + 1 and app.recent[-1] == ("hello wo", True), app.recent
+                await until(lambda: app.status.coordinator_unreachable, 60, "the status bar to say unreachable")
+                assert "coordinator unreachable" in str(app.query_one("#status").render())
+                agent_pid = app.agent.process.pid
+                second = _serve(fedkb, port, tmp_path / "port2")  # the same settings, so it resumes
+                agent = subprocess.Popen([*fedkb, "device", "run", "--device", other, "--server", f"127.0.0.1:{port}",
+                                          "--rounds", "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True)
+                await until(lambda: app.status.last_round == 1, 300, "the device to join round 1 after the restart")
+                assert not app.status.coordinator_unreachable
+                assert app.agent.process.pid == agent_pid and app.agent.starts == 1  # reconnected, not restarted
+        out, err = second.communicate(timeout=120)
+        agent.communicate(timeout=60)
+    finally:
+        for proc in (first, second, agent):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=60)
+    assert second.returncode == 0, err[-2000:]
+    with open(seeded_home.metrics_csv) as f:
+        assert [int(float(r["clients"])) for r in csv.DictReader(f)] == [2]
