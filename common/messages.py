@@ -23,6 +23,14 @@ The round protocol (Bonawitz et al. 2019, "Towards Federated Learning at Scale")
   the stage's message (``common.secagg``; the task carries the device's ``secagg`` index and the
   ``UpdateCodec``). The call is held until the stage closes; the reply is ``{"status": "ok"}``
   with the stage's result, ``"pending"`` (ask again) or ``"failed"`` with a reason.
+* ``Version`` (device → coordinator): ``device_id``, ``have`` (the version installed) and ``want``
+  (a version to evaluate, or null for ``latest``). The reply is ``latest``'s name and ``version``,
+  the name of the version whose files the arrays carry, or null when the device has it already
+  (``common/version_message.py``).
+* ``EvalReport`` (device → coordinator): ``device_id``, ``eval_id``, ``version`` and ``sums``, the
+  named sums (``common/eval_sums.py``) of each version of an evaluation task (``candidate`` and,
+  when there is one, ``latest``). A check-in may be answered ``{"kind": "evaluate", "eval_id",
+  "version", "baseline"}`` while a candidate is evaluated. The reply is ``{"accepted": bool, "reason"}``.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ MAGIC = b"FKB1"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # the transport's limit; a small-preset task is ~5 MB
 SERVICE = "fedkb.Coordinator"
 DEFAULT_ADDRESS = "127.0.0.1:50151"  # where `fedkb serve` listens and devices look for it by default
-METHODS = ("CheckIn", "Upload", "Tokenizer", "SecureAggregation")
+METHODS = ("CheckIn", "Upload", "Tokenizer", "SecureAggregation", "Version", "EvalReport")
 
 
 def is_loopback(address: str) -> bool:

@@ -21,6 +21,11 @@ in this round and has not already answered, the model's names, shapes and dtype,
 a global L2 norm within what the client settings allow (``max_update_norm``) and a weight within
 bounds. A refused upload is logged naming the device, and the round goes on.
 
+5. **Evaluation and promotion.** After a round publishes a candidate, ``evaluate`` hands
+   devices that check in an evaluation task; they score it on their own held-out split and send
+   named sums, released only from enough devices, and the candidate is promoted or held back
+   (``federated/live_eval.py``). Devices pull ``latest`` with the ``Version`` call.
+
 This process never opens a device's directory: it knows devices only by what they send.
 
 Why gRPC: it ships with TFF already (no new dependency), has HTTP/2 flow control and message
@@ -47,6 +52,7 @@ import numpy as np
 from common import messages
 from common.secagg import SecAggError, UpdateCodec
 from federated import training
+from federated.live_eval import LiveEvaluation
 from federated.live_secagg import STAGES, SecureCollection
 from federated.tls import ServerTLS, peer_device
 from federated.uploads import RoundUploads, Task
@@ -68,12 +74,17 @@ class LiveConfig:
     min_report_fraction: float = 0.8  # of K: fewer accepted reports abandon the round
     retry_after: float = 2.0  # seconds a device not needed now waits before checking in again
     stage_timeout: float = 30.0  # secure aggregation: seconds each stage after the keys waits for stragglers
+    eval_min_devices: int = 20  # evaluation sums are released only from at least this many devices
+    eval_deadline: float = 300.0  # seconds an evaluation task waits for reports
+    promotion_threshold: float = 0.5  # points of recall@1 a candidate may lose against latest and be promoted
 
     def __post_init__(self) -> None:
         if not self.overselect >= 1.0:
             raise ValueError(f"over-selection must be at least 1, got {self.overselect}")
         if not 0 < self.min_report_fraction <= 1:
             raise ValueError(f"min report fraction must be in (0, 1], got {self.min_report_fraction}")
+        if self.eval_min_devices < 1:
+            raise ValueError(f"eval min devices must be at least 1, got {self.eval_min_devices}")
 
 
 @dataclass
@@ -108,6 +119,11 @@ class Coordinator:
         self.check_ins = 0  # check-ins answered, for bench/agent_ceiling.py's rate
         self.refusals: list[tuple[str, str]] = []  # (device id, reason), for the log and tests
         self.authenticate = False  # set by serve(tls=...): device ids must match the peer's certificate
+        self.installed: dict[str, str | None] = {}  # device id -> the version it said it runs, at check-in
+        home = session.home
+        self.evaluation = LiveEvaluation(home.models, home.server / "evals", min_devices=live.eval_min_devices,
+                                         deadline=live.eval_deadline, threshold_points=live.promotion_threshold,
+                                         refuse=self._refused)
 
     # -- RPC handlers ---------------------------------------------------------------------------
     def check_in(self, request: bytes, context=None) -> bytes:
@@ -126,8 +142,13 @@ class Coordinator:
         with self._cond:
             self.seen.add(device_id)
             self.check_ins += 1
+            self.installed[device_id] = header.get("model_version")
             if not all(bool(eligible.get(k)) for k in ("idle", "charging", "unmetered")):
                 return self._retry("not eligible now (idle, charging and unmetered are all needed)")
+        evaluation = self.evaluation.task_for(device_id)
+        if evaluation is not None:
+            return messages.pack(evaluation)
+        with self._cond:
             if sentences < self.train.min_examples:
                 return self._retry(f"{sentences} train sentences; rounds need {self.train.min_examples}")
             if not self._selecting:
@@ -222,6 +243,16 @@ class Coordinator:
             return messages.pack({"error": f"no tokenizer {header.get('sha256')!r}; this coordinator has {tok.sha256}"})
         return messages.pack({"sha256": tok.sha256}, {"model": np.frombuffer(tok.model_proto, np.uint8)})
 
+    def version(self, request: bytes, context=None) -> bytes:
+        return self.evaluation.version(request, lambda device_id: self._authorize(device_id, context))
+
+    def eval_report(self, request: bytes, context=None) -> bytes:
+        return self.evaluation.report(request, lambda device_id: self._authorize(device_id, context))
+
+    def _refused(self, device_id: str, reason: str) -> None:
+        with self._cond:
+            self.refusals.append((device_id, reason))
+
     def _authorize(self, device_id: str, context) -> None:
         if self.authenticate:
             peer = peer_device(context)
@@ -229,7 +260,8 @@ class Coordinator:
                 raise messages.MessageError(f"the connection's credential is for {peer!r}, not {device_id!r}")
 
     def _retry(self, reason: str) -> bytes:
-        return messages.pack({"kind": "retry", "after": self.live.retry_after, "reason": reason})
+        return messages.pack({"kind": "retry", "after": self.live.retry_after, "reason": reason,
+                              "latest": self.evaluation.latest})
 
     # -- the round driver (one thread) ----------------------------------------------------------
     def run_round(self, *, total_rounds: int | None = None, stop: threading.Event | None = None,
@@ -306,6 +338,9 @@ class Coordinator:
         return self.session.record_round(state, metrics, selection, time.perf_counter() - t0,
                                          total_rounds=total_rounds)
 
+    def evaluate(self, version: str, *, stop: threading.Event | None = None, on_event=lambda msg: None) -> dict | None:
+        """Evaluates a published candidate on the devices and decides on it (``federated/live_eval.py``)."""
+        return self.evaluation.run(version, stop=stop, on_event=on_event)
 
     def _secure_stages(self, sa: SecureCollection, deadline: float, stop: threading.Event, round_num: int, on_event):
         """Runs the four stages (under the lock, which each wait releases); returns survivors, mean, metrics."""
@@ -385,6 +420,8 @@ def serve(coordinator: Coordinator, listen: str = "127.0.0.1:0", *, max_workers:
         "Upload": grpc.unary_unary_rpc_method_handler(coordinator.upload),
         "Tokenizer": grpc.unary_unary_rpc_method_handler(coordinator.tokenizer),
         "SecureAggregation": grpc.unary_unary_rpc_method_handler(coordinator.secure_aggregation),
+        "Version": grpc.unary_unary_rpc_method_handler(coordinator.version),
+        "EvalReport": grpc.unary_unary_rpc_method_handler(coordinator.eval_report),
     }
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(messages.SERVICE, handlers)])
     if tls is not None:

@@ -2,7 +2,8 @@
 
 On the device, the version runs in the device's own runtime (``keyboard.lm``, the numpy model
 the keyboard uses) with the same whole-word beam the keyboard shows, so what is measured is what
-people see. The device writes its own result under ``devices/<id>/eval/`` and contributes only a
+people see; the model's own scores come from ``keyboard/evaluate.py``, the function live device
+agents run (``federated/live_eval.py``). The device writes its own result under ``devices/<id>/eval/`` and contributes only a
 vector of sums — predictions, hits at 1/3/5, OOV words, token loss, and a one-hot bin of its own
 recall@1 — to a TFF ``federated_sum`` run in the TFF runtime. The server sees the sums, never a
 device's numbers: recall, loss and the histogram of per-device recall@1 (from which quantiles are
@@ -18,23 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from lm.recall import KS, RecallCounts, quantiles_from_histogram, recall_counts, token_nll
+from lm.recall import KS, RecallCounts, quantiles_from_histogram, recall_counts
 from common.atomic import atomic_write
 from common.layout import Home
-from keyboard.lm import NumpyLM
+from keyboard.evaluate import load_suggester, model_scores
 from keyboard.mix import build_product, load_ngrams
 from keyboard.predictor import ModelPredictor
 from keyboard.store import Device
 from keyboard.suggest import WordSuggester
-from tokenizer.vocab import Tokenizer
 
 HIST_EDGES = np.linspace(0.0, 1.0, 21)  # per-device recall@1 in 5-point bins
 _COUNT_FIELDS = ("predictions", "oov", *(f"hits_at_{k}" for k in KS))
-
-
-def load_suggester(version_dir: Path) -> WordSuggester:
-    """The whole-word predictor for a (verified) version directory."""
-    return WordSuggester(NumpyLM.load(version_dir), Tokenizer.load(Path(version_dir) / "spm.model"))
 
 
 def _counts_vector(c: RecallCounts) -> list[float]:
@@ -130,8 +125,7 @@ def device_contribution(
     with Device(device_dir) as device:
         splits = device.splits()
     heldout = splits.heldout
-    own = recall_counts(suggester, heldout)
-    nll, tokens = token_nll(suggester.lm, suggester.tok.encode, heldout)
+    own, nll, tokens = model_scores(suggester, heldout)  # the scoring the live agent runs too
     hist = np.zeros(len(HIST_EDGES) - 1)
     if own.predictions:
         hist[min(np.searchsorted(HIST_EDGES, own.recall(1), side="right") - 1, len(hist) - 1)] = 1

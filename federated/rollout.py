@@ -21,7 +21,7 @@ from eval.ngram import KneserNeyTrigram, UnigramPredictor
 from common import artifacts
 from common.atomic import atomic_write
 from common.layout import Home
-from federated import evaluation, registry
+from federated import evaluation, promotion, registry
 from lm.examples import encode_examples
 from federated.population import members
 from keyboard import install as device_install
@@ -209,19 +209,9 @@ def _decide(home: Home, name: str, threshold_points: float, devices: int | None,
     device_install.check_coherent(candidate.path, candidate.manifest)
     current = registry.latest(home.models)
     if current is None:
-        return registry.record_decision(home.models, name, promoted=True, reason="first version")
+        return promotion.record(home.models, name, promotion.decide(None, None, None, threshold_points))
     cand = run_eval(home, version=name, devices=devices, seed=seed, baselines=False, progress=progress, record=False)[0].result
     base = run_eval(home, version=current.name, devices=devices, seed=seed, baselines=False, progress=progress,
                     record=False)[0].result
-    delta = (cand["recall_at_1"] - base["recall_at_1"]) * 100
-    details = {"recall_at_1": cand["recall_at_1"], "latest": current.name, "latest_recall_at_1": base["recall_at_1"],
-               "devices": cand["devices"], "threshold_points": threshold_points}
-    if delta < -threshold_points:
-        return registry.record_decision(
-            home.models, name, promoted=False,
-            reason=f"recall@1 {cand['recall_at_1']:.2%} is {-delta:.2f} points below {current.name} "
-                   f"({base['recall_at_1']:.2%}); the threshold is {threshold_points} points", **details)
-    return registry.record_decision(
-        home.models, name, promoted=True,
-        reason=f"recall@1 {cand['recall_at_1']:.2%} vs {current.name} {base['recall_at_1']:.2%} "
-               f"({delta:+.2f} points, threshold -{threshold_points})", **details)
+    decision = promotion.decide(cand["recall_at_1"], current.name, base["recall_at_1"], threshold_points)
+    return promotion.record(home.models, name, decision, devices=cand["devices"])

@@ -46,7 +46,10 @@ def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
             coordinator = Coordinator(session, LiveConfig(overselect=args.overselect,
                                                           selection_window=args.selection_window,
                                                           report_deadline=args.report_deadline,
-                                                          stage_timeout=args.stage_timeout))
+                                                          stage_timeout=args.stage_timeout,
+                                                          eval_min_devices=args.eval_min_devices,
+                                                          eval_deadline=args.eval_deadline,
+                                                          promotion_threshold=args.threshold))
             server, port = serve(coordinator, args.listen, tls=server_tls)
         except ValueError as exc:
             raise UserError(str(exc)) from None
@@ -71,6 +74,8 @@ def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
                 m = r.metrics
                 log(f"round {r.round_num}: loss {m['loss']:.3f}, {len(r.clients)} devices reported, "
                     f"{r.seconds:.1f} s" + (f"; published {r.published}" if r.published else ""))
+                if r.published:  # devices score it on their held-out splits; only sums come back
+                    coordinator.evaluate(r.published, stop=stop, on_event=log)
                 for line in refusal_lines(coordinator)[0]:
                     log(f"[yellow]{line}[/]")
         except KeyboardInterrupt:
@@ -81,12 +86,13 @@ def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
 
 
 def refusal_lines(coordinator, *, name_late: bool = True) -> tuple[list[str], int]:
-    """The refused uploads since the last call, each naming its device, and how many were late
-    (expected with over-selection: counted in one line, naming the devices if ``name_late``)."""
+    """The refused uploads, evaluation reports and version requests since the last call, each naming its
+    device, and how many were late uploads (expected with over-selection: counted in one line, naming the
+    devices if ``name_late``)."""
     with coordinator._cond:
         refusals, coordinator.refusals = coordinator.refusals, []
     late = [d for d, reason in refusals if "(late" in reason]
-    lines = [f"refused an upload from {d}: {reason}" for d, reason in refusals if "(late" not in reason]
+    lines = [f"refused a message from {d}: {reason}" for d, reason in refusals if "(late" not in reason]
     if late and name_late:
         lines.append(f"{len(late)} late uploads refused (over-selected devices that finished after the report "
                      f"goal): {', '.join(late)}")
@@ -294,7 +300,11 @@ def add_parsers(sub) -> None:
                    help="run rounds in this process on the devices' logs instead (the simulation)")
     p.add_argument("--interval", type=float, default=5.0, help="--simulate: seconds between eligibility checks")
     p.add_argument("--max-rounds", type=int, default=None, help="stop after this many rounds in all")
-    p.add_argument("--threshold", type=float, default=0.5, help="--simulate: promotion threshold in recall@1 points")
+    p.add_argument("--threshold", type=float, default=0.5, help="promotion threshold in recall@1 points (default 0.5)")
+    p.add_argument("--eval-min-devices", type=int, default=20,
+                   help="live: evaluation sums are released only from at least this many devices (default 20)")
+    p.add_argument("--eval-deadline", type=float, default=300.0,
+                   help="live: seconds an evaluation of a new version waits for devices' reports (default 300)")
     p.add_argument("--eval-devices", type=int, default=50, help="--simulate: devices that evaluate each new version")
     add_train_options(p)
     p.set_defaults(func=lambda home, args: (cmd_serve if args.simulate else cmd_serve_live)(home, args))

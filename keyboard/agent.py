@@ -4,7 +4,10 @@ It checks in with the coordinator (``fedkb serve``) with its eligibility, and wh
 selected it trains the task's weights on its own log in this process, with TensorFlow alone
 (``keyboard.client_work``, the code personalization also trains with), and uploads only the
 model delta and its metric sums. Its raw text, examples and tokenizer cache never leave the
-device directory. Connection failures are retried with capped exponential back-off, so a
+device directory. It pulls the promoted version (``latest``) at start, after each round it joined
+and whenever the coordinator names a newer one, and installs it only if it verifies against the
+pinned key (``keyboard/pull.py``). Given an evaluation task, it scores the candidate on its own
+held-out split (``keyboard/evaluate.py``) and sends only named sums. Connection failures are retried with capped exponential back-off, so a
 coordinator restart costs a device nothing but a wait.
 
 One process can host several devices (``fedkb devices run``): each device is a thread here with
@@ -24,7 +27,7 @@ import grpc
 import numpy as np
 
 from common import messages
-from keyboard import client_work
+from keyboard import client_work, install, pull
 from keyboard.availability import Availability, draw_now
 from keyboard.store import Device
 
@@ -45,6 +48,8 @@ class AgentStats:
     uploads_accepted: int = 0
     uploads_refused: int = 0
     last_round: int | None = None
+    evaluations: int = 0  # evaluation reports the coordinator accepted
+    installs: list[str] = field(default_factory=list)  # versions pulled and installed
     refusals: list[str] = field(default_factory=list)
 
 
@@ -125,6 +130,8 @@ class DeviceAgent:
         call = lambda m: channel.unary_unary(f"/{messages.SERVICE}/{m}")  # noqa: E731  (raw bytes both ways)
         self._check_in, self._upload, self._tokenizer = call("CheckIn"), call("Upload"), call("Tokenizer")
         self._secure = call("SecureAggregation")
+        self._version, self._eval_report = call("Version"), call("EvalReport")
+        self._refused_versions: set[str] = set()  # pulled, failed to verify: not asked for again
 
     # -- one exchange each -------------------------------------------------------------------
     def _train_sentences(self) -> list[str]:
@@ -141,7 +148,8 @@ class DeviceAgent:
         with Device(self.device_dir) as device:  # a count, not the sentences: check-ins repeat every few seconds
             train_sentences = device.status()["train_sentences"]
         header = {"device_id": self.device_id, "eligible": self.conditions(),
-                  "train_sentences": train_sentences, "tokenizer_sha256": self._cached_tokenizer_sha()}
+                  "train_sentences": train_sentences, "tokenizer_sha256": self._cached_tokenizer_sha(),
+                  "model_version": install.read_pointer(self.device_dir)["current"]}
         self.stats.check_ins += 1
         return messages.unpack(self._check_in(messages.pack(header), timeout=CHECK_IN_TIMEOUT))
 
@@ -201,9 +209,62 @@ class DeviceAgent:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
 
+    def ask_version(self, header: dict) -> tuple[dict, dict[str, np.ndarray]]:
+        return messages.unpack(self._version(messages.pack(header), timeout=120))
+
+    def pull(self) -> str | None:
+        """Pulls and installs ``latest`` if this device lacks it; returns the installed version's name.
+
+        A version that does not verify is refused (and not asked for again); the device keeps its own.
+        """
+        before = install.read_pointer(self.device_dir)["current"]
+        try:
+            latest, now = pull.pull_latest(self.device_dir, self.ask_version)
+        except pull.PullRefused as exc:
+            log.warning("%s", exc)
+            self.stats.refusals.append(str(exc))
+            if exc.version is not None:
+                self._refused_versions.add(exc.version)
+            return before
+        if now is not None and now.version != before:
+            self.stats.installs.append(now.version)
+            log.info("%s: installed version %s (latest is %s)", self.device_id, now.version, latest)
+        return now.version if now is not None else None
+
+    def evaluate(self, task: dict) -> dict:
+        """Scores the task's candidate (and ``latest``) on this device's held-out split; sends only the sums."""
+        from keyboard.evaluate import version_sums
+
+        with Device(self.device_dir) as device:
+            heldout = device.splits().heldout
+        try:
+            sums = {}
+            for role, name in (("candidate", task["version"]), ("latest", task.get("baseline"))):
+                if name is not None:
+                    sums[role] = version_sums(pull.fetch(self.device_dir, self.ask_version, name), heldout)
+        except pull.PullRefused as exc:
+            log.warning("%s", exc)
+            self.stats.refusals.append(str(exc))
+            return {"kind": "evaluated", "accepted": False, "reason": str(exc)}
+        finally:
+            pull.discard(self.device_dir)
+        header = {"device_id": self.device_id, "eval_id": task["eval_id"], "version": task["version"], "sums": sums}
+        reply, _ = messages.unpack(self._eval_report(messages.pack(header), timeout=60))
+        if reply.get("accepted"):
+            self.stats.evaluations += 1
+        else:
+            self.stats.refusals.append(str(reply.get("reason")))
+        return {**reply, "kind": "evaluated"}
+
     def step(self) -> dict:
-        """One check-in and, if selected, one round's work; returns the coordinator's last reply."""
+        """One check-in and, if selected, one round's work or one evaluation; returns the last reply."""
         reply, arrays = self.check_in()
+        if reply.get("kind") == "evaluate":
+            return self.evaluate(reply)
+        latest = reply.get("latest")
+        if latest is not None and latest != install.read_pointer(self.device_dir)["current"] \
+                and latest not in self._refused_versions:
+            self.pull()
         if reply.get("kind") != "task":
             return reply
         until = time.monotonic() + float(reply.get("deadline_seconds", 300))  # the coordinator's, from receipt
@@ -215,6 +276,7 @@ class DeviceAgent:
             self.stats.last_round = reply["round"]
             with Device(self.device_dir) as device:
                 device.set(last_round=reply["round"])
+            self.pull()
         else:
             self.stats.uploads_refused += 1
             self.stats.refusals.append(str(answer.get("reason")))
@@ -224,8 +286,12 @@ class DeviceAgent:
         """Takes part in rounds until ``stop`` is set (or after ``max_rounds`` uploads)."""
         self._stop = stop
         backoff = 0.5
+        pulled = False
         while not stop.is_set():
             try:
+                if not pulled:  # at start, once the coordinator answers
+                    self.pull()
+                    pulled = True
                 reply = self.step()
                 backoff = 0.5
                 self._record_reachable(True)

@@ -3,7 +3,8 @@
 - Device code (``keyboard/``), the model (``lm/``) and the tokenizer never import server code
   (``federated/``, ``eval/``) or the CLI (``fedkb/``).
 - ``common/``, the formats both sides share, imports nothing else of the repo.
-- Nothing imports the CLI; and the live coordinator does not import the device store.
+- Nothing imports the CLI; and the live coordinator (with its evaluation and promotion) does not
+  import the device store.
 """
 
 import ast
@@ -60,6 +61,8 @@ def test_the_coordinator_never_imports_the_device_store():
             elif isinstance(node, ast.Import):
                 todo += [a.name for a in node.names if a.name.split(".")[0] in PACKAGES]
     assert "keyboard.store" not in seen and "federated.population" not in seen, sorted(seen)
+    # live evaluation, promotion and version pulls are served from these, so the rule covers them too
+    assert {"federated.live_eval", "federated.promotion", "federated.registry"} <= seen, sorted(seen)
 
 
 def test_nothing_imports_the_cli_and_the_commands_share_only_fedkb_options():

@@ -1,0 +1,230 @@
+"""Live evaluation, promotion and version pulls: the coordinator's side, on sums alone.
+
+After a live round publishes a candidate, ``LiveEvaluation.run`` opens an evaluation task for
+it. Devices that check in get the task (the candidate's name, and ``latest``'s when there is
+one), pull the versions they lack through the ``Version`` call, score them on their own
+held-out split (``keyboard/evaluate.py``) and send back named sums (``common/eval_sums.py``)
+with ``EvalReport``. One report per device per task is accepted; a malformed one is refused
+naming the device. Sums are released only from at least ``min_devices`` devices that predicted
+something; then the rule of ``federated/promotion.py`` decides, the registry records it, and the
+result is written to ``server/evals/<version>.json`` as ``fedkb eval`` writes it, marked live.
+
+This module, like the coordinator, never opens a device's directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import eval_sums, messages, version_message
+from common.atomic import atomic_write
+from federated import promotion, registry
+
+log = logging.getLogger("fedkb.coordinator")
+
+
+class TooFewDevices(Exception):
+    """Fewer devices reported than the minimum; nothing is released and the candidate stays undecided."""
+
+
+@dataclass
+class EvalTask:
+    """One evaluation of a candidate (and of ``baseline``, the ``latest`` it is compared with) on devices."""
+
+    eval_id: str
+    version: str
+    baseline: str | None
+    given: set[str] = field(default_factory=set)  # devices the task was handed to
+    answered: set[str] = field(default_factory=set)  # devices that sent a report for it, accepted or not
+    reports: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # device -> role -> sums
+
+    @property
+    def roles(self) -> set[str]:
+        return {"candidate", "latest"} if self.baseline else {"candidate"}
+
+    def header(self) -> dict:
+        return {"kind": "evaluate", "eval_id": self.eval_id, "version": self.version, "baseline": self.baseline}
+
+    def accept(self, device_id: str, header: dict) -> None:
+        """Takes one device's report; ``MessageError`` naming the device if it is not one this task accepts."""
+        where = f"device {device_id}"
+        eval_id = messages.field(header, "eval_id", str)
+        if eval_id != self.eval_id:
+            raise messages.MessageError(f"{where}: evaluation {eval_id!r} is not the open one ({self.eval_id})")
+        if device_id not in self.given:
+            raise messages.MessageError(f"{where}: was not given evaluation {self.eval_id}")
+        if device_id in self.answered:
+            raise messages.MessageError(f"{where}: already reported for evaluation {self.eval_id} of "
+                                        f"version {self.version}")
+        self.answered.add(device_id)  # one report per device, even a refused one
+        version = messages.field(header, "version", str)
+        if version != self.version:
+            raise messages.MessageError(f"{where}: reported on version {version!r}, the task is {self.version}")
+        sums = messages.field(header, "sums", dict)
+        if set(sums) != self.roles:
+            raise messages.MessageError(f"{where}: expected sums for {sorted(self.roles)}, got {sorted(sums)}")
+        self.reports[device_id] = {role: eval_sums.check(sums[role], f"{where}, sums for the {role} version")
+                                   for role in sorted(self.roles)}
+
+    def contributing(self) -> list[str]:
+        """Devices whose report counts: those that predicted at least one word with the candidate."""
+        return sorted(d for d, r in self.reports.items() if r["candidate"]["predictions"] > 0)
+
+    def release(self, min_devices: int) -> dict:
+        """The summed sums of every role and the number of devices; ``TooFewDevices`` below ``min_devices``."""
+        devices = self.contributing()
+        if len(devices) < min_devices:
+            raise TooFewDevices(f"evaluation of {self.version}: {len(devices)} devices reported sums, fewer than "
+                                f"the minimum of {min_devices}; nothing is released and {self.version} stays "
+                                "undecided")
+        totals = {role: eval_sums.zero() for role in self.roles}
+        for device_id in devices:
+            for role in self.roles:
+                totals[role] = eval_sums.add(totals[role], self.reports[device_id][role])
+        return {"devices": len(devices), **totals}
+
+
+class LiveEvaluation:
+    """Evaluation tasks, promotion and the versions devices pull, for one coordinator."""
+
+    def __init__(self, models_dir: Path, evals_dir: Path, *, min_devices: int, deadline: float,
+                 threshold_points: float, refuse: Callable[[str, str], None] = lambda device, reason: None):
+        if min_devices < 1:
+            raise ValueError(f"the minimum number of evaluating devices must be at least 1, got {min_devices}")
+        self.models, self.evals_dir = Path(models_dir), Path(evals_dir)
+        self.min_devices, self.deadline, self.threshold_points = min_devices, deadline, threshold_points
+        self.refuse = refuse
+        self._cond = threading.Condition()
+        self.task: EvalTask | None = None
+        self.latest: str | None = registry.read_registry(self.models).get("latest")
+        self._packed: dict[str, bytes] = {}  # version name -> its files, serialized once for every device
+
+    # -- called from the RPC handlers ---------------------------------------------------------
+    def task_for(self, device_id: str) -> dict | None:
+        """The open evaluation task for a device that has not answered it yet, or None."""
+        with self._cond:
+            task = self.task
+            if task is None or device_id in task.answered:
+                return None
+            task.given.add(device_id)
+            return task.header()
+
+    def report(self, request: bytes, authorize: Callable[[str], None]) -> bytes:
+        device_id = "?"
+        try:
+            header, _ = messages.unpack(request)
+            device_id = messages.field(header, "device_id", str)
+            authorize(device_id)
+            with self._cond:
+                if self.task is None:
+                    raise messages.MessageError(f"device {device_id}: no evaluation is open")
+                self.task.accept(device_id, header)
+                self._cond.notify_all()
+            return messages.pack({"accepted": True})
+        except messages.MessageError as exc:
+            self.refuse(device_id, str(exc))
+            log.warning("refused an evaluation report from device %s: %s", device_id, exc)
+            return messages.pack({"accepted": False, "reason": str(exc)})
+
+    def version(self, request: bytes, authorize: Callable[[str], None]) -> bytes:
+        """``latest``'s name and, if the device lacks the version it asks for, its files."""
+        device_id = "?"
+        try:
+            header, _ = messages.unpack(request)
+            device_id = messages.field(header, "device_id", str)
+            authorize(device_id)
+            have, want = header.get("have"), header.get("want")
+            if have is not None:
+                version_message.check_name(have, f"device {device_id}: 'have'")
+            if want is not None:
+                version_message.check_name(want, f"device {device_id}: 'want'")
+            with self._cond:
+                latest, task = self.latest, self.task
+            offered = {latest} | ({task.version, task.baseline} if task is not None else set())
+            if want is not None and want not in offered:
+                raise messages.MessageError(f"device {device_id}: version {want} is not offered (latest is "
+                                            f"{latest}, evaluated: {task.version if task else 'none'})")
+            target = want or latest
+            if target is None or target == have:
+                return messages.pack({"latest": latest, "version": None})
+            return messages.pack({"latest": latest, "version": target}, self._files(target))
+        except (messages.MessageError, registry.RegistryError) as exc:
+            self.refuse(device_id, str(exc))
+            log.warning("refused a version request from device %s: %s", device_id, exc)
+            return messages.pack({"error": str(exc), "latest": self.latest, "version": None})
+
+    def _files(self, name: str) -> bytes:
+        with self._cond:
+            packed = self._packed.get(name)
+        if packed is None:
+            version = registry.verify(self.models / name)  # never send what does not verify here
+            packed = messages.pack_arrays(version_message.file_arrays(version.path))
+            with self._cond:
+                keep = {self.latest} | ({self.task.version, self.task.baseline} if self.task else set())
+                self._packed = {n: b for n, b in self._packed.items() if n in keep}
+                self._packed[name] = packed
+        return packed
+
+    # -- the driver -----------------------------------------------------------------------------
+    def run(self, version: str, *, stop: threading.Event | None = None, on_event=lambda msg: None) -> dict | None:
+        """Evaluates ``version`` on the devices that check in, decides and records; returns the result.
+
+        Returns None, deciding nothing, if fewer than ``min_devices`` devices report before the deadline.
+        """
+        stop = stop or threading.Event()
+        candidate = registry.verify(self.models / version)
+        with self._cond:
+            baseline = self.latest if self.latest != version else None
+            task = EvalTask(uuid.uuid4().hex, version, baseline)
+            self.task = task
+        on_event(f"evaluating {version} on devices" + (f" against {baseline}" if baseline else "")
+                 + f"; sums are released from at least {self.min_devices} devices")
+        until = time.monotonic() + self.deadline
+        with self._cond:
+            while len(task.contributing()) < self.min_devices and time.monotonic() < until and not stop.is_set():
+                self._cond.wait(min(0.2, max(until - time.monotonic(), 0.0)))
+            self.task = None
+        try:
+            totals = task.release(self.min_devices)
+        except TooFewDevices as exc:
+            on_event(str(exc))
+            return None
+        cand = eval_sums.summary(totals["candidate"])
+        base = eval_sums.summary(totals["latest"]) if baseline else None
+        decision = promotion.decide(cand["recall_at_1"], baseline, base["recall_at_1"] if base else None,
+                                    self.threshold_points)
+        recorded = promotion.record(self.models, version, decision, devices=totals["devices"], live=True)
+        if decision.promoted:
+            with self._cond:
+                self.latest = version
+        result = self._describe(candidate, totals["devices"], cand, base, baseline, recorded)
+        atomic_write(self.evals_dir / f"{version}.json", json.dumps(result, indent=2).encode())
+        on_event(f"{version}: recall@1 {cand['recall_at_1']:.2%} on {totals['devices']} devices; "
+                 + ("promoted" if decision.promoted else "held back") + f" ({decision.reason})")
+        return result
+
+    def _describe(self, candidate: registry.Version, devices: int, cand: dict, base: dict | None,
+                  baseline: str | None, decision: dict) -> dict:
+        self.evals_dir.mkdir(parents=True, exist_ok=True)
+        return {
+            "model_version": candidate.name, "round": candidate.round,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "devices": devices, **cand, "baselines": {}, "products": {},
+            "promotion": decision,
+            "live": {"evaluated_on": "devices: each scored its own held-out split and sent only sums",
+                     "min_devices": self.min_devices, "latest": baseline, "latest_scores": base},
+            "settings": {"train": candidate.manifest.get("train_config", {}),
+                         "model": dataclasses.asdict(candidate.model_config()),
+                         "eval": {"live": True, "min_devices": self.min_devices}},
+            "privacy": candidate.manifest.get("privacy", {"epsilon": None, "delta": None, "accountant": None,
+                                                          "noise_multiplier": 0.0, "rounds": candidate.round}),
+        }
