@@ -67,7 +67,7 @@ def run_step(coordinator, port: int, home: Home, n: int, *, rounds: int, process
     agents = subprocess.Popen(
         [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "devices", "run", "--count", str(n),
          "--processes", str(processes), "--server", f"127.0.0.1:{port}"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)  # an unread pipe would stall them
     step = {"agents": n, "processes": processes}
     try:
         with PeakRss(agents.pid, interval=0.5) as agent_rss:

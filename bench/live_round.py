@@ -75,10 +75,11 @@ def run_k(base: Home, work: Path, k: int, rounds: int, preset: str, processes: i
     coordinator = Coordinator(session, LiveConfig(overselect=1.0, selection_window=0.0, report_deadline=1800))
     server, port = serve(coordinator, "127.0.0.1:0")
     rss_before = _rss_mb(os.getpid())
+    agent_log = open(work / f"agents-{k}.log", "w")  # a file, not a pipe nobody reads: a full pipe stalls agents
     agents = subprocess.Popen(
         [sys.executable, "-m", "fedkb.cli", "--home", str(live_home.root), "devices", "run", "--count", str(2 * k),
          "--processes", str(processes), "--server", f"127.0.0.1:{port}"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, stdout=agent_log, stderr=subprocess.STDOUT, text=True)
     peak_agents = [0.0]
     stop = threading.Event()
 
@@ -117,6 +118,7 @@ def run_k(base: Home, work: Path, k: int, rounds: int, preset: str, processes: i
         server.stop(grace=1)
         agents.terminate()
         agents.wait(60)
+        agent_log.close()
     sim = Session(sim_home, train, publish_every=10_000, pretrained=False, fresh=True)
     sim_times = []
     for r, chosen in enumerate(selections):

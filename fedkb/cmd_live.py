@@ -117,10 +117,12 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
         raise UserError(str(exc)) from None
     server, port = serve(coordinator, "127.0.0.1:0")
     count = ["--count", str(devices)] if devices else []
+    agent_log_path = home.root / "agents.log"  # a file: a pipe that nobody reads fills up and stalls the agents
+    agent_log = open(agent_log_path, "a")
     agents = subprocess.Popen(
         [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "devices", "run", *count,
          "--processes", str(processes), "--server", f"127.0.0.1:{port}", "--conditions", conditions],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.DEVNULL, stderr=agent_log, text=True)
     log(f"   coordinator on 127.0.0.1:{port}; {devices or 'all'} device agents in {processes} processes train on "
         f"their own logs and upload only their updates"
         + ("; each device is eligible as its own availability model draws at its local hour" if conditions == "model"
@@ -129,7 +131,8 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
     try:
         while session.done < rounds:
             if agents.poll() is not None:
-                raise UserError(f"the device agents exited ({agents.returncode}): {agents.stderr.read()[-1000:]}")
+                tail = agent_log_path.read_text(errors="replace")[-1000:]
+                raise UserError(f"the device agents exited ({agents.returncode}); the end of {agent_log_path}:\n{tail}")
             try:
                 r = coordinator.run_round(total_rounds=rounds)
             except RoundAbandoned as exc:
@@ -152,6 +155,7 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
                 agents.wait(30)
             except subprocess.TimeoutExpired:
                 agents.kill()
+        agent_log.close()
 
 
 def _server_tls(home: Home, args: argparse.Namespace, log):
