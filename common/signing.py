@@ -81,3 +81,37 @@ def pin(device_dir: Path, key: bytes) -> None:
 def pinned(device_dir: Path) -> bytes | None:
     path = Path(device_dir) / PINNED
     return path.read_bytes() if path.is_file() else None
+
+
+# -- rollbacks ------------------------------------------------------------------------------------
+# A device installs a version older than the one it runs only on a signed statement that the
+# coordinator rolled back to it: "devices may replace any version up to <upto> with <to>". <upto>
+# is the newest version published when the statement was made, so the statement cannot be replayed
+# later to take devices back from a version published after it.
+
+
+def rollback_statement(to: str, upto: str) -> bytes:
+    return f"fedkb rollback v1: devices may replace any version up to {upto} with {to}".encode()
+
+
+def sign_rollback(key: Ed25519PrivateKey, to: str, upto: str) -> dict:
+    """The registry's record of a rollback to ``to``, signed (hex) by the coordinator's key."""
+    return {"to": to, "upto": upto, "signature": key.sign(rollback_statement(to, upto)).hex()}
+
+
+def check_rollback(record: object, *, to: str, current: str, pinned: bytes, where: object) -> None:
+    """Raises ``ArtifactError`` unless ``record`` is a rollback to ``to``, signed by ``pinned``, covering ``current``."""
+    refused = f"{where}: refused to roll back from version {current} to {to}"
+    if not isinstance(record, dict):
+        raise artifacts.ArtifactError(f"{refused}: the registry records no rollback to {to}")
+    upto, signature = record.get("upto"), record.get("signature")
+    if record.get("to") != to or not isinstance(upto, str) or not upto.isdigit() or not isinstance(signature, str):
+        raise artifacts.ArtifactError(f"{refused}: the rollback record is malformed ({record!r:.200})")
+    try:
+        Ed25519PublicKey.from_public_bytes(pinned).verify(bytes.fromhex(signature), rollback_statement(to, upto))
+    except (InvalidSignature, ValueError):
+        raise artifacts.ArtifactError(f"{refused}: the rollback record is not signed by the coordinator key "
+                                      "pinned on this device") from None
+    if int(upto) < int(current):
+        raise artifacts.ArtifactError(f"{refused}: the signed rollback covers versions up to {upto} only, and this "
+                                      f"device runs the newer {current}")

@@ -156,7 +156,11 @@ class LiveEvaluation:
             target = want or latest
             if target is None or target == have:
                 return messages.pack({"latest": latest, "version": None})
-            return messages.pack({"latest": latest, "version": target}, self._files(target))
+            reply = {"latest": latest, "version": target}
+            rollback = registry.read_registry(self.models)["rollbacks"].get(target)
+            if rollback is not None:  # the signed record that lets a device install an older version
+                reply["rollback"] = rollback
+            return messages.pack(reply, self._files(target))
         except (messages.MessageError, registry.RegistryError) as exc:
             self.refuse(device_id, str(exc))
             log.warning("refused a version request from device %s: %s", device_id, exc)

@@ -130,10 +130,10 @@ def verify(path: Path) -> Version:
 
 
 def read_registry(models_dir: Path) -> dict:
-    """``{"latest": name or None, "decisions": {name: {...}}}``; empty when nothing was decided."""
+    """``{"latest": name or None, "decisions": {name: {...}}, "rollbacks": {name: {...}}}``; empty when nothing was decided."""
     path = models_dir / REGISTRY
     if not path.is_file():
-        return {"latest": None, "decisions": {}}
+        return {"latest": None, "decisions": {}, "rollbacks": {}}
     try:
         reg = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -145,6 +145,10 @@ def read_registry(models_dir: Path) -> dict:
             artifacts.version_name(reg["latest"], f"{path}: latest")
         for name in reg["decisions"]:
             artifacts.version_name(name, f"{path}: decisions")
+        if not isinstance(reg.setdefault("rollbacks", {}), dict):
+            raise RegistryError(f"{path}: 'rollbacks' is not an object")
+        for name in reg["rollbacks"]:
+            artifacts.version_name(name, f"{path}: rollbacks")
     except artifacts.ArtifactError as exc:
         raise RegistryError(str(exc)) from None
     return reg
@@ -164,6 +168,27 @@ def record_decision(models_dir: Path, name: str, *, promoted: bool, reason: str,
         reg["latest"] = name
     atomic_write(models_dir / REGISTRY, json.dumps(reg, indent=2, sort_keys=True).encode())
     return decision
+
+
+def roll_back(models_dir: Path, name: str, *, reason: str) -> dict:
+    """Makes the older version ``name`` ``latest`` again, with a signed record that lets devices install it.
+
+    Devices refuse a version older than theirs without that record (``common.signing.check_rollback``);
+    it covers every version published so far, not later ones.
+    """
+    version = verify(Path(models_dir) / artifacts.version_name(name, models_dir))
+    reg = read_registry(models_dir)
+    current = reg.get("latest")
+    if current is None or int(version.name) >= int(current):
+        raise RegistryError(f"{models_dir}: version {version.name} is not older than latest ({current}); "
+                            "a rollback goes back to an earlier version")
+    record = signing.sign_rollback(signing.load_or_create(keys_dir(models_dir)), version.name,
+                                   _version_names(Path(models_dir))[-1])
+    reg["rollbacks"][version.name] = {**record, "from": current, "reason": reason,
+                                      "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    reg["latest"] = version.name
+    atomic_write(Path(models_dir) / REGISTRY, json.dumps(reg, indent=2, sort_keys=True).encode())
+    return reg["rollbacks"][version.name]
 
 
 def latest(models_dir: Path) -> Version | None:

@@ -177,12 +177,13 @@ class RolloutReport:
 
 def rollout(
     home: Home, *, threshold_points: float = 0.5, devices: int | None = 100, seed: int = 0,
-    progress: Progress | None = None,
+    progress: Progress | None = None, decide: bool = True,
 ) -> RolloutReport:
-    """Decides on the newest candidate (older undecided ones are superseded), then installs ``latest``."""
+    """Decides on the newest candidate (older undecided ones are superseded; not if ``decide`` is
+    False), then installs ``latest`` (with its signed rollback record, if it is one)."""
     progress = progress or (lambda *a: None)
     report = RolloutReport()
-    pending = registry.undecided(home.models)
+    pending = registry.undecided(home.models) if decide else []
     if not pending and registry.latest(home.models) is None:
         raise RolloutError(f"no published version in {home.models}; run `fedkb train` first")
     for name in pending[:-1]:
@@ -193,10 +194,11 @@ def rollout(
     latest = registry.latest(home.models)
     report.latest = latest.name if latest else None
     if latest is not None:
+        rollback = registry.read_registry(home.models)["rollbacks"].get(latest.name)
         population = members(home)
         for i, m in enumerate(population, 1):
             try:
-                device_install.install(home.device(m.device_id), latest.path)
+                device_install.install(home.device(m.device_id), latest.path, rollback=rollback)
                 report.installed += 1
             except artifacts.ArtifactError as exc:
                 report.failed[m.device_id] = str(exc)

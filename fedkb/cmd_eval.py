@@ -6,6 +6,7 @@ import argparse
 from contextlib import contextmanager
 from pathlib import Path
 
+from common import artifacts
 from common.layout import Home
 
 
@@ -63,11 +64,22 @@ def tff_runtime(home: Home, console, workers: list[str] | None = None):
         runtime.__exit__(None, None, None)
 
 
-def do_rollout(home: Home, console, *, threshold: float, devices: int | None, seed: int) -> None:
+def do_rollout(home: Home, console, *, threshold: float, devices: int | None, seed: int,
+               roll_back_to: str | None = None, reason: str = "") -> None:
+    from federated import registry
     from federated.rollout import rollout
+    from fedkb.options import UserError
 
+    if roll_back_to is not None:
+        try:
+            record = registry.roll_back(home.models, roll_back_to, reason=reason)
+        except (registry.RegistryError, artifacts.ArtifactError) as exc:
+            raise UserError(str(exc)) from None
+        console.print(f"rolled back from {record['from']} to {roll_back_to}; the signed record lets devices "
+                      f"running any version up to {record['upto']} install it")
     with stage_progress(console) as progress:
-        report = rollout(home, threshold_points=threshold, devices=devices, seed=seed, progress=progress)
+        report = rollout(home, threshold_points=threshold, devices=devices, seed=seed, progress=progress,
+                         decide=roll_back_to is None)
     for name, decision in report.decisions.items():
         verdict = "[green]promoted[/]" if decision["promoted"] else "[yellow]held back[/]"
         console.print(f"version {name}: {verdict} — {decision['reason']}")
@@ -113,7 +125,8 @@ def do_report(home: Home, console, html: Path | None) -> Path | None:
 def cmd_rollout(home: Home, args: argparse.Namespace) -> None:
     console = _console()
     with tff_runtime(home, console):
-        do_rollout(home, console, threshold=args.threshold, devices=args.devices, seed=args.seed)
+        do_rollout(home, console, threshold=args.threshold, devices=args.devices, seed=args.seed,
+                   roll_back_to=args.roll_back_to, reason=args.reason)
 
 
 def cmd_eval(home: Home, args: argparse.Namespace) -> None:
@@ -133,6 +146,10 @@ def add_parsers(sub) -> None:
                    help="hold a version back if its recall@1 is more than this many points below latest (default 0.5)")
     p.add_argument("--devices", type=int, default=100, help="devices sampled to compare versions (default 100)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--roll-back-to", metavar="VERSION",
+                   help="make this older version latest again, signed so that devices accept the rollback, and "
+                        "install it (no candidate is decided)")
+    p.add_argument("--reason", default="", help="--roll-back-to: why, recorded in the registry")
     p.set_defaults(func=cmd_rollout)
 
     p = sub.add_parser("eval", help="on-device evaluation: recall@1/3/5 on devices' held-out sentences, with baselines")

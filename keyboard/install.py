@@ -75,9 +75,11 @@ def installed(device_dir: Path) -> Installed | None:
     return None
 
 
-def install(device_dir: Path, version_dir: Path) -> Installed:
+def install(device_dir: Path, version_dir: Path, *, rollback: dict | None = None) -> Installed:
     """Installs ``version_dir`` on the device; raises ``ArtifactError`` (naming the file) if it does not verify.
 
+    A version older than the one installed is a rollback: it is installed only with ``rollback``,
+    the registry's record of it signed by the pinned key (``common.signing.check_rollback``).
     Installing the version already current is a no-op. On any error the device keeps what it had.
     """
     version_dir = Path(version_dir)
@@ -92,6 +94,8 @@ def install(device_dir: Path, version_dir: Path) -> Installed:
     current = installed(device_dir)
     if current is not None and current.version == name and not current.fell_back:
         return current
+    if current is not None and int(name) < int(current.version):
+        signing.check_rollback(rollback, to=name, current=current.version, pinned=key, where=f"device {device_dir}")
     models = _model_dir(device_dir)
     models.mkdir(parents=True, exist_ok=True)
     tmp = models / f".incoming-{name}"

@@ -98,7 +98,7 @@ def pull_latest(device_dir: Path, ask: Ask) -> tuple[str | None, install.Install
     try:
         path = receive(device_dir, reply, arrays, staging)
         if path is not None:
-            install.install(device_dir, path)
+            install.install(device_dir, path, rollback=reply.get("rollback"))
     except PullRefused:
         raise
     except artifacts.ArtifactError as exc:

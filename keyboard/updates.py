@@ -37,6 +37,16 @@ def promoted_version(models_dir: Path) -> str | None:
         raise UpdateError(str(exc)) from None
 
 
+def rollback_record(models_dir: Path, name: str) -> dict | None:
+    """The registry's signed record of a rollback to ``name``, if there is one (checked at install)."""
+    try:
+        data = json.loads((Path(models_dir) / REGISTRY).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    rollbacks = data.get("rollbacks") if isinstance(data, dict) else None
+    return rollbacks.get(name) if isinstance(rollbacks, dict) else None
+
+
 def fetch_update(device_dir: Path, models_dir: Path) -> Installed | None:
     """Installs the promoted version if the device runs another one; None when already up to date.
 
@@ -49,4 +59,4 @@ def fetch_update(device_dir: Path, models_dir: Path) -> Installed | None:
     current = installed(device_dir)
     if current is not None and current.version == name and not current.fell_back:
         return None
-    return install(device_dir, Path(models_dir) / name)
+    return install(device_dir, Path(models_dir) / name, rollback=rollback_record(models_dir, name))

@@ -338,3 +338,65 @@ def test_fedkb_eval_and_rollout_refuse_naming_the_file(eval_home, command, damag
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.startswith("fedkb: error: ") and str(named) in proc.stderr, proc.stderr[-2000:]
     assert registry.read_registry(home.models)["latest"] == "0001"
+
+
+# -- rollbacks --------------------------------------------------------------------------------------
+def _two_versions_installed(seeded_home):
+    v1 = publish_random(seeded_home.models, seed=1)
+    v2 = publish_random(seeded_home.models, seed=2)
+    from keyboard.store import list_device_dirs
+
+    device_dir = next(iter(list_device_dirs(seeded_home.devices)))
+    install.install(device_dir, v1.path)
+    install.install(device_dir, v2.path)
+    return device_dir, v1, v2
+
+
+def test_a_device_refuses_an_older_version_unless_the_registry_records_a_signed_rollback(seeded_home):
+    device_dir, v1, v2 = _two_versions_installed(seeded_home)
+    # Someone points latest back at the older (validly signed) version: the device keeps 0002.
+    reg = registry.read_registry(seeded_home.models)
+    (seeded_home.models / "registry.json").write_text(json.dumps({**reg, "latest": v1.name}))
+    with pytest.raises(artifacts.ArtifactError, match="refused to roll back from version 0002 to 0001: the registry "
+                                                      "records no rollback"):
+        fetch_update(device_dir, seeded_home.models)
+    assert install.installed(device_dir).version == "0002"
+    # A forged record (signed by another key) is refused too.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from common import signing
+
+    forged = signing.sign_rollback(Ed25519PrivateKey.generate(), v1.name, v2.name)
+    (seeded_home.models / "registry.json").write_text(json.dumps({**reg, "latest": v1.name,
+                                                                  "rollbacks": {v1.name: forged}}))
+    with pytest.raises(artifacts.ArtifactError, match="not signed by the coordinator key pinned"):
+        fetch_update(device_dir, seeded_home.models)
+    assert install.installed(device_dir).version == "0002"
+    # The coordinator's own rollback installs.
+    (seeded_home.models / "registry.json").write_text(json.dumps(reg))
+    record = registry.roll_back(seeded_home.models, v1.name, reason="test")
+    assert record["from"] == v2.name and record["upto"] == v2.name
+    assert fetch_update(device_dir, seeded_home.models).version == "0001"
+
+
+def test_a_signed_rollback_cannot_be_replayed_against_a_version_published_after_it(seeded_home):
+    device_dir, v1, v2 = _two_versions_installed(seeded_home)
+    registry.roll_back(seeded_home.models, v1.name, reason="test")
+    v3 = publish_random(seeded_home.models, seed=3)  # promoted: latest is 0003
+    assert fetch_update(device_dir, seeded_home.models).version == "0003"
+    reg = registry.read_registry(seeded_home.models)
+    (seeded_home.models / "registry.json").write_text(json.dumps({**reg, "latest": v1.name}))  # replay
+    with pytest.raises(artifacts.ArtifactError, match="covers versions up to 0002 only, and this device runs the "
+                                                      "newer 0003"):
+        fetch_update(device_dir, seeded_home.models)
+    assert install.installed(device_dir).version == v3.name
+
+
+def test_roll_back_only_goes_back(seeded_home):
+    v1 = publish_random(seeded_home.models, seed=1)
+    with pytest.raises(registry.RegistryError, match="not older than latest"):
+        registry.roll_back(seeded_home.models, v1.name, reason="")
+    with pytest.raises(registry.RegistryError, match="rollbacks"):
+        reg = registry.read_registry(seeded_home.models)
+        (seeded_home.models / "registry.json").write_text(json.dumps({**reg, "rollbacks": {"../x": {}}}))
+        registry.read_registry(seeded_home.models)
