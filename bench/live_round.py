@@ -109,7 +109,7 @@ def run_k(base: Home, work: Path, k: int, rounds: int, preset: str, processes: i
                 with coordinator._cond:
                     connected = len(coordinator._waiting)
                 rss_connected = _rss_mb(os.getpid())
-            result = coordinator.run_round()
+            result = coordinator.run_round(on_event=lambda msg: print(f"K={k} {msg}", flush=True))
             live_times.append(time.perf_counter() - t0)
             selections.append(list(result.clients))
             print(f"K={k} live round {r + 1}: {live_times[-1]:.1f} s", flush=True)

@@ -271,7 +271,7 @@ class Coordinator:
         round_num = self.session.done + 1
         k = self.train.clients_per_round
         target = math.ceil(k * self.live.overselect)
-        t0 = time.perf_counter()
+        t0, started_at = time.perf_counter(), time.monotonic()
         weights = self.session.global_weights()
         header = {"round": round_num, "model": dataclasses.asdict(self.session.model_config),
                   "settings": self.settings.as_dict(), "tokenizer_sha256": self.session.tokenizer.sha256,
@@ -322,6 +322,7 @@ class Coordinator:
                     self._cond.wait(min(0.2, max(deadline - time.monotonic(), 0.0)))
                 uploads.closed = True
                 reports = [d for d in rnd.order if d in uploads.accepted][:k]
+            closed_at = time.monotonic()
         if len(reports) < math.ceil(self.live.min_report_fraction * k):
             raise RoundAbandoned(f"round {round_num}: {len(reports)} of {k} reports before the deadline; "
                                  "abandoned, the model is unchanged")
@@ -332,11 +333,16 @@ class Coordinator:
             updates = [uploads.accepted[d] for d in reports]
             state, _ = self.parts.apply(self.session.state, [u.delta for u in updates], [u.weight for u in updates])
             metrics = live_metrics([u.metrics for u in updates])
+        applied_at = time.monotonic()
         metrics.update(clients=len(reports), available_devices=len(rnd.order), population=len(self.seen),
                        round_seconds=time.perf_counter() - t0, live=1.0)
         selection = _Selection(reports, len(rnd.order), len(self.seen))
-        return self.session.record_round(state, metrics, selection, time.perf_counter() - t0,
-                                         total_rounds=total_rounds)
+        result = self.session.record_round(state, metrics, selection, time.perf_counter() - t0,
+                                           total_rounds=total_rounds)
+        on_event(f"round {round_num}: selection {selected_at - started_at:.2f} s, devices "
+                 f"{closed_at - selected_at:.2f} s, server update {applied_at - closed_at:.2f} s, "
+                 f"checkpoint and publish {time.monotonic() - applied_at:.2f} s")
+        return result
 
     def evaluate(self, version: str, *, stop: threading.Event | None = None, on_event=lambda msg: None) -> dict | None:
         """Evaluates a published candidate on the devices and decides on it (``federated/live_eval.py``)."""

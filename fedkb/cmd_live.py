@@ -117,6 +117,10 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
         raise UserError(str(exc)) from None
     server, port = serve(coordinator, "127.0.0.1:0")
     count = ["--count", str(devices)] if devices else []
+    evaluate_live = devices is None or devices >= coordinator.live.eval_min_devices
+    if not evaluate_live:
+        log(f"   {devices} devices are fewer than the {coordinator.live.eval_min_devices} that live evaluation "
+            "needs to release sums: new versions are decided by the rollout stage instead")
     agent_log_path = home.root / "agents.log"  # a file: a pipe that nobody reads fills up and stalls the agents
     agent_log = open(agent_log_path, "a")
     agents = subprocess.Popen(
@@ -147,6 +151,8 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
                     f"reported, {r.seconds:.1f} s" + (f"; published {r.published}" if r.published else "")
                     + (f"; {late} late uploads from over-selected devices refused" if late else ""))
                 late = 0
+            if r.published and evaluate_live:  # devices score it on their held-out splits; only sums come back
+                coordinator.evaluate(r.published, on_event=lambda msg: log(f"   {msg}"))
     finally:
         server.stop(grace=1)
         if agents.poll() is None:
