@@ -89,12 +89,48 @@ def cmd_keyboard(home: Home, args: argparse.Namespace) -> None:
 
     device = open_device(home, device_id=args.device, user=args.user)
     try:
-        app = KeyboardApp(device, models_dir=home.models, evals_dir=home.server / "evals",
+        app = KeyboardApp(device, models_dir=home.models, evals_dir=home.server / "evals", references_dir=home.references,
                           idle_after=args.idle_after, check_every=args.check_every,
                           server=None if args.no_federated else args.server)
         app.run()
     finally:
         device.close()
+
+
+def cmd_device_delete(home: Home, args: argparse.Namespace) -> None:
+    """``fedkb device delete``: what F8 does in the keyboard, for a device picked by id or user."""
+    from keyboard.forget import forget, what_would_go
+    from keyboard.store import Device, DeviceError, devices_of_users
+
+    device_id = args.device
+    if device_id is None:
+        device_id = devices_of_users(home.devices).get(args.user)
+        if device_id is None:
+            raise DeviceError(f"no device under {home.devices} has a status record naming the user {args.user!r}")
+    with Device(home.device(device_id)) as device:
+        if not args.yes:
+            try:
+                answer = input(f"{what_would_go(device, home.references)} [y/N] ")
+            except EOFError:  # no terminal to answer from: the safe answer
+                answer = ""
+            if answer.strip().lower() not in ("y", "yes"):
+                print("Nothing was deleted.")
+                return
+        gone = forget(device, home.references)
+    print(f"device {device_id}: deleted {gone.sentences:,} sentences"
+          + (", its personal model" if gone.personal_model else "")
+          + (f" and the references fitted on pooled text ({gone.references})" if gone.references else ""))
+
+
+def add_delete_parser(device_sub) -> None:
+    """``fedkb device delete`` (registered under ``fedkb device`` by ``cmd_live``)."""
+    p = device_sub.add_parser("delete", help="delete a device's typing log, its personal model and the pooled "
+                                             "references, as F8 does in the keyboard")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", type=_valid_user, metavar="NAME", help="the device whose status record names this user")
+    who.add_argument("--device", type=_valid_device_id, metavar="ID", help="the device with this id")
+    p.add_argument("--yes", action="store_true", help="do not ask first")
+    p.set_defaults(func=cmd_device_delete)
 
 
 def add_parsers(sub) -> None:

@@ -172,6 +172,21 @@ async def test_delete_asks_first_then_wipes_the_log_and_personal_model(device):
         assert "0 sentences logged" in status_text(app)
 
 
+async def test_delete_also_removes_the_references_fitted_on_pooled_text(device, tmp_path):
+    device.append("one sentence")
+    references = tmp_path / "references"
+    (references / "centralized_lstm" / "abc").mkdir(parents=True)
+    (references / "pooled.json").write_text("{}")
+    app = make_app(device, references_dir=references)
+    async with app.run_test() as pilot:
+        await pilot.press("f8")
+        assert isinstance(app.screen, ConfirmScreen) and str(references) in app.screen.question
+        await pilot.click("#confirm")
+        await settle(pilot)
+        assert device.count() == 0 and not references.exists()
+        assert any("references fitted on pooled text were deleted" in n for n in notices(app))
+
+
 async def test_starting_without_a_model_suggests_from_word_counts_and_says_so(device):
     for sentence in ("hello there", "hello world", "help me"):
         device.append(sentence)
