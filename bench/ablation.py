@@ -8,7 +8,9 @@ off (``fedkb demo --no-pretrained``) and one with the demo's defaults. From thei
      + private n-grams           ... and with the n-grams published with the version
      + pretraining               the same three parts, the LSTM federated from the pretrained one
     the product                  what ``fedkb demo`` gives with its defaults (the row above)
-    unigram, KN trigram, centralized LSTM   the references, fitted on pooled text (labelled so)
+    unigram, KN trigram, centralized LSTM   the references, fitted on pooled text (labelled so; the
+                                 defaults run passes ``--references``, so they are in its
+                                 ``references/evals/``, outside ``server/``)
 
 It writes ``ablation.json`` into the defaults run's ``server/`` so ``fedkb report`` shows the table,
 prints the table, and ends with one JSON line.
@@ -34,7 +36,11 @@ ROWS = ("global LSTM alone", " + personal model", " + private n-grams", " + pret
 
 
 def demo(home: Path, corpus: str, extra: list[str]) -> tuple[dict, float]:
-    """Runs ``fedkb demo`` in a fresh home; returns its evaluation of the installed version and seconds."""
+    """Runs ``fedkb demo`` in a fresh home; returns its evaluation of the installed version and seconds.
+
+    With ``--references`` in ``extra`` the references' rows (``<home>/references/evals/``) are added
+    under ``"baselines"``.
+    """
     shutil.rmtree(home, ignore_errors=True)
     started = time.monotonic()
     out = subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home), "demo", "--corpus", corpus, *extra],
@@ -44,7 +50,11 @@ def demo(home: Path, corpus: str, extra: list[str]) -> tuple[dict, float]:
     evals = sorted((home / "server" / "evals").glob("*.json"))
     if not evals:
         raise SystemExit(f"fedkb demo left no evaluation in {home / 'server' / 'evals'}")
-    return json.loads(evals[-1].read_text()), time.monotonic() - started
+    result = json.loads(evals[-1].read_text())
+    refs = home / "references" / "evals" / evals[-1].name
+    if refs.is_file():
+        result["baselines"] = json.loads(refs.read_text())["baselines"]
+    return result, time.monotonic() - started
 
 
 def rows(plain: dict, pretrained: dict) -> list[dict]:
@@ -76,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
 
     extra = [] if args.eval_devices is None else ["--eval-devices", str(args.eval_devices)]
     plain, plain_s = demo(args.work / "no-pretraining", args.corpus, [*extra, "--no-pretrained"])
-    pretrained, pretrained_s = demo(args.work / "defaults", args.corpus, extra)
+    pretrained, pretrained_s = demo(args.work / "defaults", args.corpus, [*extra, "--references"])
     table = rows(plain, pretrained)
     record = {"bench": "ablation", "corpus": args.corpus, "devices": pretrained.get("devices"),
               "predictions": pretrained.get("predictions"), "rows": table,

@@ -1,10 +1,13 @@
 """Where a fedkb installation keeps its devices and its server state.
 
-A *home* holds two rooms that never share files:
+A *home* holds two rooms that never share files, and, only when asked for, a scratch folder:
 
     <home>/devices/<id>/   one directory per device; raw text lives only here
     <home>/server/         tokenizer, private n-grams, pretrained model (public text only), training
                            checkpoints, metrics, published models
+    <home>/references/     the references of ``fedkb eval --references``, fitted on every device's
+                           pooled text: not server state (a real server never holds that text);
+                           deleting any device's data deletes it
 """
 
 from __future__ import annotations
@@ -86,6 +89,10 @@ class Home:
     @property
     def logs(self) -> Path:
         return self.server / "logs"
+
+    @property
+    def references(self) -> Path:  # pooled-text references, outside server/ (keyboard/forget.py deletes it)
+        return self.root / "references"
 
     def device(self, device_id: str) -> Path:
         return self.devices / device_id

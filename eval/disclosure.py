@@ -6,6 +6,11 @@ n-gram sketches (``server/ngrams/ngrams.json``: heavy hitters of each device's t
 model updates (``server/state/run.json``: masked by secure aggregation or not, with or without
 DP noise), and evaluation sums (every ``server/evals/*.json``). The report prints this
 statement so that a reader knows what the server could have seen.
+
+One more thing can take raw text off the devices: ``fedkb eval --references`` pools every
+device's train sentences into the evaluating process to fit the references. It records that in
+``<home>/references/pooled.json`` before fitting anything; while that folder exists, the statement
+says so and where the references are, instead of "never".
 """
 
 from __future__ import annotations
@@ -91,13 +96,29 @@ def _masking(secure_agg: bool, live: int, simulated: int) -> str:
     return "; ".join(parts)
 
 
-def statement(server_dir: Path, privacy_spent: dict[str, Any] | None = None) -> list[str]:
-    """One line per kind of data that left the devices."""
+def raw_text_line(references_dir: Path | None) -> str:
+    """Whether raw text left the devices: only to fit the references, if ``references_dir`` holds any."""
+    if references_dir is None or not Path(references_dir).is_dir() or not any(Path(references_dir).iterdir()):
+        return "raw text and token ids: never (they stay in devices/<id>/)"
+    pooled = _read(Path(references_dir) / "pooled.json") or {}
+    names = {"unigram": "unigram", "ngram": "Kneser-Ney trigram", "centralized_lstm": "centralized LSTM"}
+    what = ", ".join(names.get(n, str(n)) for n in pooled.get("references") or names)
+    how_many = (f"the train sentences of {pooled['devices']} devices ({pooled.get('sentences')} sentences)"
+                if isinstance(pooled.get("devices"), int) else "the devices' train sentences")
+    when = f" at {pooled['pooled_at']}" if pooled.get("pooled_at") else ""
+    return (f"raw text: POOLED for the references — {how_many} were read into the evaluating process{when} to "
+            f"fit the {what} references (fedkb eval --references), which are kept in {references_dir}, outside "
+            "server/; deleting any device's data deletes them. Otherwise raw text and token ids stay in devices/<id>/")
+
+
+def statement(server_dir: Path, privacy_spent: dict[str, Any] | None = None,
+              references_dir: Path | None = None) -> list[str]:
+    """One line per kind of data that left the devices (``references_dir``: ``<home>/references``)."""
     return [
         vocabulary_line(server_dir),
         ngrams_line(server_dir),
         updates_line(server_dir, privacy_spent),
         "evaluation: per-round sums of hits, predictions and losses, and a histogram of per-device recall@1; "
         "each device's own result stays on it",
-        "raw text and token ids: never (they stay in devices/<id>/)",
+        raw_text_line(references_dir),
     ]

@@ -15,10 +15,10 @@ if TYPE_CHECKING:
     from eval.results import EvalResult, RoundMetrics
 
 FEDERATED_COLOR = "#1f5fbf"
-BASELINE_STYLE = {  # name -> (label, color)
-    "unigram": ("unigram", "#8a8a8a"),
-    "ngram": ("n-gram (centralized)", "#d9822b"),
-    "centralized_lstm": ("centralized LSTM", "#2e9e5b"),
+BASELINE_STYLE = {  # name -> (label, color); the references of `fedkb eval --references`, fitted on pooled text
+    "unigram": ("unigram (pooled ref.)", "#8a8a8a"),
+    "ngram": ("KN trigram (pooled ref.)", "#d9822b"),
+    "centralized_lstm": ("centralized LSTM (pooled ref.)", "#2e9e5b"),
 }
 
 

@@ -5,6 +5,10 @@ Inputs, all under ``<home>/server``:
     evals/<version>.json   one per evaluated model version (written by ``fedkb eval``)
     metrics.csv            one row per training round (written by ``fedkb train``)
 
+and, only if ``fedkb eval --references`` ran, ``<home>/references/evals/<version>.json``: the rows
+of the references fitted on pooled raw text, shown beside the version's rows and labelled so.
+Without them the report has no reference rows and says that none were computed.
+
 Older eval files may lack keys; a missing value shows as "–". A file that is not valid JSON, or
 holds a value of the wrong type, raises :class:`ReportError` naming the file.
 
@@ -23,7 +27,7 @@ import html
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -45,6 +49,7 @@ class ReportData:
     server_dir: Path
     evals: list[EvalResult]  # sorted by version
     rounds: list[RoundMetrics]  # sorted by round, one row per round
+    references_dir: Path | None = None  # <home>/references: the pooled-text references, if any
 
     @property
     def latest(self) -> EvalResult | None:
@@ -163,13 +168,26 @@ def _version_key(e: EvalResult):
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", e.version) if p)
 
 
-def load_report_data(server_dir: Path) -> ReportData:
-    """Everything the report shows; a missing ``evals/`` or ``metrics.csv`` gives an empty list."""
+def load_reference_rows(path: Path) -> dict[str, BaselineResult]:
+    """The reference rows of one ``references/evals/<version>.json``; :class:`ReportError` names a bad file."""
+    return load_eval(path).baselines
+
+
+def load_report_data(server_dir: Path, references_dir: Path | None = None) -> ReportData:
+    """Everything the report shows; a missing ``evals/`` or ``metrics.csv`` gives an empty list.
+
+    With ``references_dir`` (``<home>/references``) each version's reference rows, if any were
+    computed, are added to its evaluation.
+    """
     server_dir = Path(server_dir)
     evals_dir = server_dir / "evals"
     files = sorted(p for p in evals_dir.glob("*.json") if not p.name.startswith(".")) if evals_dir.is_dir() else []
     evals = sorted((load_eval(p) for p in files), key=_version_key)
-    return ReportData(server_dir, evals, load_metrics(server_dir / "metrics.csv"))
+    if references_dir is not None:
+        refs = Path(references_dir) / "evals"
+        evals = [replace(e, baselines={**e.baselines, **load_reference_rows(refs / f"{e.version}.json")})
+                 if (refs / f"{e.version}.json").is_file() else e for e in evals]
+    return ReportData(server_dir, evals, load_metrics(server_dir / "metrics.csv"), references_dir)
 
 
 # -- shared formatting --------------------------------------------------------------------------
@@ -270,6 +288,15 @@ TREND_COLUMNS = ("version", "round", "recall@1", "recall@3", "recall@5", "device
 SUMMARY_COLUMNS = ("model", "recall@1", "recall@3", "recall@5", "OOV")
 
 
+def references_fact(e: EvalResult, references_dir: Path | None) -> tuple[str, str]:
+    """The report's line on the references: where they are and what they were fitted on, or that there are none."""
+    if not e.baselines:
+        return ("references", "none computed (`fedkb eval --references` fits them on the devices' pooled raw text)")
+    where = f" (kept in {references_dir}, outside server/)" if references_dir is not None else ""
+    return ("references", "fitted on the devices' pooled raw text, which a federated keyboard never sees; they "
+                          f"bound what the model could reach{where}")
+
+
 def _training_line(data: ReportData) -> str | None:
     losses = [r.loss for r in data.rounds if r.loss is not None]
     if not data.rounds:
@@ -298,12 +325,12 @@ def render_terminal(data: ReportData, console: "Console") -> None:
     for i, row in enumerate(summary_rows(latest)):
         table.add_row(*map(Text, row), style="bold" if i == 0 else None)
     console.print(table)
-    for key, value in facts(latest):
+    for key, value in [*facts(latest), references_fact(latest, data.references_dir)]:
         console.print(Text.assemble(("  " + key + ": ", "dim"), value))
     if line := _training_line(data):
         console.print(Text.assemble(("  training: ", "dim"), line))
     console.print(Text("  what left the devices:", style="dim"))
-    for line in disclosure.statement(data.server_dir, latest.privacy):
+    for line in disclosure.statement(data.server_dir, latest.privacy, data.references_dir):
         console.print(Text("    " + line))
     console.print()
     trend = Table(title="trend over versions", title_justify="left")
@@ -392,14 +419,14 @@ def render_html(data: ReportData) -> str:
     e = data.latest
     sections = []
     if e is not None:
-        left = "<br>".join(_esc(line) for line in disclosure.statement(data.server_dir, e.privacy))
-        dl = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts(e))
+        left = "<br>".join(_esc(line) for line in disclosure.statement(data.server_dir, e.privacy, data.references_dir))
+        dl = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>"
+                     for k, v in [*facts(e), references_fact(e, data.references_dir)])
         dl += f"<dt>what left the devices</dt><dd>{left}</dd>"
         sections.append(f'<section id="latest"><h2>{_esc(_title(e))}</h2>'
                         + _table(SUMMARY_COLUMNS, summary_rows(e), main_first=True) + f"<dl>{dl}</dl>"
                         + '<p class="note">Recall@k: share of next words whose true word is among the top k '
-                        "suggestions. The centralized references are trained on pooled text, which a federated "
-                        "keyboard never sees; they bound what the model could reach.</p></section>")
+                        "suggestions.</p></section>")
         trend = "".join(_img(plots.recall_per_version(data.evals, k), f"recall@{k} per version") for k in (1, 3))
         if record := ablation.load(data.server_dir):
             sections.append(f'<section id="ablation"><h2>{_esc(ablation.title(record))}</h2>'

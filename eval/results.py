@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BASELINE_LABELS = {
-    "unigram": "unigram",
-    "ngram": "KN trigram (central ref.)",
-    "centralized_lstm": "LSTM, central (central ref.)",
+BASELINE_LABELS = {  # the references of ``fedkb eval --references``: fitted on pooled raw text, labelled so
+    "unigram": "unigram (pooled reference)",
+    "ngram": "KN trigram (pooled reference)",
+    "centralized_lstm": "LSTM, central (pooled reference)",
 }
 
 

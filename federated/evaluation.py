@@ -138,10 +138,8 @@ def device_contribution(
         counts = product_counts(splits, shared.setdefault(id(lstm), SharedLSTM(lstm)), ngrams, parts)
         record[name] = counts.summary()
         vector += _counts_vector(counts)
-    for name, predictor in baselines.items():
-        counts = recall_counts(predictor, heldout)
-        record[f"baseline_{name}"] = counts.summary()
-        vector += _counts_vector(counts)
+    for predictor in baselines.values():  # pooled-text references: summed, not kept in the device's record
+        vector += _counts_vector(recall_counts(predictor, heldout))
     eval_dir = Path(device_dir) / "eval"
     eval_dir.mkdir(exist_ok=True)
     atomic_write(eval_dir / f"{version_name}.json", json.dumps(record, indent=2).encode())

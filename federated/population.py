@@ -5,8 +5,9 @@ charging and on an unmetered network, by day and by night in its own time zone. 
 of training happens at simulated hour ``r mod 24`` (UTC), so in any round a realistic share of
 devices is ineligible (most train at night, as in Gboard) and who is eligible changes from
 round to round. A small index (``devices/population.sqlite``) lists devices and their
-availability models — never text — so that picking a round's clients costs the same whatever
-the population size.
+availability models — never text, never user names — so that picking a round's clients costs
+the same whatever the population size. Device ids are random (``keyboard.store.new_device_id``);
+which user a device belongs to is written only in that device's own status record.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from common.layout import Home
 from federated import tls
 from federated.corpus import Record, group_by_user, read_records
 from keyboard.availability import NIGHT_HOURS, Availability, draw_conditions  # noqa: F401  (re-exported)
-from keyboard.store import Device, device_id_for
+from keyboard.store import Device, devices_of_users, new_device_id
 
 INDEX_NAME = "population.sqlite"
 
@@ -38,21 +39,27 @@ class PopulationError(Exception):
 
 @dataclass(frozen=True)
 class Member:
-    """One row of the population index."""
+    """One row of the population index: no user name (that stays in the device's status record)."""
 
     device_id: str
-    user: str
     availability: Availability
 
 
 def _index(home: Home) -> sqlite3.Connection:
     home.devices.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(home.devices / INDEX_NAME, timeout=30, isolation_level=None)
+    path = home.devices / INDEX_NAME
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(
-        "CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY, user TEXT NOT NULL, "
+        "CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY, "
         "availability TEXT NOT NULL, position INTEGER NOT NULL)"
     )
+    if "user" in {row[1] for row in db.execute("PRAGMA table_info(devices)")}:
+        db.close()
+        raise PopulationError(
+            f"{path} was written by an older fedkb that kept user names in the population index and in "
+            "device ids; seed a new population in another home (--home DIR), or move this one's devices/ away"
+        )
     return db
 
 
@@ -61,8 +68,8 @@ def members(home: Home) -> list[Member]:
     if not (home.devices / INDEX_NAME).is_file():
         return []
     with _index(home) as db:
-        rows = db.execute("SELECT device_id, user, availability FROM devices ORDER BY position").fetchall()
-    return [Member(d, u, Availability(**json.loads(a))) for d, u, a in rows]
+        rows = db.execute("SELECT device_id, availability FROM devices ORDER BY position").fetchall()
+    return [Member(d, Availability(**json.loads(a))) for d, a in rows]
 
 
 def register(home: Home, new: Sequence[Member]) -> None:
@@ -72,8 +79,8 @@ def register(home: Home, new: Sequence[Member]) -> None:
         db.execute("BEGIN IMMEDIATE")
         start = db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM devices").fetchone()[0]
         db.executemany(
-            "INSERT INTO devices (device_id, user, availability, position) VALUES (?, ?, ?, ?)",
-            [(m.device_id, m.user, json.dumps(asdict(m.availability)), start + i) for i, m in enumerate(new)],
+            "INSERT INTO devices (device_id, availability, position) VALUES (?, ?, ?)",
+            [(m.device_id, json.dumps(asdict(m.availability)), start + i) for i, m in enumerate(new)],
         )
         db.execute("COMMIT")
     except BaseException:
@@ -106,13 +113,16 @@ def seed(
     """Creates one device per corpus user, all or nothing.
 
     The whole corpus is read and validated before anything is written; new devices are
-    built in a staging folder and moved into place only when all of them are complete.
+    built in a staging folder and moved into place only when all of them are complete. Each
+    new device gets a random id; its user's name goes into its own status record only. ``seed``
+    draws the availability models (deterministic), not the ids.
     """
     if min_sentences < 1:
         raise PopulationError("--min-sentences must be at least 1")
     existing = {m.device_id: m for m in members(home)}
-    by_user = {m.user: m.device_id for m in existing.values()}  # --append finds a user's device by user
-    taken = set(existing)
+    # --append finds a user's device as the person would: by the name in each device's own record
+    by_user = {u: d for u, d in devices_of_users(home.devices).items() if d in existing} if append else {}
+    taken = set(existing) | ({p.name for p in home.devices.iterdir()} if home.devices.is_dir() else set())
     if existing and not append:
         raise PopulationError(
             f"{home.devices} already holds {len(existing)} devices; pass --append to add to them, "
@@ -140,7 +150,7 @@ def seed(
             if user in by_user:
                 to_append.append((by_user[user], recs))
                 continue
-            device_id = device_id_for(user, taken=taken)  # never another user's device
+            device_id = new_device_id(taken=taken)
             taken.add(device_id)
             with Device(staging / device_id, create=True) as device:
                 device.set(user=user, availability=asdict(availability), source=str(corpus))
@@ -148,7 +158,7 @@ def seed(
             signing.pin(staging / device_id, coordinator_key)
             if (home.tls / tls.CA_KEY).is_file():  # the coordinator serves TLS: enrol with a credential too
                 tls.issue_device(home.tls, staging / device_id)
-            new_members.append(Member(device_id, user, availability))
+            new_members.append(Member(device_id, availability))
         for member in new_members:
             target = home.device(member.device_id)
             if target.exists():

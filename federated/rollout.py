@@ -1,7 +1,9 @@
 """On-device evaluation runs, promotion of candidate versions, and rollout to devices.
 
 ``run_eval`` evaluates a version (or what each device has installed) on the devices' held-out
-splits with the baselines beside it and writes ``server/evals/<version>.json``. ``rollout``
+splits and writes ``server/evals/<version>.json``; with ``references`` it also fits the unigram,
+Kneser–Ney and centralized-LSTM references on the devices' *pooled* train text and scores them on
+the same words, all kept in ``<home>/references/`` (never under ``server/``). ``rollout``
 decides on the newest candidate — promoted unless its federated recall@1 falls more than a
 threshold below the current ``latest`` — and devices install ``latest`` (checksums verified).
 """
@@ -47,13 +49,29 @@ def eval_devices(home: Home, count: int | None, seed: int) -> list[str]:
     return ids
 
 
-def pooled_train_sentences(home: Home) -> list[str]:
-    """Every device's train split in one list: only for the centralized references."""
+def pooled_train_sentences(home: Home) -> tuple[list[str], int]:
+    """Every device's train split in one list, and how many devices gave some: only for the references."""
     sentences: list[str] = []
+    devices = 0
     for m in members(home):
         with Device(home.device(m.device_id)) as device:
-            sentences += device.splits().train
-    return sentences
+            train = device.splits().train
+        sentences += train
+        devices += bool(train)
+    return sentences, devices
+
+
+REFERENCES = ("unigram", "ngram", "centralized_lstm")  # what ``--references`` fits on pooled text
+POOLED_RECORD = "pooled.json"  # in <home>/references/: what was pooled, when (eval/disclosure.py reads it)
+
+
+def record_pooling(home: Home, devices: int, sentences: int) -> None:
+    """Writes ``<home>/references/pooled.json`` *before* anything is fitted, so the disclosure names it."""
+    home.references.mkdir(parents=True, exist_ok=True)
+    record = {"devices": devices, "sentences": sentences,
+              "pooled_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "references": list(REFERENCES), "by": "fedkb eval --references"}
+    atomic_write(home.references / POOLED_RECORD, json.dumps(record, indent=2).encode())
 
 
 def training_tokens_until(home: Home, round_num: int) -> int:
@@ -76,7 +94,7 @@ def centralized_lstm(home: Home, version: registry.Version, pooled: list[str], s
     key = f"{config.to_json()}|{tokenizer.sha256}|{budget}|{seed}"
     import hashlib
 
-    cache = home.server / "baselines" / "centralized_lstm" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    cache = home.references / "centralized_lstm" / hashlib.sha256(key.encode()).hexdigest()[:16]
     cached = registry.newest(cache)
     if cached is not None:
         return cached.path, budget
@@ -93,17 +111,22 @@ def centralized_lstm(home: Home, version: registry.Version, pooled: list[str], s
 @dataclass
 class EvalOutcome:
     version: str
-    result: dict
+    result: dict  # what left the devices (sums), as written to server/evals/
     path: Path
+    references: dict | None = None  # the pooled references' rows, as written to references/evals/
+    references_path: Path | None = None
 
 
 def run_eval(
     home: Home, *, version: str | None = None, devices: int | None = None, seed: int = 0,
-    baselines: bool = True, progress: Progress | None = None, record: bool = True,
+    references: bool = False, progress: Progress | None = None, record: bool = True,
 ) -> list[EvalOutcome]:
-    """Federated evaluation of ``version`` (or each device's installed version), with baselines.
+    """Federated evaluation of ``version`` (or each device's installed version).
 
-    With ``record`` the result is written to ``server/evals/<version>.json`` for the report.
+    With ``record`` the result is written to ``server/evals/<version>.json`` for the report. With
+    ``references`` every device's train text is pooled into this process (recorded first in
+    ``<home>/references/pooled.json``) to fit the references, which are scored on the same
+    held-out words; they and their rows go to ``<home>/references/``, never to ``server/``.
     """
     progress = progress or (lambda *a: None)
     ids = eval_devices(home, devices, seed)
@@ -120,20 +143,23 @@ def run_eval(
                 groups.setdefault(inst.version, []).append(device_id)
         if not groups:
             raise RolloutError("no device has a model installed; run `fedkb rollout` first (or pass --version)")
-    pooled = pooled_train_sentences(home) if baselines else []
+    pooled: list[str] = []
+    if references:
+        pooled, pooled_devices = pooled_train_sentences(home)
+        record_pooling(home, pooled_devices, len(pooled))
     outcomes = []
     for name, group in sorted(groups.items()):
         ver = registry.verify(home.models / name)
         preds: dict[str, object] = {}
         budget = None
-        if baselines:
-            progress("fitting baselines", 0, 3)
+        if references:
+            progress("fitting the references on pooled text", 0, 3)
             preds["unigram"] = UnigramPredictor.fit(pooled)
             preds["ngram"] = KneserNeyTrigram.fit(pooled)
             progress("training the centralized LSTM", 2, 3)
             central_dir, budget = centralized_lstm(home, ver, pooled, seed)
             preds["centralized_lstm"] = evaluation.load_suggester(central_dir)
-            progress("baselines ready", 3, 3)
+            progress("references ready", 3, 3)
         done = [0]
 
         def tick(_device_id: str) -> None:
@@ -141,14 +167,23 @@ def run_eval(
             progress(f"evaluating {name} on devices", done[0], len(group))
 
         result = evaluation.evaluate(home, group, name, ver.path, preds, on_device=tick)
-        if budget is not None:
-            result["baselines"]["centralized_lstm"]["train_tokens"] = budget
+        rows = result.pop("baselines")  # the references' rows: kept apart from what left the devices
         result = _describe(home, ver, result, devices_requested=devices, seed=seed)
         path = home.server / "evals" / f"{name}.json"
         if record:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, json.dumps(result, indent=2).encode())
-        outcomes.append(EvalOutcome(name, result, path))
+        outcome = EvalOutcome(name, result, path)
+        if references:
+            rows["centralized_lstm"]["train_tokens"] = budget
+            outcome.references = {"model_version": name, "created": result["created"], "devices": result["devices"],
+                                  "pooled": json.loads((home.references / POOLED_RECORD).read_text()),
+                                  "baselines": rows}
+            outcome.references_path = home.references / "evals" / f"{name}.json"
+            if record:
+                outcome.references_path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(outcome.references_path, json.dumps(outcome.references, indent=2).encode())
+        outcomes.append(outcome)
     return outcomes
 
 
@@ -212,8 +247,7 @@ def _decide(home: Home, name: str, threshold_points: float, devices: int | None,
     current = registry.latest(home.models)
     if current is None:
         return promotion.record(home.models, name, promotion.decide(None, None, None, threshold_points))
-    cand = run_eval(home, version=name, devices=devices, seed=seed, baselines=False, progress=progress, record=False)[0].result
-    base = run_eval(home, version=current.name, devices=devices, seed=seed, baselines=False, progress=progress,
-                    record=False)[0].result
+    cand = run_eval(home, version=name, devices=devices, seed=seed, progress=progress, record=False)[0].result
+    base = run_eval(home, version=current.name, devices=devices, seed=seed, progress=progress, record=False)[0].result
     decision = promotion.decide(cand["recall_at_1"], current.name, base["recall_at_1"], threshold_points)
     return promotion.record(home.models, name, decision, devices=cand["devices"])

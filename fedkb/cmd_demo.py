@@ -90,8 +90,9 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
         stage("4. Rollout[/] — the newest version is evaluated against latest, then installed")
         do_rollout(home, console, threshold=0.5, devices=args.eval_devices, seed=args.seed)
         stage(f"5. On-device evaluation[/] — {args.eval_devices or 'all'} devices measure the installed "
-                      "model on their held-out sentences; only sums leave them")
-        do_eval(home, console, version=None, devices=args.eval_devices, seed=args.seed)
+                      "model on their held-out sentences; only sums leave them"
+              + (" (and references fitted on pooled text, --references)" if args.references else ""))
+        do_eval(home, console, version=None, devices=args.eval_devices, seed=args.seed, references=args.references)
     console.print(Rule("report"))
     html = Path(args.html) if args.html else home.server / "reports" / "report.html"
     do_report(home, console, html)
@@ -176,6 +177,9 @@ def add_parsers(sub) -> None:
                    help="--live: devices that run an agent (default: every device; N: the first N of the population)")
     p.add_argument("--live-processes", type=int, default=4, metavar="P",
                    help="--live: OS processes hosting the agents (default 4)")
+    from fedkb.cmd_eval import add_references_option
+
+    add_references_option(p)
     add_train_options(p, clients_per_round=10)
     p.set_defaults(func=cmd_demo, publish_every=20)
 

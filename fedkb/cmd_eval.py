@@ -90,22 +90,35 @@ def do_rollout(home: Home, console, *, threshold: float, devices: int | None, se
 
 
 def do_eval(home: Home, console, *, version: str | None, devices: int | None, seed: int,
-            baselines: bool = True, json_path: Path | None = None) -> list:
+            references: bool = False, json_path: Path | None = None) -> list:
     import json
 
+    from eval.results import BASELINE_LABELS
     from federated.rollout import run_eval
 
+    if references:
+        console.print(f"   --references: every device's train text is pooled into this process to fit the "
+                      f"references; they are kept in {home.references} (not server state) and deleting any "
+                      "device's data (F8, `fedkb device delete`) deletes them")
     with stage_progress(console) as progress:
-        outcomes = run_eval(home, version=version, devices=devices, seed=seed, baselines=baselines, progress=progress)
+        outcomes = run_eval(home, version=version, devices=devices, seed=seed, references=references, progress=progress)
     for o in outcomes:
         r = o.result
         console.print(f"version {o.version}: {r['devices']} devices, {r['predictions']:,} predictions — "
                       f"recall@1 {r['recall_at_1']:.1%}, @3 {r['recall_at_3']:.1%}, @5 {r['recall_at_5']:.1%}; "
                       f"written to {o.path}")
+        for name, row in (o.references or {}).get("baselines", {}).items():
+            console.print(f"   reference {BASELINE_LABELS.get(name, name)}: recall@1 {row['recall_at_1']:.1%}, "
+                          f"@3 {row['recall_at_3']:.1%}, @5 {row['recall_at_5']:.1%}")
+        if o.references_path is not None:
+            console.print(f"   references written to {o.references_path}")
     if json_path is not None and outcomes:
         main = max(outcomes, key=lambda o: o.result["devices"])
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(main.result, indent=2))
+        payload = dict(main.result)
+        if main.references is not None:  # labelled and apart: not something that left the devices
+            payload["references"] = main.references
+        json_path.write_text(json.dumps(payload, indent=2))
         console.print(f"JSON: {json_path}")
     return outcomes
 
@@ -113,7 +126,7 @@ def do_eval(home: Home, console, *, version: str | None, devices: int | None, se
 def do_report(home: Home, console, html: Path | None) -> Path | None:
     from eval.report import load_report_data, render_terminal, write_html
 
-    data = load_report_data(home.server)
+    data = load_report_data(home.server, references_dir=home.references)
     render_terminal(data, console)
     if html is not None:
         path = write_html(data, html)
@@ -133,11 +146,21 @@ def cmd_eval(home: Home, args: argparse.Namespace) -> None:
     console = _console()
     with tff_runtime(home, console):
         do_eval(home, console, version=args.version, devices=args.devices, seed=args.seed,
-                baselines=not args.no_baselines, json_path=Path(args.json) if args.json else None)
+                references=args.references, json_path=Path(args.json) if args.json else None)
 
 
 def cmd_report(home: Home, args: argparse.Namespace) -> None:
     do_report(home, _console(), Path(args.html) if args.html else None)
+
+
+def add_references_option(p) -> None:
+    """``--references`` (off by default), shared by ``fedkb eval`` and ``fedkb demo``."""
+    p.add_argument("--references", action="store_true",
+                   help="also score references fitted on every device's POOLED raw text (unigram, Kneser-Ney "
+                        "trigram, centralized LSTM), kept in <home>/references/ and deleted with any device's data; "
+                        "the disclosure then says the text was pooled")
+    # Accepted so that scripts written before --references still run; references are off by default.
+    p.add_argument("--no-baselines", action="store_true", help=argparse.SUPPRESS)
 
 
 def add_parsers(sub) -> None:
@@ -152,12 +175,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--reason", default="", help="--roll-back-to: why, recorded in the registry")
     p.set_defaults(func=cmd_rollout)
 
-    p = sub.add_parser("eval", help="on-device evaluation: recall@1/3/5 on devices' held-out sentences, with baselines")
+    p = sub.add_parser("eval", help="on-device evaluation: recall@1/3/5 on devices' held-out sentences")
     p.add_argument("--version", help="evaluate this published version (default: what each device has installed)")
     p.add_argument("--devices", type=int, default=None, help="evaluate on a seeded sample of N devices (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the aggregate result to this JSON file")
-    p.add_argument("--no-baselines", action="store_true", help="skip the unigram, n-gram and centralized LSTM references")
+    add_references_option(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("report", help="recall tables and trends; --html writes a self-contained report with plots")

@@ -32,11 +32,6 @@ def _login_name() -> str:
         return "user"
 
 
-def default_device_id() -> str:
-    """``local-<username>``: this person's own device, created on first run."""
-    return "local-" + (re.sub(r"[^a-z0-9]+", "-", _login_name().lower()).strip("-") or "user")
-
-
 def _valid_device_id(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
         raise argparse.ArgumentTypeError(
@@ -45,27 +40,46 @@ def _valid_device_id(value: str) -> str:
     return value
 
 
-def open_device(home: Home, device_id: str):
-    """Opens the device, creating it and adding it to the population index if it is new."""
+def _valid_user(value: str) -> str:
+    if not value.strip() or len(value) > 200:
+        raise argparse.ArgumentTypeError(f"user name {value[:60]!r}: give 1 to 200 characters, not only spaces")
+    return value
+
+
+def open_device(home: Home, *, device_id: str | None = None, user: str | None = None):
+    """The device to type on: by ``device_id`` (it must exist), or the one whose status record names ``user``.
+
+    A person finds their device by the name in each device's own status record (read on the
+    device side; the server's index and the ids hold no names). With neither argument the user is
+    this login's name. A user with no device gets a new one, with a random id. Either way the
+    device is added to the population index if it is not in it yet.
+    """
     import datetime as dt
     from dataclasses import asdict
 
     import numpy as np
 
     from federated.population import Availability, Member, members, register
-    from keyboard.store import DB_NAME, Device
+    from keyboard.store import Device, devices_of_users, new_device_id
 
-    directory = home.device(device_id)
-    new = not (directory / DB_NAME).is_file()
-    device = Device(directory, create=new)
-    if device_id not in {m.device_id for m in members(home)}:
+    if device_id is None:
+        user = user or _login_name()
+        device_id = devices_of_users(home.devices).get(user)
+    if device_id is None:
+        taken = {p.name for p in home.devices.iterdir()} if home.devices.is_dir() else set()
+        device = Device(home.device(new_device_id(taken=taken)), create=True)
+        device.set(user=user, source="keyboard",
+                   created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    else:
+        device = Device(home.device(device_id))  # DeviceError naming the folder if there is none
+        if device.get("user") is None:
+            device.set(user=_login_name())
+    if device.id not in {m.device_id for m in members(home)}:
         # A person's own device joins the simulated population like a seeded one, so `fedkb train`
         # can pick it when its availability model says it is idle, charging and on Wi-Fi.
         availability = Availability.sample(np.random.default_rng())
-        user = device.get("user") or _login_name()
-        device.set(user=user, availability=asdict(availability), source="keyboard",
-                   created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-        register(home, [Member(device_id, user, availability)])
+        device.set(availability=asdict(availability))
+        register(home, [Member(device.id, availability)])
     return device
 
 
@@ -73,9 +87,9 @@ def cmd_keyboard(home: Home, args: argparse.Namespace) -> None:
     single_thread_blas()
     from keyboard.app import KeyboardApp
 
-    device = open_device(home, args.device or default_device_id())
+    device = open_device(home, device_id=args.device, user=args.user)
     try:
-        app = KeyboardApp(device, models_dir=home.models, evals_dir=home.server / "evals",
+        app = KeyboardApp(device, models_dir=home.models, evals_dir=home.server / "evals", references_dir=home.references,
                           idle_after=args.idle_after, check_every=args.check_every,
                           server=None if args.no_federated else args.server)
         app.run()
@@ -83,10 +97,50 @@ def cmd_keyboard(home: Home, args: argparse.Namespace) -> None:
         device.close()
 
 
+def cmd_device_delete(home: Home, args: argparse.Namespace) -> None:
+    """``fedkb device delete``: what F8 does in the keyboard, for a device picked by id or user."""
+    from keyboard.forget import forget, what_would_go
+    from keyboard.store import Device, DeviceError, devices_of_users
+
+    device_id = args.device
+    if device_id is None:
+        device_id = devices_of_users(home.devices).get(args.user)
+        if device_id is None:
+            raise DeviceError(f"no device under {home.devices} has a status record naming the user {args.user!r}")
+    with Device(home.device(device_id)) as device:
+        if not args.yes:
+            try:
+                answer = input(f"{what_would_go(device, home.references)} [y/N] ")
+            except EOFError:  # no terminal to answer from: the safe answer
+                answer = ""
+            if answer.strip().lower() not in ("y", "yes"):
+                print("Nothing was deleted.")
+                return
+        gone = forget(device, home.references)
+    print(f"device {device_id}: deleted {gone.sentences:,} sentences"
+          + (", its personal model" if gone.personal_model else "")
+          + (f" and the references fitted on pooled text ({gone.references})" if gone.references else ""))
+
+
+def add_delete_parser(device_sub) -> None:
+    """``fedkb device delete`` (registered under ``fedkb device`` by ``cmd_live``)."""
+    p = device_sub.add_parser("delete", help="delete a device's typing log, its personal model and the pooled "
+                                             "references, as F8 does in the keyboard")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", type=_valid_user, metavar="NAME", help="the device whose status record names this user")
+    who.add_argument("--device", type=_valid_device_id, metavar="ID", help="the device with this id")
+    p.add_argument("--yes", action="store_true", help="do not ask first")
+    p.set_defaults(func=cmd_device_delete)
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("keyboard", help="type with next-word suggestions; sentences are logged on this device only")
-    p.add_argument("--device", type=_valid_device_id,
-                   help=f"device to type on (default {default_device_id()}; created if new)")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--user", type=_valid_user, metavar="NAME",
+                     help=f"type on the device whose own status record names this user; created, with a random "
+                          f"id, if there is none (default: your login name, {_login_name()!r})")
+    who.add_argument("--device", type=_valid_device_id, metavar="ID",
+                     help="type on this existing device (its id, as `fedkb population show` lists it)")
     p.add_argument("--idle-after", type=float, default=30.0,
                    help="seconds without typing before the device counts as idle (default 30)")
     p.add_argument("--check-every", type=float, default=60.0,

@@ -319,12 +319,15 @@ def add_parsers(sub) -> None:
     add_train_options(p)
     p.set_defaults(func=lambda home, args: (cmd_serve if args.simulate else cmd_serve_live)(home, args))
 
-    dev = sub.add_parser("device", help="the agent of a device for live rounds")
+    dev = sub.add_parser("device", help="one device: its agent for live rounds, or deleting its data")
     dev_sub = dev.add_subparsers(dest="device_command", metavar="ACTION", required=True)
     p = dev_sub.add_parser("run", help="check in with the coordinator, train on this device's log when selected, upload")
     p.add_argument("--device", action="append", required=True, metavar="ID", help="device id (repeat to host several)")
     _agent_options(p)
     p.set_defaults(func=cmd_device_run)
+    from fedkb.cmd_keyboard import add_delete_parser
+
+    add_delete_parser(dev_sub)
 
     devs = sub.add_parser("devices", help="device agents for the seeded population")
     devs_sub = devs.add_subparsers(dest="devices_command", metavar="ACTION", required=True)

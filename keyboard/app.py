@@ -8,7 +8,6 @@ only touched from the event loop, because a sqlite3 connection belongs to the th
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -24,8 +23,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from common.artifacts import ArtifactError
+from keyboard.forget import forget, what_would_go
 from keyboard.install import installed as installed_version, read_pointer
-from keyboard.personalize import PERSONAL_DIR, RECORD as PERSONAL_RECORD
+from keyboard.personalize import RECORD as PERSONAL_RECORD
 from keyboard.predictor import FrequencyPredictor, Learner, Predictor, load_predictor
 from keyboard.screens import ConfirmScreen, EvalScreen, HelpScreen
 from keyboard.store import MAX_SENTENCE_CHARS, Device, DeviceError
@@ -149,6 +149,7 @@ class KeyboardApp(App[None]):
         predictor_factory: builds a predictor for the device directory (called after an update).
         models_dir: the server's published models (``registry.json``); None disables updates.
         evals_dir: the server's all-device evaluation results, shown on the evaluation screen.
+        references_dir: the pooled references (``<home>/references``), deleted with the log by F8.
         idle_after: seconds without a keystroke after which the device counts as idle.
         check_every: seconds between checks for a newly promoted model.
         charging: reports mains power (None = unknown); replaceable so tests are deterministic.
@@ -186,6 +187,7 @@ class KeyboardApp(App[None]):
         predictor_factory: Callable[[Path], Predictor] = load_predictor,
         models_dir: Path | None = None,
         evals_dir: Path | None = None,
+        references_dir: Path | None = None,
         idle_after: float = 30.0,
         check_every: float = 60.0,
         charging: Callable[[], bool | None] = charging_now,
@@ -195,7 +197,7 @@ class KeyboardApp(App[None]):
         super().__init__()
         let_escape_digits_be_alt()
         self.device, self.predictor, self.predictor_factory = device, predictor, predictor_factory
-        self.models_dir, self.evals_dir = models_dir, evals_dir
+        self.models_dir, self.evals_dir, self.references_dir = models_dir, evals_dir, references_dir
         self.idle_after, self.check_every, self.charging = idle_after, check_every, charging
         self.last_keystroke = time.monotonic()
         self._previous_text = ""
@@ -319,10 +321,7 @@ class KeyboardApp(App[None]):
                     else "Incognito off: finished sentences are logged on this device.", timeout=3)
 
     def action_delete_log(self) -> None:
-        n = self.device.count()
-        personal = self.device.directory / PERSONAL_DIR
-        extra = " and this device's personal model" if personal.exists() else ""
-        question = f"Delete all {n:,} sentence{'' if n == 1 else 's'} in this device's log{extra}? This cannot be undone."
+        question = what_would_go(self.device, self.references_dir)
         self.push_screen(ConfirmScreen(question, "Delete"), self._delete_confirmed)
 
     def _delete_confirmed(self, confirmed: bool | None) -> None:
@@ -330,10 +329,8 @@ class KeyboardApp(App[None]):
             self.notify("Nothing was deleted.", timeout=3)
             return
         self._stop_training()  # it would write a personal model learned from the deleted text
-        self.device.delete_log()
-        personal = self.device.directory / PERSONAL_DIR
-        had_personal = personal.exists()
-        shutil.rmtree(personal, ignore_errors=True)
+        gone = forget(self.device, self.references_dir)
+        had_personal = gone.personal_model
         if isinstance(self.predictor, FrequencyPredictor):  # its counts came from the deleted log
             self.predictor = FrequencyPredictor(reason=self.predictor.reason)
         elif had_personal:  # the personal model learned from the deleted log: back to the global one
@@ -341,7 +338,8 @@ class KeyboardApp(App[None]):
         self.recent = ()
         self.refresh_device_status()
         self.request_suggestions(self.typing.value)
-        self.notify("This device's typing log was deleted.", title="Deleted")
+        also = " The references fitted on pooled text were deleted too." if gone.references else ""
+        self.notify("This device's typing log was deleted." + also, title="Deleted")
 
     # -- status -----------------------------------------------------------------------------------
     def refresh_device_status(self) -> None:

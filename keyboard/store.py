@@ -3,7 +3,8 @@
 Each device is a directory ``<home>/devices/<id>/`` holding ``log.sqlite``. The database
 has two tables: ``sentences`` (the log; raw text exists only here) and ``meta`` (the
 device's status record: the user it belongs to, its availability model, the model version
-it has installed, the last federated round it joined). WAL mode lets the keyboard append
+it has installed, the last federated round it joined). The user's name exists only in this
+record: device ids are random (:func:`new_device_id`) and the population index holds none. WAL mode lets the keyboard append
 while a trainer or evaluator reads the splits (each read is one snapshot; a writer waits up to
 the busy timeout for another). Bad input and SQLite failures (a full or read-only disk, a damaged
 file, a lock held past the timeout) surface as ``DeviceError`` naming the device and the file,
@@ -14,10 +15,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import json
 import math
 import re
+import secrets
 import shutil
 import sqlite3
 import time
@@ -51,20 +52,53 @@ class DeviceError(Exception):
     """A device directory is missing, unreadable, or was given bad input."""
 
 
-def device_id_for(user: str, *, taken: Container[str] = ()) -> str:
-    """A filesystem-safe, stable device id for a user name (``Hamlet::HAMLET`` -> ``hamlet-hamlet-1a2b3c``).
+DEVICE_ID_PREFIX = "dev-"
+DEVICE_ID_PATTERN = re.compile(r"dev-[0-9a-f]{16}")  # the form of every id fedkb makes
 
-    Six hex digits of a hash tell apart users with the same slug, but not always: names without
-    a-z or 0-9 all have the slug ``user``, and among a few thousand of them two ids collide. An id
-    in ``taken`` (another user's device) is lengthened with more digits until it is free.
+
+def new_device_id(*, taken: Container[str] = ()) -> str:
+    """A new device id: ``dev-`` and 16 random hex digits (64 bits from ``secrets``), not in ``taken``.
+
+    An id says nothing about its user: the user's name stays in the device's own status record
+    (``meta``), which only the device reads; the server sees ids only.
     """
-    slug = re.sub(r"[^a-z0-9]+", "-", user.lower()).strip("-")[:40] or "user"
-    digest = hashlib.sha1(user.encode("utf-8", "surrogatepass")).hexdigest()
-    for digits in (6, 12, 20, 40):
-        device_id = f"{slug}-{digest[:digits]}"
+    while True:
+        device_id = DEVICE_ID_PREFIX + secrets.token_hex(8)
         if device_id not in taken:
             return device_id
-    raise DeviceError(f"user {user[:60]!r}: every device id derived from the name is taken")
+
+
+def device_user(directory: Path) -> str | None:
+    """The user named in the status record of the device at ``directory`` (None if it names none).
+
+    Reads the device's own database read-only, without the WAL set-up of :class:`Device`: this is
+    how a person picks their device by name (``fedkb keyboard --user``), on the device side.
+    """
+    db_path = Path(directory) / DB_NAME
+    try:
+        db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'user'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise DeviceError(f"device {Path(directory).name}: cannot read the status record in {db_path}: {exc}") from None
+    user = None if row is None else json.loads(row[0])
+    return user if isinstance(user, str) else None
+
+
+def devices_of_users(devices_root: Path) -> dict[str, str]:
+    """``{user: device id}`` from the status records of every device under ``devices_root``.
+
+    The device side's own mapping (each device knows its user); a user with several devices maps
+    to the first in sorted order.
+    """
+    found: dict[str, str] = {}
+    for directory in list_device_dirs(devices_root):
+        user = device_user(directory)
+        if user is not None:
+            found.setdefault(user, directory.name)
+    return found
 
 
 def clean_sentence(text: Any, *, where: str = "sentence") -> str:

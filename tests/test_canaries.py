@@ -2,8 +2,8 @@
 
 A population where a few devices each typed a unique canary sentence of made-up words goes
 through the whole pipeline through the command line — seed, private vocabulary, private
-n-grams, training (with DP and secure aggregation), rollout, evaluation with the centralized
-references, report. Then every file under ``<home>/server/`` (state, versions, n-grams, metrics,
+n-grams, training (with DP and secure aggregation), rollout, evaluation with the pooled-text
+references (``--references``: kept in ``<home>/references/``, outside the server), report. Then every file under ``<home>/server/`` (state, versions, n-grams, metrics,
 TensorBoard, logs, reports; gzip files decompressed) and the command output is searched: no
 canary sentence, and no canary word the vocabulary did not learn, may appear in any of them.
 """
@@ -51,7 +51,7 @@ def test_no_canary_reaches_the_server(tmp_path):
     output += _fedkb(home, "train", "--rounds", "2", "--preset", "tiny", "--clients-per-round", "4",
                      "--secure-agg", "--dp-noise", "0.3", "--dp-clip", "1.0", "--publish-every", "2")
     output += _fedkb(home, "rollout", "--devices", "10")
-    output += _fedkb(home, "eval", "--devices", "10", "--json", str(home / "server" / "eval.json"))
+    output += _fedkb(home, "eval", "--devices", "10", "--references", "--json", str(home / "server" / "eval.json"))
     output += _fedkb(home, "report", "--html", str(home / "server" / "report.html"))
 
     # The canaries really are on the devices (the search below would find them there).
@@ -76,3 +76,4 @@ def test_no_canary_reaches_the_server(tmp_path):
     report = (home / "server" / "report.html").read_text()
     assert "what left the devices" in report and "masked by simulated secure aggregation" in report
     assert "heavy-hitter sketches" in report and "ε = " in report
+    assert "raw text: POOLED for the references" in report and str(home / "references") in report

@@ -20,13 +20,15 @@ def test_demo_runs_the_whole_story_and_can_run_again(tmp_path):
     home = tmp_path / "home"
     args = ["demo", "--corpus", str(corpus), "--preset", "tiny", "--rounds", "4", "--publish-every", "2",
             "--clients-per-round", "3", "--eval-devices", "12", "--vocab-size", "64", "--pretrain-seconds", "3"]
-    first = _fedkb(home, *args)
+    first = _fedkb(home, *args, "--references")
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
     for text in ("seeded 40 devices", "round    4", "promoted", "installed on 40 devices", "recall@1",
-                 "unigram", "KN trigram", "LSTM, central", "HTML report", "Pretrained the tiny model",
+                 "unigram (pooled reference)", "KN trigram (pooled reference)", "LSTM, central (pooled reference)",
+                 "raw text: POOLED for the references", "HTML report", "Pretrained the tiny model",
                  "+ private n-grams = product"):
         assert text in out, text
+    assert (home / "references" / "evals" / "0002.json").is_file() and not (home / "server" / "baselines").exists()
     html = home / "server" / "reports" / "report.html"
     assert html.is_file() and html.read_text().count("data:image/png;base64,") >= 3
     assert (home / "server" / "evals" / "0002.json").is_file()
@@ -37,6 +39,7 @@ def test_demo_runs_the_whole_story_and_can_run_again(tmp_path):
     assert "reusing the 40 devices" in again.stdout and "reusing the tokenizer" in again.stdout
     assert "reusing the n-grams" in again.stdout and "reusing the pretrained model" in again.stdout
     assert "Already at round 4" in again.stdout
+    assert "pooled reference" in again.stdout  # the first run's references are still there, and shown as such
 
 
 def test_serve_runs_rounds_when_devices_are_eligible_and_rolls_out(seeded_home):

@@ -26,3 +26,19 @@ def test_only_live_rounds_claim_no_simulation_and_no_secure_agg_says_unmasked(tm
     live = updates_line(_server(tmp_path / "a", True, [{"round": 1, "live": 1.0}]), None)
     assert "between the device agents" in live and "simulated" not in live
     assert "unmasked (the server saw each update)" in updates_line(_server(tmp_path / "b", False, [{"round": 1}]), None)
+
+
+def test_raw_text_is_never_pooled_unless_a_references_folder_holds_something(tmp_path):
+    from eval.disclosure import raw_text_line
+
+    refs = tmp_path / "references"
+    assert raw_text_line(None).startswith("raw text and token ids: never")
+    assert raw_text_line(refs).startswith("raw text and token ids: never")  # absent
+    refs.mkdir()
+    assert raw_text_line(refs).startswith("raw text and token ids: never")  # empty
+    (refs / "centralized_lstm").mkdir()  # something fitted, even with no record of the pooling: say so
+    assert raw_text_line(refs).startswith("raw text: POOLED") and str(refs) in raw_text_line(refs)
+    (refs / "pooled.json").write_text(json.dumps({"devices": 7, "sentences": 99, "pooled_at": "2026-12-07T12:00:00+00:00",
+                                                  "references": ["unigram"]}))
+    line = raw_text_line(refs)
+    assert "7 devices (99 sentences)" in line and "at 2026-12-07T12:00:00+00:00" in line and "fit the unigram references" in line

@@ -61,7 +61,7 @@ def test_terminal_shows_latest_table_baselines_and_trend():
     out = terminal_text(load_report_data(FIXTURE))
     assert "latest version 0002 (round 6, 120 devices, 12,345 predictions)" in out
     for name in ("global LSTM alone", "+ personal model", "+ private n-grams = product", "unigram",
-                 "KN trigram (central ref.)", "LSTM, central (central ref.)"):
+                 "KN trigram (pooled reference)", "LSTM, central (pooled reference)"):
         assert name in out
     row = next(line for line in out.splitlines() if "global LSTM alone" in line)
     assert re.search(r"12\.0%.*21\.0%.*26\.0%.*3\.0%", row)
@@ -124,7 +124,7 @@ def test_html_is_self_contained(fixture_html):
 def test_html_has_header_tables_and_settings(fixture_html):
     assert "latest version 0002" in fixture_html and "2026-11-30 13:00 UTC" in fixture_html
     assert "<td>global LSTM alone</td><td>12.0%</td><td>21.0%</td><td>26.0%</td><td>3.0%</td>" in fixture_html
-    assert "<td>LSTM, central (central ref.)</td><td>14.3%</td>" in fixture_html
+    assert "<td>LSTM, central (pooled reference)</td><td>14.3%</td>" in fixture_html
     assert 'id="settings"' in fixture_html
     for key, value in (("server_optimizer", "adam"), ("clients_per_round", "10"), ("lstm_units", "256"),
                        ("cifg", "yes"), ("summary", "no DP")):
@@ -189,3 +189,49 @@ def test_terminal_shows_personalization_before_and_after(tmp_path):
     path.write_text(json.dumps(raw))
     out = terminal_text(load_report_data(server))
     assert "4 devices: recall@1 10.0% global → 11.5% personal (+15.0% relative)" in out
+
+
+# -- the pooled-text references live outside server/ ---------------------------------------------
+def _home_without_references(tmp_path) -> Path:
+    """A copy of the fixture's server/ whose evaluations hold no reference rows (as `fedkb eval` writes now)."""
+    server = tmp_path / "home" / "server"
+    shutil.copytree(FIXTURE, server)
+    for path in (server / "evals").glob("*.json"):
+        raw = json.loads(path.read_text())
+        raw.pop("baselines", None)
+        path.write_text(json.dumps(raw))
+    return tmp_path / "home"
+
+
+def test_without_references_the_report_has_no_reference_rows_and_says_none_were_computed(tmp_path):
+    home = _home_without_references(tmp_path)
+    data = load_report_data(home / "server", references_dir=home / "references")
+    out = terminal_text(data)
+    assert "pooled reference" not in out and "references: none computed" in out
+    assert "raw text and token ids: never" in out
+    html = write_html(data, tmp_path / "r.html").read_text()
+    assert "pooled reference" not in html and "none computed" in html and "never (they stay" in html
+    assert html.count("data:image/png;base64,") >= 3  # the plots are drawn without reference lines
+
+
+def test_reference_rows_come_from_the_references_folder_and_the_disclosure_says_text_was_pooled(tmp_path):
+    home = _home_without_references(tmp_path)
+    refs = home / "references"
+    (refs / "evals").mkdir(parents=True)
+    (refs / "pooled.json").write_text(json.dumps({"devices": 120, "sentences": 4567, "pooled_at": "2026-12-07T12:00:00+00:00",
+                                                  "references": ["unigram", "ngram", "centralized_lstm"]}))
+    (refs / "evals" / "0002.json").write_text(json.dumps({"model_version": "0002", "baselines": {
+        "unigram": {"recall_at_1": 0.05, "recall_at_3": 0.1, "recall_at_5": 0.12},
+        "centralized_lstm": {"recall_at_1": 0.143, "recall_at_3": 0.2, "recall_at_5": 0.3, "train_tokens": 150000}}}))
+    data = load_report_data(home / "server", references_dir=refs)
+    old, new = data.evals
+    assert old.baselines == {} and new.baselines["centralized_lstm"].train_tokens == 150000
+    out = terminal_text(data)
+    assert "LSTM, central (pooled reference)" in out and "unigram (pooled reference)" in out
+    assert "raw text: POOLED for the references" in out and "120 devices (4567 sentences)" in out
+    assert str(refs) in out and "raw text and token ids: never" not in out
+    html = write_html(data, tmp_path / "r.html").read_text()
+    assert "<td>LSTM, central (pooled reference)</td><td>14.3%</td>" in html and "POOLED" in html
+    (refs / "evals" / "0002.json").write_text("{broken")
+    with pytest.raises(ReportError, match=re.escape(str(refs / "evals" / "0002.json"))):
+        load_report_data(home / "server", references_dir=refs)

@@ -172,6 +172,21 @@ async def test_delete_asks_first_then_wipes_the_log_and_personal_model(device):
         assert "0 sentences logged" in status_text(app)
 
 
+async def test_delete_also_removes_the_references_fitted_on_pooled_text(device, tmp_path):
+    device.append("one sentence")
+    references = tmp_path / "references"
+    (references / "centralized_lstm" / "abc").mkdir(parents=True)
+    (references / "pooled.json").write_text("{}")
+    app = make_app(device, references_dir=references)
+    async with app.run_test() as pilot:
+        await pilot.press("f8")
+        assert isinstance(app.screen, ConfirmScreen) and str(references) in app.screen.question
+        await pilot.click("#confirm")
+        await settle(pilot)
+        assert device.count() == 0 and not references.exists()
+        assert any("references fitted on pooled text were deleted" in n for n in notices(app))
+
+
 async def test_starting_without_a_model_suggests_from_word_counts_and_says_so(device):
     for sentence in ("hello there", "hello world", "help me"):
         device.append(sentence)
@@ -387,7 +402,7 @@ def test_starting_the_keyboard_does_not_import_tensorflow(tmp_path):
         from keyboard.mix import ProductPredictor
         build_parser().parse_args(["keyboard", "--device", "d1"])
         home = Home(Path({str(home)!r}))
-        device = open_device(home, "d1")
+        device = open_device(home, device_id="d1")
         predictor = load_predictor(device.directory)
         assert isinstance(predictor, ProductPredictor) and isinstance(predictor.lstm, ModelPredictor), predictor
         app = KeyboardApp(device, predictor, models_dir=home.models)
@@ -400,19 +415,30 @@ def test_starting_the_keyboard_does_not_import_tensorflow(tmp_path):
     assert "HEAVY []" in out.stdout
 
 
-def test_open_device_creates_and_registers_a_new_device_once(tmp_path):
-    from fedkb.cmd_keyboard import default_device_id, open_device
-    from common.layout import Home
-    from federated.population import members
+def test_open_device_finds_the_users_device_by_its_own_status_record_or_makes_one(tmp_path, monkeypatch):
+    import pytest
 
+    from common.layout import Home
+    from fedkb.cmd_keyboard import open_device
+    from federated.population import INDEX_NAME, members
+    from keyboard.store import DEVICE_ID_PATTERN, DeviceError
+
+    monkeypatch.setattr("fedkb.cmd_keyboard._login_name", lambda: "ada lovelace")
     home = Home(tmp_path / "home")
-    assert default_device_id().startswith("local-")
-    for _ in range(2):
-        device = open_device(home, "local-test")
-        device.close()
-    assert [m.device_id for m in members(home)] == ["local-test"]
-    with Device(home.device("local-test")) as device:
-        assert device.get("source") == "keyboard" and device.count() == 0
+    opened = []
+    for kwargs in ({}, {"user": "ada lovelace"}, {}):  # the default user is the login name
+        with open_device(home, **kwargs) as device:
+            opened.append(device.id)
+    assert len(set(opened)) == 1 and DEVICE_ID_PATTERN.fullmatch(opened[0])
+    with open_device(home, user="Hamlet::HAMLET") as hamlet:
+        assert hamlet.id != opened[0] and hamlet.get("user") == "Hamlet::HAMLET"
+    assert [m.device_id for m in members(home)] == [opened[0], hamlet.id]
+    with open_device(home, device_id=opened[0]) as device:
+        assert device.get("source") == "keyboard" and device.get("user") == "ada lovelace" and device.count() == 0
+    index = b"".join(p.read_bytes() for p in home.devices.iterdir() if p.name.startswith(INDEX_NAME))
+    assert b"ada" not in index and b"lovelace" not in index and b"HAMLET" not in index
+    with pytest.raises(DeviceError, match="no device at .*nobody"):
+        open_device(home, device_id="nobody")
 
 
 async def test_idle_eligible_device_trains_in_the_background_and_reloads(tmp_path, device):

@@ -16,7 +16,10 @@ from keyboard.store import (
     Device,
     DeviceError,
     clean_sentence,
-    device_id_for,
+    DEVICE_ID_PATTERN,
+    device_user,
+    devices_of_users,
+    new_device_id,
     heldout_count,
     list_device_dirs,
 )
@@ -223,14 +226,25 @@ def test_opening_a_non_database_raises(tmp_path):
         Device(d)
 
 
-def test_device_id_for_is_safe_and_stable():
-    a = device_id_for("Hamlet::HAMLET")
-    assert a == device_id_for("Hamlet::HAMLET")
-    assert a.startswith("hamlet-hamlet-")
-    assert device_id_for("hamlet::hamlet") != a
-    assert device_id_for("日本").startswith("user-")
-    assert device_id_for("\ud800").startswith("user-")
-    assert "/" not in device_id_for("../../etc/passwd")
+def test_new_device_ids_are_random_of_one_form_and_avoid_taken_ones(monkeypatch):
+    ids = {new_device_id() for _ in range(200)}
+    assert len(ids) == 200 and all(DEVICE_ID_PATTERN.fullmatch(i) for i in ids)
+    draws = iter(["aa" * 8, "aa" * 8, "bb" * 8])
+    monkeypatch.setattr("keyboard.store.secrets.token_hex", lambda n: next(draws))
+    assert new_device_id(taken={"dev-" + "aa" * 8}) == "dev-" + "bb" * 8
+
+
+def test_devices_are_found_by_the_user_in_their_own_status_record(tmp_path):
+    for name, user in (("dev-2", "Hamlet::HAMLET"), ("dev-1", "alice"), ("dev-3", None), ("dev-0", "alice")):
+        with Device(tmp_path / name, create=True) as device:
+            if user is not None:
+                device.set(user=user)
+    assert device_user(tmp_path / "dev-2") == "Hamlet::HAMLET" and device_user(tmp_path / "dev-3") is None
+    assert devices_of_users(tmp_path) == {"alice": "dev-0", "Hamlet::HAMLET": "dev-2"}  # first in sorted order
+    (tmp_path / "dev-9").mkdir()
+    (tmp_path / "dev-9" / "log.sqlite").write_bytes(b"not sqlite" * 100)
+    with pytest.raises(DeviceError, match="dev-9.*status record"):
+        devices_of_users(tmp_path)
 
 
 def test_list_device_dirs_skips_staging_and_non_devices(tmp_path):

@@ -263,7 +263,7 @@ def test_eval_refuses_a_damaged_version_naming_the_file(eval_home, name, how):
     home, _, v2 = eval_home
     _damage(v2.path, name, how)
     with pytest.raises(registry.RegistryError, match=str(v2.path / name)) as info:
-        run_eval(home, version=v2.name, baselines=False)
+        run_eval(home, version=v2.name)
     assert type(info.value).__name__ in _USER_ERRORS
     assert not (home.server / "evals" / f"{v2.name}.json").exists()
 
@@ -274,7 +274,7 @@ def test_eval_refuses_a_version_whose_tokenizer_is_of_another_model(eval_home):
     home, _, v2 = eval_home
     _replace_and_resign(v2.path, artifacts.TOKENIZER, _other_tokenizer())
     with pytest.raises(Exception, match=str(v2.path / artifacts.TOKENIZER)) as info:
-        run_eval(home, version=v2.name, baselines=False)
+        run_eval(home, version=v2.name)
     assert type(info.value).__name__ in _USER_ERRORS, repr(info.value)
 
 
