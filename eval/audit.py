@@ -15,8 +15,8 @@ Here a canary is ``prefix words + secret words``; every word is a single piece o
 so the model can learn it and the space is ``R = W^S`` for a candidate list of W words and S
 secret words. The rank is computed **exactly, by enumerating all of R** with the numpy model the
 devices run (``keyboard.lm``): the log-perplexity of each candidate's secret slot given the prefix
-(the prefix's own term is the same for every candidate, so it cancels in the rank). Ties count in
-the canary's favour (rank = 1 + candidates strictly more likely), which can only overstate exposure.
+(the prefix's own term is the same for every candidate, so it cancels in the rank). A tie counts as
+half a place (the expected rank when ties are broken at random).
 """
 
 from __future__ import annotations
@@ -37,16 +37,23 @@ class AuditError(ValueError):
     """An audit that cannot be set up as asked; the message says what and why."""
 
 
-def exposure(rank: int, space: int) -> float:
+def exposure(rank: float, space: int) -> float:
     """``log2 |R| - log2 rank``: 0 for the least likely candidate, ``log2 |R|`` for the most likely."""
     if not 1 <= rank <= space:
         raise ValueError(f"rank must be in 1..{space} (the size of the space), got {rank}")
     return math.log2(space) - math.log2(rank)
 
 
-def rank_of(canary_score: float, scores: np.ndarray) -> int:
-    """1 + the number of candidates with a strictly lower log-perplexity than the canary's."""
-    return 1 + int(np.count_nonzero(np.asarray(scores) < canary_score))
+def rank_of(canary_score: float, scores: np.ndarray) -> float:
+    """The canary's rank (1 = most likely) among ``scores``, which include the canary's own.
+
+    1 + the candidates with a strictly lower log-perplexity, + half of the others that tie with
+    it: the expected rank when ties are broken at random (a model that scores every candidate
+    alike ranks the canary in the middle, not first).
+    """
+    scores = np.asarray(scores)
+    ties = int(np.count_nonzero(scores == canary_score)) - 1
+    return 1 + int(np.count_nonzero(scores < canary_score)) + ties / 2
 
 
 def candidate_words(tokenizer, count: int) -> list[int]:

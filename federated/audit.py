@@ -195,7 +195,7 @@ def audit(home: Home, work: Path, config: AuditConfig, train, runs: list[Run], *
     result = {
         "method": "exposure (Carlini et al. 2019): log2|R| - log2 rank, rank among all |R| candidates by exact "
                   "enumeration, candidates scored by the log-perplexity of the secret slot given the prefix under "
-                  "each version's float weights; ties count for the canary",
+                  "each version's float weights; a tie counts as half a place",
         "space": space_size(len(word_ids), config.secret_words), "max_exposure": float(np.log2(
             space_size(len(word_ids), config.secret_words))),
         "config": asdict(config), "train": train.as_dict(), "rounds": rounds, "publish_every": publish_every,
