@@ -21,15 +21,18 @@ half a place (the expected rank when ties are broken at random).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from tokenizer.specials import BOS_ID, WORD_START
 from tokenizer.words import words as words_of
 
+RESULT_FILE = "audit.json"  # in <home>/server/, for `fedkb report`, and in the audit's work folder
 MAX_ENUMERATED_ROWS = 1 << 17  # W^(S-1) model outputs of V logits each; beyond this enumeration is too slow
 
 
@@ -170,3 +173,43 @@ def summary_table(result: dict) -> list[tuple[str, ...]]:
             rows.append((arm["name"], v["version"], str(v["round"]),
                          *(f"{e:.1f}" for e in v["exposures"]), f"{v['mean_exposure']:.1f}"))
     return rows
+
+
+def render_terminal(result: dict, console) -> None:
+    """The exposure table of an audit result and what it was measured on (``fedkb audit``, ``fedkb report``)."""
+    from rich.table import Table
+
+    n = len(result["canaries"])
+    table = Table(title=f"Canary exposure (bits; max {result['max_exposure']:.1f} = log2 {result['space']:,}, "
+                        f"about 1 for a model that learned nothing of the canary)")
+    for col in ("run", "version", "round", *(f"c{i + 1}" for i in range(n)), "mean"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for row in summary_table(result):
+        table.add_row(*row)
+    console.print(table)
+    for i, c in enumerate(result["canaries"]):
+        console.print(f"  c{i + 1}: {c['text']!r} (secret {c['secret']!r}) × {result['config']['repeats']} on "
+                      f"{len(c['devices'])} device(s)")
+    for run in result["runs"]:
+        last = run["versions"][-1] if run["versions"] else {}
+        eps = (last.get("privacy") or {}).get("epsilon")
+        loss = last.get("loss")
+        console.print(f"  {run['name']}: rounds with a canary's device: {run['rounds_with_canary_device']}"
+                      + (f"; final training loss {loss:.3f}" if loss is not None else "")
+                      + (f"; ε = {eps:.2f} at δ = {last['privacy']['delta']:.2g}" if eps is not None else ""))
+    console.print(f"  {result['population']} devices, {result['rounds']} rounds, {result['train']['clients_per_round']} "
+                  f"clients per round, preset {result['train']['preset']}; {result['method']}")
+
+
+def load_result(server_dir: Path) -> dict | None:
+    """The audit result ``fedkb audit`` left in ``server_dir`` (None if there is none)."""
+    path = Path(server_dir) / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(result, dict) or not isinstance(result.get("runs"), list):
+            raise ValueError("not an audit result (an object with 'runs')")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise AuditError(f"{path}: unreadable ({exc}); run `fedkb audit` again or remove it") from None
+    return result

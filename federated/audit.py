@@ -28,11 +28,19 @@ import numpy as np
 
 from common.atomic import atomic_write
 from common.layout import Home
-from eval.audit import AuditError, Canary, candidate_words, canary_exposure, check_enumerable, draw_canaries, space_size
+from eval.audit import (
+    RESULT_FILE,
+    AuditError,
+    Canary,
+    canary_exposure,
+    candidate_words,
+    check_enumerable,
+    draw_canaries,
+    space_size,
+)
 from keyboard.store import DB_NAME, Device
 from tokenizer.vocab import Tokenizer
 
-RESULT_FILE = "audit.json"  # in <home>/server/ and in the work folder
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,9 @@ def cmd_audit(home: Home, args: argparse.Namespace) -> None:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
-    print_audit(result, console)
+    from eval.audit import render_terminal
+
+    render_terminal(result, console)
     console.print(f"Result: {home.server / RESULT_FILE}" + (f" and {args.json}" if args.json else "")
                   + (f"; scratch homes kept in {work}" if args.work else ""))
     console.print(json.dumps(summary_line(result)))
@@ -74,34 +76,6 @@ def summary_line(result: dict) -> dict:
                                                 if run["versions"] else None)}
                       for run in result["runs"]},
             "max_exposure": result["max_exposure"], "space": result["space"]}
-
-
-def print_audit(result: dict, console) -> None:
-    """The exposure table of an audit result (also used by ``fedkb report``)."""
-    from rich.table import Table
-
-    from eval.audit import summary_table
-
-    n = len(result["canaries"])
-    table = Table(title=f"Canary exposure (bits; max {result['max_exposure']:.1f} = log2 {result['space']:,}, "
-                        f"about 1 for a model that learned nothing of the canary)")
-    for col in ("run", "version", "round", *(f"c{i + 1}" for i in range(n)), "mean"):
-        table.add_column(col, justify="left" if col == "run" else "right")
-    for row in summary_table(result):
-        table.add_row(*row)
-    console.print(table)
-    for i, c in enumerate(result["canaries"]):
-        console.print(f"  c{i + 1}: {c['text']!r} (secret {c['secret']!r}) × {result['config']['repeats']} on "
-                      f"{len(c['devices'])} device(s)")
-    for run in result["runs"]:
-        last = run["versions"][-1] if run["versions"] else {}
-        eps = (last.get("privacy") or {}).get("epsilon")
-        loss = last.get("loss")
-        console.print(f"  {run['name']}: rounds with a canary's device: {run['rounds_with_canary_device']}"
-                      + (f"; final training loss {loss:.3f}" if loss is not None else "")
-                      + (f"; ε = {eps:.2f} at δ = {last['privacy']['delta']:.2g}" if eps is not None else ""))
-    console.print(f"  {result['population']} devices, {result['rounds']} rounds, {result['train']['clients_per_round']} "
-                  f"clients per round, preset {result['train']['preset']}; {result['method']}")
 
 
 def add_parsers(sub) -> None:
