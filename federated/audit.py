@@ -79,15 +79,27 @@ def copy_log(source: Path, target: Path) -> None:
         src.close()
 
 
+def check_home(home: Home, config: AuditConfig) -> Tokenizer:
+    """Checks, before anything starts, that ``home`` has a population and a tokenizer with enough words."""
+    from federated.population import members
+
+    if not members(home):
+        raise AuditError(f"no devices in {home.devices}; run `fedkb population seed --corpus shakespeare` first")
+    if not (home.tokenizer / "spm.model").is_file():
+        raise AuditError(f"no tokenizer in {home.tokenizer}; run `fedkb tokenizer train` first")
+    tokenizer = Tokenizer.load(home.tokenizer)
+    found = len(candidate_words(tokenizer, config.space))
+    if found < config.space:
+        raise AuditError(f"the tokenizer in {home.tokenizer} has only {found} pieces that are whole words, fewer "
+                         f"than --space {config.space}; lower --space")
+    return tokenizer
+
+
 def scratch_population(home: Home, work: Path, devices: int | None) -> tuple[Home, list[str]]:
     """A home under ``work/planted`` with copies of the population (the first ``devices``) and the tokenizer."""
     from federated.population import members, register
 
     population = members(home)
-    if not population:
-        raise AuditError(f"no devices in {home.devices}; run `fedkb population seed --corpus shakespeare` first")
-    if not (home.tokenizer / "spm.model").is_file():
-        raise AuditError(f"no tokenizer in {home.tokenizer}; run `fedkb tokenizer train` first")
     chosen = population[:devices] if devices else population
     scratch = Home(work / "planted")
     for m in chosen:
@@ -175,12 +187,10 @@ def audit(home: Home, work: Path, config: AuditConfig, train, runs: list[Run], *
         raise AuditError(f"{work} already holds an audit; give a new or empty folder")
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    check_home(home, config)
     scratch, device_ids = scratch_population(home, work, config.devices)
     tokenizer = Tokenizer.load(scratch.tokenizer)
     word_ids = candidate_words(tokenizer, config.space)
-    if len(word_ids) < config.space:
-        raise AuditError(f"the tokenizer has only {len(word_ids)} pieces that are whole words, fewer than "
-                         f"--space {config.space}; lower --space")
     rng = np.random.default_rng([config.seed, 0xCA7])
     canaries = draw_canaries(tokenizer, word_ids, config.canaries, prefix_words=config.prefix_words,
                              secret_words=config.secret_words, rng=rng)

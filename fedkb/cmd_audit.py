@@ -28,7 +28,7 @@ except the result, <home>/server/audit.json, which `fedkb report` shows."""
 
 
 def cmd_audit(home: Home, args: argparse.Namespace) -> None:
-    from federated.audit import RESULT_FILE, AuditConfig, audit, dp_runs
+    from federated.audit import RESULT_FILE, AuditConfig, audit, check_home, dp_runs
     from fedkb.cmd_eval import tff_runtime
 
     console = _console()
@@ -38,14 +38,17 @@ def cmd_audit(home: Home, args: argparse.Namespace) -> None:
     noises = args.dp_noise_levels
     if any(not z > 0 for z in noises):
         raise UserError(f"--dp-noise: every level must be > 0 (the no-DP run is always made), got {noises}")
+    check_home(home, config)  # before TensorFlow starts
+    if args.work:
+        work = Path(args.work)
+        if work.resolve().is_relative_to(home.root.resolve()):
+            raise UserError(f"--work {work} is inside the home {home.root}; give a folder outside it")
+        if work.exists() and (not work.is_dir() or any(work.iterdir())):
+            raise UserError(f"--work {work}: must be a new or empty folder")
     args.dp_noise = 0.0
-    train, base = train_config_from(args), privacy_config_from(args)
+    train, base = train_config_from(args), privacy_config_from(args)  # (imports TensorFlow)
     runs = dp_runs(noises, args.dp_clip, args.dp_delta, base)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="fedkb-audit-"))
-    if work.resolve().is_relative_to(home.root.resolve()):
-        raise UserError(f"--work {work} is inside the home {home.root}; give a folder outside it")
-    if work.exists() and any(work.iterdir()):
-        raise UserError(f"--work {work}: the folder must be new or empty")
     try:
         with tff_runtime(Home(work / "runtime"), console, workers=args.workers):
             result = audit(home, work, config, train, runs, rounds=args.rounds, publish_every=args.publish_every,

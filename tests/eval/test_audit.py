@@ -192,3 +192,35 @@ def test_audit_settings_are_checked():
         AuditConfig(repeats=0)
     with pytest.raises(AuditError, match="--devices must be at least 2"):
         AuditConfig(devices=1)
+
+
+# -- the command refuses bad input before TensorFlow starts --------------------------------------
+@pytest.mark.parametrize("extra, message", [
+    ([], "has only {found} pieces that are whole words, fewer than --space 300; lower --space"),
+    (["--space", "4", "--dp-noise", "0"], "--dp-noise: every level must be > 0"),
+    (["--space", "4", "--work", "{home}/server/w"], "is inside the home"),
+    (["--space", "4", "--work", "{full}"], "must be a new or empty folder"),
+    (["--space", "4", "--dp-noise", "1,x"], "not a comma-separated list of numbers"),
+    (["--space", "4", "--repeats", "0"], "--repeats must be at least 1, got 0"),
+])
+def test_bad_audit_options_are_refused_with_what_and_where(seeded_home, tmp_path, capsys, extra, message):
+    from fedkb.cli import main
+
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("x")
+    found = len(candidate_words(Tokenizer.load(seeded_home.tokenizer), 300))
+    args = [a.format(home=seeded_home.root, full=full) for a in extra]
+    try:
+        code = main(["--home", str(seeded_home.root), "audit", *args])
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    assert code in (1, 2)
+    assert message.format(found=found) in capsys.readouterr().err
+
+
+def test_an_audit_of_an_empty_home_says_what_to_run_first(tmp_path, capsys):
+    from fedkb.cli import main
+
+    assert main(["--home", str(tmp_path / "nothing"), "audit"]) == 1
+    assert "no devices in" in capsys.readouterr().err
