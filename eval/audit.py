@@ -8,8 +8,8 @@ most likely), the canary's *exposure* is
 
     exposure = log2 |R| - log2 rank.
 
-A model that learned nothing of the canary ranks it about in the middle (exposure about 1 bit);
-one that memorized it ranks it first (exposure log2 |R|, the maximum).
+A model that learned nothing of the canary ranks it at random (exposure 1 bit at the median rank,
+1/ln 2 ≈ 1.44 bits on average); one that memorized it ranks it first (log2 |R|, the maximum).
 
 Here a canary is ``prefix words + secret words``; every word is a single piece of the tokenizer,
 so the model can learn it and the space is ``R = W^S`` for a candidate list of W words and S
@@ -181,7 +181,7 @@ def render_terminal(result: dict, console) -> None:
 
     n = len(result["canaries"])
     table = Table(title=f"Canary exposure (bits; max {result['max_exposure']:.1f} = log2 {result['space']:,}, "
-                        f"about 1 for a model that learned nothing of the canary)")
+                        f"about 1.4 on average for a model that learned nothing of the canary)")
     for col in ("run", "version", "round", *(f"c{i + 1}" for i in range(n)), "mean"):
         table.add_column(col, justify="left" if col == "run" else "right")
     for row in summary_table(result):

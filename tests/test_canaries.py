@@ -5,7 +5,7 @@ tokenizer, so the model *can* learn them) many times on a few devices of a small
 scratch copy of the home, trains once without DP and once with DP-FedAvg (noise multiplier 1),
 and ranks each canary among all |R| candidates of its format in every published version
 (exposure, Carlini et al. 2019). Without DP the model memorizes the canaries (exposure well above
-the ~1 bit of a model that learned nothing of them); with DP their exposure stays at chance.
+the ~1.4 bits of a model that learned nothing of them); with DP their exposure stays at chance.
 The home itself is only read: its device logs are byte for byte the same afterwards.
 """
 
@@ -71,7 +71,7 @@ def test_dp_lowers_the_exposure_of_planted_canaries(tmp_path):
 
     # Without DP the canaries are memorized; with DP they are not.
     undefended, defended = no_dp["versions"][-1]["mean_exposure"], dp["versions"][-1]["mean_exposure"]
-    assert undefended >= 6.0, (undefended, texts)  # a model that learned nothing scores about 1 bit
+    assert undefended >= 6.0, (undefended, texts)  # a model that learned nothing: 1.44 bits on average
     assert defended <= undefended - 4.0, (defended, undefended)
     assert dp["versions"][-1]["privacy"]["epsilon"] > 0
 
