@@ -166,12 +166,14 @@ def canary_exposure(lm, tokenizer, canary: Canary, word_ids: Sequence[int]) -> d
 
 
 def summary_table(result: dict) -> list[tuple[str, ...]]:
-    """Rows ``(run, version, round, exposure per canary…, mean)`` of an audit result, for printing."""
+    """Rows ``(run, version, round, exposure per canary…, mean, mean of the controls)`` of an audit result."""
     rows = []
     for arm in result["runs"]:
         for v in arm["versions"]:
+            control = v.get("mean_control_exposure")
             rows.append((arm["name"], v["version"], str(v["round"]),
-                         *(f"{e:.1f}" for e in v["exposures"]), f"{v['mean_exposure']:.1f}"))
+                         *(f"{e:.1f}" for e in v["exposures"]), f"{v['mean_exposure']:.1f}",
+                         "-" if control is None else f"{control:.1f}"))
     return rows
 
 
@@ -182,7 +184,7 @@ def render_terminal(result: dict, console) -> None:
     n = len(result["canaries"])
     table = Table(title=f"Canary exposure (bits; max {result['max_exposure']:.1f} = log2 {result['space']:,}, "
                         f"about 1.4 on average for a model that learned nothing of the canary)")
-    for col in ("run", "version", "round", *(f"c{i + 1}" for i in range(n)), "mean"):
+    for col in ("run", "version", "round", *(f"c{i + 1}" for i in range(n)), "mean", "control"):
         table.add_column(col, justify="left" if col == "run" else "right")
     for row in summary_table(result):
         table.add_row(*row)
@@ -190,6 +192,9 @@ def render_terminal(result: dict, console) -> None:
     for i, c in enumerate(result["canaries"]):
         console.print(f"  c{i + 1}: {c['text']!r} (secret {c['secret']!r}) × {result['config']['repeats']} on "
                       f"{len(c['devices'])} device(s)")
+    if result.get("controls"):
+        console.print(f"  control: the mean exposure of {len(result['controls'])} canaries drawn the same way and planted "
+                      "nowhere (what the model gives a canary from the language alone)")
     for run in result["runs"]:
         last = run["versions"][-1] if run["versions"] else {}
         eps = (last.get("privacy") or {}).get("epsilon")

@@ -148,8 +148,13 @@ def plant(scratch: Home, canaries: list[Canary], device_ids: list[str], config: 
     return where
 
 
-def versions_exposure(models_dir: Path, tokenizer: Tokenizer, canaries: list[Canary], word_ids: list[int]) -> list[dict]:
-    """Every published version in ``models_dir`` (verified), with each canary's exposure in its float weights."""
+def versions_exposure(models_dir: Path, tokenizer: Tokenizer, canaries: list[Canary], word_ids: list[int],
+                      controls: list[Canary] = ()) -> list[dict]:
+    """Every published version in ``models_dir`` (verified), with each canary's exposure in its float weights.
+
+    ``controls`` are canaries drawn the same way but planted nowhere: their exposure is what the
+    model gives a canary from what it learned of the language alone.
+    """
     from federated import registry
     from keyboard.lm import NumpyLM
 
@@ -158,9 +163,12 @@ def versions_exposure(models_dir: Path, tokenizer: Tokenizer, canaries: list[Can
         version = registry.verify(models_dir / name)
         lm = NumpyLM.load(version.path, on_device=False)
         scored = [canary_exposure(lm, tokenizer, c, word_ids) for c in canaries]
+        control = [canary_exposure(lm, tokenizer, c, word_ids)["exposure"] for c in controls]
         out.append({"version": name, "round": version.round, "exposures": [s["exposure"] for s in scored],
                     "ranks": [s["rank"] for s in scored],
                     "mean_exposure": float(np.mean([s["exposure"] for s in scored])),
+                    "control_exposures": control,
+                    "mean_control_exposure": float(np.mean(control)) if control else None,
                     "privacy": version.manifest.get("privacy"), "loss": version.manifest.get("metrics", {}).get("loss")})
     return out
 
@@ -192,8 +200,9 @@ def audit(home: Home, work: Path, config: AuditConfig, train, runs: list[Run], *
     tokenizer = Tokenizer.load(scratch.tokenizer)
     word_ids = candidate_words(tokenizer, config.space)
     rng = np.random.default_rng([config.seed, 0xCA7])
-    canaries = draw_canaries(tokenizer, word_ids, config.canaries, prefix_words=config.prefix_words,
-                             secret_words=config.secret_words, rng=rng)
+    drawn = draw_canaries(tokenizer, word_ids, 2 * config.canaries, prefix_words=config.prefix_words,
+                          secret_words=config.secret_words, rng=rng)
+    canaries, controls = drawn[: config.canaries], drawn[config.canaries :]  # controls are planted nowhere
     where = plant(scratch, canaries, device_ids, config, train.min_examples, rng)
     on_event(f"planted {len(canaries)} canaries × {config.repeats} copies on {config.canary_devices} device(s) each, "
              f"in a scratch copy of {len(device_ids)} devices under {work}")
@@ -209,7 +218,7 @@ def audit(home: Home, work: Path, config: AuditConfig, train, runs: list[Run], *
                  f"over {space_size(len(word_ids), config.secret_words):,} candidates each")
         result_runs.append({"name": run.name, "privacy_config": run.privacy.as_dict(),
                             "rounds_with_canary_device": [joined[c.text] for c in canaries],
-                            "versions": versions_exposure(arm.models, tokenizer, canaries, word_ids)})
+                            "versions": versions_exposure(arm.models, tokenizer, canaries, word_ids, controls)})
     result = {
         "method": "exposure (Carlini et al. 2019): log2|R| - log2 rank, rank among all |R| candidates by exact "
                   "enumeration, candidates scored by the log-perplexity of the secret slot given the prefix under "
@@ -219,6 +228,7 @@ def audit(home: Home, work: Path, config: AuditConfig, train, runs: list[Run], *
         "config": asdict(config), "train": train.as_dict(), "rounds": rounds, "publish_every": publish_every,
         "pretrained": pretrained, "population": len(device_ids),
         "canaries": [{"text": c.text, "secret": " ".join(c.secret), "devices": where[c.text]} for c in canaries],
+        "controls": [{"text": c.text, "secret": " ".join(c.secret)} for c in controls],
         "runs": result_runs, "seconds": time.perf_counter() - t0,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "work": str(work),
     }

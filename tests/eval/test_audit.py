@@ -224,3 +224,37 @@ def test_an_audit_of_an_empty_home_says_what_to_run_first(tmp_path, capsys):
 
     assert main(["--home", str(tmp_path / "nothing"), "audit"]) == 1
     assert "no devices in" in capsys.readouterr().err
+
+
+def test_the_table_shows_each_canary_the_mean_and_the_unplanted_controls(tmp_path):
+    import io
+    import json
+
+    from rich.console import Console
+
+    from eval.audit import RESULT_FILE, load_result, render_terminal, summary_table
+
+    result = {
+        "runs": [{"name": "no-dp", "rounds_with_canary_device": [3, 4],
+                  "versions": [{"version": "0001", "round": 10, "exposures": [12.0, 9.5], "mean_exposure": 10.75,
+                                "mean_control_exposure": 1.25, "loss": 5.0, "privacy": None}]},
+                 {"name": "dp-z1", "rounds_with_canary_device": [3, 4],
+                  "versions": [{"version": "0001", "round": 10, "exposures": [1.0, 2.0], "mean_exposure": 1.5,
+                                "mean_control_exposure": 1.0, "loss": 6.0,
+                                "privacy": {"epsilon": 3.5, "delta": 1e-3}}]}],
+        "canaries": [{"text": "a b c", "secret": "c", "devices": ["d1"]}, {"text": "d e f", "secret": "f", "devices": ["d2"]}],
+        "controls": [{"text": "g h i", "secret": "i"}, {"text": "j k l", "secret": "l"}],
+        "config": {"repeats": 10}, "max_exposure": 16.5, "space": 90000, "population": 20, "rounds": 10,
+        "train": {"clients_per_round": 5, "preset": "small"}, "method": "exact",
+    }
+    assert summary_table(result) == [("no-dp", "0001", "10", "12.0", "9.5", "10.8", "1.2"),
+                                     ("dp-z1", "0001", "10", "1.0", "2.0", "1.5", "1.0")]
+    out = io.StringIO()
+    render_terminal(result, Console(file=out, width=200))
+    assert "'a b c' (secret 'c') × 10 on 1 device(s)" in out.getvalue() and "ε = 3.50" in out.getvalue()
+    assert load_result(tmp_path) is None
+    (tmp_path / RESULT_FILE).write_text(json.dumps(result))
+    assert load_result(tmp_path) == result
+    (tmp_path / RESULT_FILE).write_text("[1, 2]")
+    with pytest.raises(AuditError, match="audit.json: unreadable .*not an audit result"):
+        load_result(tmp_path)
