@@ -71,9 +71,11 @@ def test_dp_lowers_the_exposure_of_planted_canaries(tmp_path):
 
     # Without DP the canaries are memorized; with DP they are not.
     undefended, defended = no_dp["versions"][-1]["mean_exposure"], dp["versions"][-1]["mean_exposure"]
-    print(f"mean exposure of the last version: no DP {undefended:.2f} bits, DP {defended:.2f} bits "
-          f"(max {result['max_exposure']:.2f})")
+    control = no_dp["versions"][-1]["mean_control_exposure"]
+    print(f"mean exposure of the last version: no DP {undefended:.2f} bits (unplanted controls {control:.2f}), "
+          f"DP {defended:.2f} bits (max {result['max_exposure']:.2f})")
     assert undefended >= 6.0, (undefended, texts)  # a model that learned nothing: 1.44 bits on average
+    assert undefended >= control + 4.0, (undefended, control)  # memorized, not merely likely English
     assert defended <= undefended - 4.0, (defended, undefended)
     assert dp["versions"][-1]["privacy"]["epsilon"] > 0
 
