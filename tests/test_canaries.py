@@ -6,11 +6,14 @@ scratch copy of the home, trains once without DP and once with DP-FedAvg (noise 
 and ranks each canary among all |R| candidates of its format in every published version
 (exposure, Carlini et al. 2019). Without DP the model memorizes the canaries (exposure well above
 the ~1.4 bits of a model that learned nothing of them); with DP their exposure stays at chance.
-The home itself is only read: its device logs are byte for byte the same afterwards.
+The home itself is only read: its device logs are byte for byte the same afterwards. And no file
+the training wrote under its server folder holds a planted sentence's bytes (a weaker check, kept
+because a sentence copied into a log or a manifest would show there).
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import subprocess
@@ -78,6 +81,13 @@ def test_dp_lowers_the_exposure_of_planted_canaries(tmp_path):
     assert undefended >= control + 4.0, (undefended, control)  # memorized, not merely likely English
     assert defended <= undefended - 4.0, (defended, undefended)
     assert dp["versions"][-1]["privacy"]["epsilon"] > 0
+
+    # No file a run's server wrote (state, versions, metrics, TensorBoard, logs) holds a planted sentence.
+    server_files = [p for p in (work / "no-dp" / "server").rglob("*") if p.is_file()]
+    assert len(server_files) > 10
+    for path in server_files:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        assert not any(t.encode() in data for t in texts), path
 
     report = _fedkb(home.root, "report")
     assert "Canary exposure" in report and texts[0] in report
