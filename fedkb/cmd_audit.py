@@ -34,7 +34,8 @@ def cmd_audit(home: Home, args: argparse.Namespace) -> None:
     console = _console()
     config = AuditConfig(canaries=args.canaries, canary_devices=args.canary_devices, repeats=args.repeats,
                          prefix_words=args.prefix_words, secret_words=args.secret_words, space=args.space,
-                         devices=args.devices, seed=args.seed)
+                         devices=args.devices,
+                         seed=0 if args.seed is None else args.seed)  # which canaries, on which devices
     noises = args.dp_noise_levels
     if any(not z > 0 for z in noises):
         raise UserError(f"--dp-noise: every level must be > 0 (the no-DP run is always made), got {noises}")
