@@ -75,10 +75,12 @@ def cmd_audit(home: Home, args: argparse.Namespace) -> None:
 
 def summary_line(result: dict) -> dict:
     """The last version's mean exposure per run (the figure the audit is for), as one JSON object."""
-    return {"audit": {run["name"]: {"mean_exposure": run["versions"][-1]["mean_exposure"] if run["versions"] else None,
-                                    "epsilon": ((run["versions"][-1].get("privacy") or {}).get("epsilon")
-                                                if run["versions"] else None)}
-                      for run in result["runs"]},
+    def last(run: dict) -> dict:
+        v = run["versions"][-1] if run["versions"] else {}
+        return {"mean_exposure": v.get("mean_exposure"), "mean_control_exposure": v.get("mean_control_exposure"),
+                "epsilon": (v.get("privacy") or {}).get("epsilon")}
+
+    return {"audit": {run["name"]: last(run) for run in result["runs"]},
             "max_exposure": result["max_exposure"], "space": result["space"]}
 
 
