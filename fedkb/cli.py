@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     from fedkb import (  # light: heavy imports live inside the commands
+        cmd_audit,
         cmd_demo,
         cmd_eval,
         cmd_keyboard,
@@ -245,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_live.add_parsers(sub)
     cmd_keyboard.add_parsers(sub)
     cmd_worker.add_parsers(sub)
+    cmd_audit.add_parsers(sub)
     return parser
 
 
@@ -302,6 +304,7 @@ _USER_ERRORS = {
     "CorpusError", "PopulationError", "DeviceError", "TokenizerError", "VocabularyError",
     "TrainError", "RegistryError", "RuntimeStartError", "ValueError", "RolloutError", "ReportError",
     "ArtifactError", "PrivacyError", "AblationError", "NgramError", "PretrainError", "PublicTextError",
+    "AuditError",
 }
 
 if __name__ == "__main__":

@@ -128,6 +128,11 @@ def do_report(home: Home, console, html: Path | None) -> Path | None:
 
     data = load_report_data(home.server, references_dir=home.references)
     render_terminal(data, console)
+    from eval import audit
+
+    result = audit.load_result(home.server)
+    if result is not None:  # `fedkb audit` measured memorization of planted canaries
+        audit.render_terminal(result, console)
     if html is not None:
         path = write_html(data, html)
         console.print(f"HTML report: {path}")

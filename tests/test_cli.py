@@ -12,7 +12,7 @@ def test_help_lists_subcommands_without_importing_tensorflow():
         "print('HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
-    for command in ("population", "tokenizer", "train"):
+    for command in ("population", "tokenizer", "train", "audit"):
         assert command in out
     assert "HEAVY []" in out
 
