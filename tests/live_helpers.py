@@ -68,9 +68,9 @@ class HoldingCoordinator:
         self.held = 0
         self._lock = threading.Lock()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        handler = grpc.unary_unary_rpc_method_handler(self._check_in)
-        self.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(messages.SERVICE,
-                                                                                   {"CheckIn": handler})])
+        handlers = {"CheckIn": grpc.unary_unary_rpc_method_handler(self._check_in),
+                    "Version": grpc.unary_unary_rpc_method_handler(self._version)}
+        self.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(messages.SERVICE, handlers)])
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
 
@@ -81,6 +81,9 @@ class HoldingCoordinator:
         with self._lock:
             self.held -= 1
         return messages.pack({"kind": "retry", "after": 1.0, "reason": "released"})
+
+    def _version(self, request: bytes, context) -> bytes:  # an agent pulls at start: nothing is published here
+        return messages.pack({"latest": None, "version": None})
 
     def close(self) -> None:
         self.release.set()

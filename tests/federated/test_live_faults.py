@@ -25,7 +25,7 @@ def _serve(home, port, port_file, env=None):
         [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "serve", "--listen", f"127.0.0.1:{port}",
          "--port-file", str(port_file), "--max-rounds", "2", "--publish-every", "2", "--preset", "tiny",
          "--clients-per-round", "2", "--overselect", "1", "--selection-window", "0", "--no-pretrained",
-         "--min-examples", "3"],
+         "--min-examples", "3", "--eval-deadline", "2"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
 
 

@@ -25,7 +25,7 @@ async def test_the_keyboards_device_takes_part_in_a_live_round(seeded_home, tmp_
     serve = subprocess.Popen(
         [*fedkb, "serve", "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--max-rounds", "1",
          "--preset", "tiny", "--clients-per-round", "2", "--overselect", "1", "--selection-window", "0",
-         "--no-pretrained", "--min-examples", "3"],
+         "--no-pretrained", "--min-examples", "3", "--eval-deadline", "2"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     agent = None
     try:
@@ -60,7 +60,7 @@ def _serve(fedkb, port, port_file):
     return subprocess.Popen(
         [*fedkb, "serve", "--listen", f"127.0.0.1:{port}", "--port-file", str(port_file), "--max-rounds", "1",
          "--preset", "tiny", "--clients-per-round", "2", "--overselect", "1",
-         "--selection-window", "0", "--no-pretrained", "--min-examples", "3"],
+         "--selection-window", "0", "--no-pretrained", "--min-examples", "3", "--eval-deadline", "2"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
