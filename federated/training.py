@@ -40,7 +40,8 @@ class TrainConfig:
     batch_size: int = 16  # examples per local step
     min_examples: int = 5  # a device needs at least this many train sentences to take part
     max_examples_per_client: int = 512  # cap on examples a device trains on per round (Gboard caps too)
-    seed: int = 0  # client sampling, availability draws and local shuffling
+    seed: int = 0  # availability draws, model initialization and local shuffling
+    public_sampling: bool = False  # participants drawn from ``seed`` (reproducible, public), not a secret key
 
     def __post_init__(self) -> None:
         if self.server_optimizer not in SERVER_OPTIMIZERS:

@@ -302,6 +302,7 @@ _USER_ERRORS = {
     "CorpusError", "PopulationError", "DeviceError", "TokenizerError", "VocabularyError",
     "TrainError", "RegistryError", "RuntimeStartError", "ValueError", "RolloutError", "ReportError",
     "ArtifactError", "PrivacyError", "AblationError", "NgramError", "PretrainError", "PublicTextError",
+    "TooFewDevices", "LedgerError", "SamplingError",
 }
 
 if __name__ == "__main__":

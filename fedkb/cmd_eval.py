@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from common.layout import Home
+from fedkb.options import UserError
 
 
 def _console():
@@ -110,14 +111,26 @@ def do_report(home: Home, console, html: Path | None) -> Path | None:
     return None
 
 
+def _check_devices(devices: int | None) -> None:
+    """Refuses ``--devices`` below the release minimum before the runtime starts."""
+    from federated.ledger import MIN_RELEASE_DEVICES
+
+    if devices is not None and devices < MIN_RELEASE_DEVICES:
+        raise UserError(f"--devices {devices}: evaluation sums are released only from at least {MIN_RELEASE_DEVICES} "
+                        "devices (fewer would show each device's own figures); pass --devices "
+                        f"{MIN_RELEASE_DEVICES} or more")
+
+
 def cmd_rollout(home: Home, args: argparse.Namespace) -> None:
     console = _console()
+    _check_devices(args.devices)
     with tff_runtime(home, console):
         do_rollout(home, console, threshold=args.threshold, devices=args.devices, seed=args.seed)
 
 
 def cmd_eval(home: Home, args: argparse.Namespace) -> None:
     console = _console()
+    _check_devices(args.devices)
     with tff_runtime(home, console):
         do_eval(home, console, version=args.version, devices=args.devices, seed=args.seed,
                 baselines=not args.no_baselines, json_path=Path(args.json) if args.json else None)
