@@ -91,8 +91,19 @@ def _masking(secure_agg: bool, live: int, simulated: int) -> str:
     return "; ".join(parts)
 
 
+def ledger_lines(server_dir: Path) -> list[str]:
+    """The privacy ledger (``federated/ledger.py``): the total and each part of what left the devices."""
+    from federated import ledger
+
+    run = _read(server_dir / "state" / "run.json") or {}
+    total = ledger.total(server_dir, dp_delta=(run.get("privacy") or {}).get("dp_delta"))
+    if not total["parts"] and not total["outside_epsilon"]:
+        return ["privacy ledger: nothing has left the devices yet"]
+    return ledger.describe(total)
+
+
 def statement(server_dir: Path, privacy_spent: dict[str, Any] | None = None) -> list[str]:
-    """One line per kind of data that left the devices."""
+    """One line per kind of data that left the devices, then the privacy ledger."""
     return [
         vocabulary_line(server_dir),
         ngrams_line(server_dir),
@@ -100,4 +111,5 @@ def statement(server_dir: Path, privacy_spent: dict[str, Any] | None = None) -> 
         "evaluation: per-round sums of hits, predictions and losses, and a histogram of per-device recall@1; "
         "each device's own result stays on it",
         "raw text and token ids: never (they stay in devices/<id>/)",
+        *ledger_lines(server_dir),
     ]

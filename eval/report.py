@@ -192,7 +192,13 @@ def _privacy(e: EvalResult) -> str:
     if eps is not None:
         extra = [f"δ = {p['delta']:g}" if isinstance(p.get("delta"), (int, float)) else None, p.get("accountant")]
         extra = ", ".join(str(x) for x in extra if x)
-        return f"ε = {eps:g}" + (f" ({extra})" if extra else "")
+        words = "; ".join(f"{k}: {p[k]}" for k in ("adjacency", "sampling") if isinstance(p.get(k), str))
+        amp, plain = p.get("epsilon_amplified"), p.get("epsilon_without_amplification")
+        if p.get("sampling_public") and isinstance(amp, (int, float)):
+            words += f"; the sampling is public, so amplification does not hold (amplified it would be {amp:g})"
+        elif isinstance(plain, (int, float)):
+            words += f"; without amplification by sampling ε = {plain:g}"
+        return f"ε = {eps:g}" + (f" ({extra})" if extra else "") + (f"; {words}" if words else "")
     if isinstance(noise, (int, float)) and noise > 0:
         return f"DP noise multiplier {noise:g}, ε not computed"
     return "no DP"

@@ -45,6 +45,19 @@ def append(server_dir: Path, entry: dict) -> None:
         os.fsync(f.fileno())
 
 
+def round_metrics(server_dir: Path) -> list[dict]:
+    """The newest run's full round metrics as the server computed them (a re-run round: its last run).
+
+    Private: what ``releasable_metrics`` withholds from metrics.csv is only here, for the operator.
+    """
+    rounds = entries(server_dir, "round")
+    last = {}
+    for entry in rounds:
+        if entry.get("run_id") == rounds[-1].get("run_id"):  # the newest run only
+            last[entry["round"]] = {"round": entry["round"], **entry.get("metrics", {})}
+    return [last[r] for r in sorted(last)]
+
+
 def entries(server_dir: Path, kind: str | None = None) -> list[dict]:
     """The ledger's releases in order (of one ``kind`` if given); a torn last line is skipped."""
     path = server_dir / "state" / LEDGER_FILE
@@ -64,6 +77,23 @@ def entries(server_dir: Path, kind: str | None = None) -> list[dict]:
         if kind is None or entry["kind"] == kind:
             out.append(entry)
     return out
+
+
+def releasable_metrics(metrics: dict, *, dp_noise: float) -> dict:
+    """The round's metrics that may be published (metrics.csv, TensorBoard, manifests).
+
+    Loss, accuracy, token and example sums and the number of participants are sums over the
+    round's devices. They are released only from rounds of at least ``MIN_RELEASE_DEVICES``
+    devices and never from a DP round (unnoised, they would escape its ε). Kept always: the
+    round's timing and population counts, and, in a DP round, the aggregator's own noised
+    measurements (the adaptive clip), which its ε covers.
+    """
+    always = {"available_devices", "eligible_devices", "population", "round_seconds", "live"}
+    if dp_noise > 0:
+        return {k: v for k, v in metrics.items() if k in always or k.startswith("aggregator/")}
+    if metrics.get("clients", 0) >= MIN_RELEASE_DEVICES:
+        return dict(metrics)
+    return {k: v for k, v in metrics.items() if k in always}
 
 
 def training_spent(rounds: list[dict], *, delta: float) -> dict:

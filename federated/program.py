@@ -294,7 +294,7 @@ class Session:
         eligible = getattr(selection, "eligible", None)
         if eligible is not None:
             metrics.update(eligible_devices=eligible)
-        released = releasable_metrics(metrics, self.privacy)
+        released = ledger.releasable_metrics(metrics, dp_noise=self.privacy.dp_noise)
         # The ledger first: from here on the round counts as released, once per time it runs.
         ledger.append(self.home.server, self._ledger_entry(round_num, selection, metrics, released))
         # Metrics and the version go out before the state is saved: a crash in between re-runs
@@ -325,7 +325,8 @@ class Session:
         return {"kind": "round", "run_id": self.run_id, "round": round_num, "clients": len(selection.device_ids),
                 "eligible": getattr(selection, "eligible", None), "q": rate, "sampling": how,
                 "noise": self.privacy.dp_noise, "population": selection.population,
-                "tokens": metrics.get("num_tokens"), "metrics_released": "loss" in released}
+                "tokens": metrics.get("num_tokens"), "metrics_released": "loss" in released,
+                "metrics": metrics}  # the server's own view of the round: kept private, not released
 
     def privacy_spent(self, round_num: int) -> dict:
         """(ε, δ) of this run's rounds up to ``round_num`` (re-runs included), and the whole ledger's total."""
@@ -367,23 +368,6 @@ class Session:
                    "privacy": self.privacy_spent(round_num)},
             ngrams=ngrams.current_table(self.home),  # the private n-grams gathered so far, if any
         )
-
-
-def releasable_metrics(metrics: dict, privacy: PrivacyConfig) -> dict:
-    """The round's metrics that may be published (metrics.csv, TensorBoard, manifests).
-
-    Loss, accuracy, token and example sums and the number of participants are sums over the
-    round's devices. They are released only from rounds of at least ``ledger.MIN_RELEASE_DEVICES``
-    devices and never from a DP round (unnoised, they would escape its ε). Kept always: the
-    round's timing and population counts, and, in a DP round, the aggregator's own noised
-    measurements (the adaptive clip), which its ε covers.
-    """
-    always = {"available_devices", "eligible_devices", "population", "round_seconds", "live"}
-    if privacy.dp_noise > 0:
-        return {k: v for k, v in metrics.items() if k in always or k.startswith("aggregator/")}
-    if metrics.get("clients", 0) >= ledger.MIN_RELEASE_DEVICES:
-        return dict(metrics)
-    return {k: v for k, v in metrics.items() if k in always}
 
 
 def _sync(coro):
