@@ -126,6 +126,11 @@ def run_eval(
                 groups.setdefault(inst.version, []).append(device_id)
         if not groups:
             raise RolloutError("no device has a model installed; run `fedkb rollout` first (or pass --version)")
+        # A version installed on too few devices is not evaluated: its sums would show them one by one.
+        from federated.ledger import MIN_RELEASE_DEVICES
+
+        large = {name: group for name, group in groups.items() if len(group) >= MIN_RELEASE_DEVICES}
+        groups = large or dict([max(groups.items(), key=lambda item: len(item[1]))])  # refused below, saying so
     pooled = pooled_train_sentences(home) if baselines else []
     outcomes = []
     for name, group in sorted(groups.items()):

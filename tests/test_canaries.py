@@ -50,8 +50,8 @@ def test_no_canary_reaches_the_server(tmp_path):
     output += _fedkb(home, "ngrams", "gather", "--max-per-device", "30")
     output += _fedkb(home, "train", "--rounds", "2", "--preset", "tiny", "--clients-per-round", "4",
                      "--secure-agg", "--dp-noise", "0.3", "--dp-clip", "1.0", "--publish-every", "2")
-    output += _fedkb(home, "rollout", "--devices", "10")
-    output += _fedkb(home, "eval", "--devices", "10", "--json", str(home / "server" / "eval.json"))
+    output += _fedkb(home, "rollout", "--devices", "20")
+    output += _fedkb(home, "eval", "--devices", "20", "--json", str(home / "server" / "eval.json"))
     output += _fedkb(home, "report", "--html", str(home / "server" / "report.html"))
 
     # The canaries really are on the devices (the search below would find them there).
