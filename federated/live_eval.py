@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common import eval_sums, messages, version_message
 from common.atomic import atomic_write
-from federated import promotion, registry
+from federated import ledger, promotion, registry
 
 log = logging.getLogger("fedkb.coordinator")
 
@@ -227,4 +227,5 @@ class LiveEvaluation:
                          "eval": {"live": True, "min_devices": self.min_devices}},
             "privacy": candidate.manifest.get("privacy", {"epsilon": None, "delta": None, "accountant": None,
                                                           "noise_multiplier": 0.0, "rounds": candidate.round}),
+            "privacy_ledger": ledger.total(self.evals_dir.parent),  # evals/ sits in the server folder
         }

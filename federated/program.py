@@ -237,9 +237,12 @@ class Session:
         clients), up to ``MAX_DRAWS``; only then does it fail.
         """
         needed = 2 if self.privacy.secure_agg else 1
+        # Secure aggregation sums at most max_clients updates without wrapping; a Poisson draw
+        # above it (probability < 1e-7) is taken again, as an empty one is.
+        most = training.secagg_config(self.train).max_clients if self.privacy.secure_agg else None
         selection = self.select(round_num)
         for draw in range(1, MAX_DRAWS):
-            if len(selection.device_ids) >= needed:
+            if len(selection.device_ids) >= needed and (most is None or len(selection.device_ids) <= most):
                 break
             # the simulated clock moves on an hour per draw: devices check in again later
             selection = self.select(round_num, utc_hour=(round_num + draw) % 24, draw=draw)
