@@ -144,7 +144,7 @@ def total(server_dir: Path, *, population: int | None = None, dp_delta: float | 
     population = population or max((int(r.get("population", 0)) for r in rounds), default=0)
     delta = dp_delta or default_delta(population)
     parts, outside = [], []
-    for kind, label in (("vocabulary", "vocabulary sketches"), ("ngrams", "n-gram sketches")):
+    for kind, label in (("vocabulary", "vocabulary counts"), ("ngrams", "n-gram counts")):
         for e in entries(server_dir, kind):
             if e.get("epsilon") is None:
                 parts.append(_part(kind, None, 0.0, f"{label}: {e.get('method')}, no DP", 1))

@@ -125,3 +125,10 @@ def test_the_simulations_evaluation_refuses_fewer_than_20_devices(seeded_home):
     check_min_devices(20, "x")
     with pytest.raises(TooFewDevices, match="evaluating version 0001: 5 device"):
         evaluate(seeded_home, [f"d{i}" for i in range(5)], "0001", seeded_home.models / "0001")
+
+
+def test_gathering_the_vocabulary_enters_the_ledger(seeded_home):
+    # seeded_home's tokenizer was trained from the devices' plain word counts: no DP.
+    (entry,) = ledger.entries(seeded_home.server, "vocabulary")
+    assert entry["method"] == "plain_sum" and entry["epsilon"] is None and entry["devices"] == 60
+    assert ledger.total(seeded_home.server)["parts"][0]["what"] == "vocabulary counts: plain_sum, no DP"
