@@ -3,11 +3,12 @@
 Each round: each eligible device (idle, charging, unmetered, enough train sentences) takes
 part with probability q = K / eligible (Poisson sampling, ``federated/sampling.py``), drawn
 from a secret key kept in the server's private state (or from ``--seed``, publicly), so a
-resumed run picks the same clients without the draw being published. The round is entered in
-the privacy ledger (``federated/ledger.py``) before anything of it is released. Each selected device turns its own train split into examples, TFF runs one round,
-the learning state is saved with ``tff.program.FileProgramStateManager``, metrics go to CSV
-and TensorBoard through ``tff.program`` release managers, and every ``publish_every`` rounds
-the global model becomes a published version.
+resumed run picks the same clients without the draw being published. Each selected device
+turns its own train split into examples and TFF runs one round. The round is entered in the
+privacy ledger (``federated/ledger.py``) before anything of it is released. The learning state
+is saved with ``tff.program.FileProgramStateManager``, the metrics that may be released go to
+CSV and TensorBoard through ``tff.program`` release managers, and every ``publish_every``
+rounds the global model becomes a published version.
 """
 
 from __future__ import annotations
@@ -321,7 +322,7 @@ class Session:
 
     def _ledger_entry(self, round_num: int, selection, metrics: dict, released: dict) -> dict:
         rate = getattr(selection, "rate", None)
-        if rate is None:  # a live round: the coordinator took the devices that checked in first
+        if rate is None:  # clients a caller chose itself (no Poisson draw): no amplification
             how, rate = "first-come", 1.0
         else:
             how = "poisson-public" if self.sampling.public else "poisson-secret"
@@ -350,9 +351,10 @@ class Session:
     def sampling_assumption(self, rounds: list[dict]) -> str:
         """How this run's participants were drawn, in words (what the ε assumes)."""
         text = self.sampling.assumption
+        if self.live:
+            text += " (live rounds: the eligible devices that had checked in when the round selected)"
         if any(r.get("sampling") == "first-come" for r in rounds):
-            text += ("; live rounds took the devices that checked in first, so they are accounted without "
-                     "amplification by sampling")
+            text += "; some rounds' clients were chosen without a Poisson draw and are accounted without amplification"
         return text
 
     def global_weights(self, state=None) -> dict[str, np.ndarray]:
