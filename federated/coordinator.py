@@ -11,8 +11,8 @@ A round follows Bonawitz et al. 2019 ("Towards Federated Learning at Scale"):
 2. **Configuration.** Each selected device receives its task: the round, a task id, the
    round's starting weights, the model config, the client settings and the tokenizer's sha256.
 3. **Reporting.** Devices train on their own data (``keyboard/agent.py``) and upload the model
-   delta and metric sums. The round closes when every drawn device's upload is accepted or the
-   deadline passes; with fewer than ``min_reports`` it is abandoned and nothing changes.
+   delta and metric sums. The round closes when K uploads are accepted (the report goal; every
+   drawn device's, if fewer than K were drawn) or the deadline passes; with fewer than ``min_reports`` it is abandoned and nothing changes.
 4. **Server update.** ``ServerParts`` runs TFF's aggregator and the server optimizer's
    finalizer of the same learning process ``fedkb train`` builds, on the accepted deltas in
    selection order; the session then records, checkpoints and publishes the round as a
@@ -320,10 +320,11 @@ class Coordinator:
             if rnd.secure is not None:
                 reports, mean, metric_sums = self._secure_stages(rnd.secure, deadline, stop, round_num, on_event)
             else:
-                while len(uploads.accepted) < len(chosen) and time.monotonic() < deadline and not stop.is_set():
+                goal = min(k, len(chosen))  # the report goal: K, or every drawn device if fewer were drawn
+                while len(uploads.accepted) < goal and time.monotonic() < deadline and not stop.is_set():
                     self._cond.wait(min(0.2, max(deadline - time.monotonic(), 0.0)))
                 uploads.closed = True
-                reports = [d for d in rnd.order if d in uploads.accepted]  # all of a Poisson draw: none dropped
+                reports = [d for d in rnd.order if d in uploads.accepted]
         if len(reports) < math.ceil(self.live.min_report_fraction * k):
             raise RoundAbandoned(f"round {round_num}: {len(reports)} of {k} reports before the deadline; "
                                  "abandoned, the model is unchanged")
