@@ -166,6 +166,8 @@ def test_the_secret_draw_stays_in_private_state_and_a_resumed_session_redraws_it
         data = path.read_bytes()
         assert key.key.hex().encode() not in data and key.key not in data, path
         assert not [d for d in drawn if d.encode() in data], path
+    events = b"".join(p.read_bytes() for p in seeded_home.tensorboard.rglob("*") if p.is_file())
+    assert b"aggregator/" in events and b"loss" not in events and b"num_tokens" not in events  # a DP round's sums
     p = registry.newest(seeded_home.models).manifest["privacy"]
     assert "secret key" in p["sampling"] and "add or remove one device" in p["adjacency"] and "RDP" in p["accountant"]
     assert p["epsilon"] == p["epsilon_amplified"] < p["epsilon_without_amplification"]
