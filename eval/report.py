@@ -294,6 +294,8 @@ def render_terminal(data: ReportData, console: "Console") -> None:
         if data.rounds:
             console.print(Text(f"No evaluation yet: {_training_line(data)}. Run `fedkb eval` to evaluate "
                                "the latest published version.", style="yellow"))
+            for line in disclosure.ledger_lines(data.server_dir):
+                console.print(Text("  " + line))
         else:
             console.print(Text("Nothing to report yet: no evaluation and no training metrics in "
                                f"{data.server_dir}. Run `fedkb train`, then `fedkb eval`.", style="yellow"))
