@@ -98,7 +98,8 @@ def ledger_lines(server_dir: Path) -> list[str]:
     run = _read(server_dir / "state" / "run.json") or {}
     total = ledger.total(server_dir, dp_delta=(run.get("privacy") or {}).get("dp_delta"))
     if not total["parts"] and not total["outside_epsilon"]:
-        return ["privacy ledger: nothing has left the devices yet"]
+        return ["privacy ledger: no release recorded in state/ledger.jsonl (releases made before the ledger "
+                "existed are not in it)"]
     return ledger.describe(total)
 
 

@@ -95,7 +95,7 @@ def test_empty_server_dir_says_what_to_run(tmp_path):
     shutil.copy(FIXTURE / "metrics.csv", tmp_path / "server" / "metrics.csv")
     out = terminal_text(load_report_data(tmp_path / "server"))
     assert "Run `fedkb eval`" in out and "6 training rounds" in out and "fedkb train" not in out
-    assert "privacy ledger: nothing has left the devices yet" in out  # this fixture has no ledger
+    assert "privacy ledger: no release recorded" in out  # this fixture has no ledger
 
 
 def test_empty_server_dir_still_writes_a_page(tmp_path):
