@@ -240,4 +240,8 @@ def evaluate(
             on_device(device_id)
     if not vectors:
         raise ValueError("no devices to evaluate on")
-    return aggregate(federated_sum(vectors), Layout(tuple(baselines), tuple(products)))
+    total = federated_sum(vectors)
+    from federated import ledger
+
+    ledger.append(home.server, {"kind": "evaluation", "version": version_name, "devices": len(vectors), "live": False})
+    return aggregate(total, Layout(tuple(baselines), tuple(products)))

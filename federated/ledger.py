@@ -2,8 +2,8 @@
 
 Every release of device data appends one line to ``server/state/ledger.jsonl`` (the server's
 private state) *before* anything is published: a vocabulary gathering, an n-gram gathering, a
-training round. A training round re-run after a crash is released a second time, so it is
-appended, and counted, a second time. Evaluations are read from ``server/evals/*.json``.
+training round, an evaluation's sums. A training round re-run after a crash is released a
+second time, so it is appended, and counted, a second time.
 
 The parts are put together by basic composition: ε and δ of the DP parts add up (training's
 rounds are first composed among themselves with ``dp_accounting``'s RDP accountant). Releases
@@ -162,11 +162,11 @@ def total(server_dir: Path, *, population: int | None = None, dp_delta: float | 
         outside.append({"part": "per-round metrics", "releases": released, "withheld": len(rounds) - released,
                         "what": f"loss, accuracy and token sums released unnoised only from rounds of at least "
                                 f"{MIN_RELEASE_DEVICES} devices without DP noise; withheld otherwise"})
-    evals = sorted((server_dir / "evals").glob("*.json")) if (server_dir / "evals").is_dir() else []
+    evals = entries(server_dir, "evaluation")  # each run of an evaluation, recorded or only decided on
     if evals:
         outside.append({"part": "evaluation sums", "releases": len(evals), "withheld": 0,
-                        "what": f"sums of hits, predictions and losses over at least {MIN_RELEASE_DEVICES} devices, "
-                                "unnoised"})
+                        "what": f"sums of hits, predictions and losses over at least {MIN_RELEASE_DEVICES} devices "
+                                f"(fewest {min(e['devices'] for e in evals)}), unnoised"})
     bounded = all(p["epsilon"] is not None for p in parts)
     eps = sum(p["epsilon"] for p in parts) if bounded else None
     return {"epsilon": eps, "delta": sum(p["delta"] for p in parts) if bounded else None,

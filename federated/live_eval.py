@@ -198,6 +198,8 @@ class LiveEvaluation:
         except TooFewDevices as exc:
             on_event(str(exc))
             return None
+        ledger.append(self.evals_dir.parent, {"kind": "evaluation", "version": version, "devices": totals["devices"],
+                                              "live": True})
         cand = eval_sums.summary(totals["candidate"])
         base = eval_sums.summary(totals["latest"]) if baseline else None
         decision = promotion.decide(cand["recall_at_1"], baseline, base["recall_at_1"] if base else None,

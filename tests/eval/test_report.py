@@ -201,6 +201,7 @@ def test_terminal_shows_the_privacy_ledger_total_and_each_part(tmp_path):
     for n in (1, 2, 2):  # round 2 re-run after a crash
         ledger.append(server, {"kind": "round", "run_id": "r", "round": n, "q": 0.05, "noise": 1.0,
                                "sampling": "poisson-secret", "population": 146, "metrics_released": False})
+    ledger.append(server, {"kind": "evaluation", "version": "0002", "devices": 30, "live": False})
     path = server / "evals" / "0002.json"
     raw = json.loads(path.read_text())
     raw["privacy"] = {"epsilon": 0.9, "delta": 1e-5, "accountant": "RDP", "noise_multiplier": 1.0, "rounds": 3,

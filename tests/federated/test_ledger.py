@@ -65,8 +65,7 @@ def test_total_adds_vocabulary_and_training_and_lists_releases_outside_epsilon(t
     ledger.append(tmp_path, {"kind": "vocabulary", "method": "heavy_hitters", "epsilon": 2.0, "delta": 1e-6})
     for n in range(1, 11):
         ledger.append(tmp_path, _round(n))
-    (tmp_path / "evals").mkdir()
-    (tmp_path / "evals" / "0001.json").write_text("{}")
+    ledger.append(tmp_path, {"kind": "evaluation", "version": "0001", "devices": 25, "live": False})
     total = ledger.total(tmp_path, dp_delta=1e-5)
     training = ledger.training_spent([_round(n) for n in range(1, 11)], delta=1e-5)["epsilon"]
     assert total["epsilon"] == pytest.approx(2.0 + training)
@@ -77,7 +76,7 @@ def test_total_adds_vocabulary_and_training_and_lists_releases_outside_epsilon(t
     lines = ledger.describe(total)
     assert lines[0].startswith("privacy ledger: total ε = ") and "add or remove one device" in lines[0]
     assert any("vocabulary: ε = 2" in line for line in lines) and any("training: ε = " in line for line in lines)
-    assert any("evaluation sums" in line for line in lines)
+    assert any("evaluation sums: 1 released" in line and "(fewest 25)" in line for line in lines)
 
 
 def test_vocabulary_without_dp_makes_the_total_unbounded(tmp_path):
