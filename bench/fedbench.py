@@ -142,7 +142,6 @@ def copy_tokenizer(source: Home, target: Home) -> None:
 
 def train_subprocess(home: Home, *args: str, sample_interval: float = 0.1) -> dict:
     """Runs ``fedkb train`` in a child process; returns its peak RSS (with ``worker_binary``) and rounds."""
-    import csv
     import subprocess
 
     cmd = [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "train", *args]
@@ -153,8 +152,9 @@ def train_subprocess(home: Home, *args: str, sample_interval: float = 0.1) -> di
         _, err = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.decode(errors='replace')[-3000:]}")
-    with open(home.metrics_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
+    from federated import ledger
+
+    rows = ledger.round_metrics(home.server)  # the server's own round figures (small rounds' are not published)
     return {"peak_rss_mb": rss.peak_mb, "wall_s": time.perf_counter() - started,
             "round_s": [float(r["round_seconds"]) for r in rows], "clients": [int(float(r["clients"])) for r in rows],
             "tokens": [float(r["num_tokens"]) for r in rows]}

@@ -111,9 +111,22 @@ def raw_text_line(references_dir: Path | None) -> str:
             "server/; deleting any device's data deletes them. Otherwise raw text and token ids stay in devices/<id>/")
 
 
+def ledger_lines(server_dir: Path) -> list[str]:
+    """The privacy ledger (``federated/ledger.py``): the total and each part of what left the devices."""
+    from federated import ledger
+
+    run = _read(server_dir / "state" / "run.json") or {}
+    total = ledger.total(server_dir, dp_delta=(run.get("privacy") or {}).get("dp_delta"))
+    if not total["parts"] and not total["outside_epsilon"]:
+        return ["privacy ledger: no release recorded in state/ledger.jsonl (releases made before the ledger "
+                "existed are not in it)"]
+    return ledger.describe(total)
+
+
 def statement(server_dir: Path, privacy_spent: dict[str, Any] | None = None,
               references_dir: Path | None = None) -> list[str]:
-    """One line per kind of data that left the devices (``references_dir``: ``<home>/references``)."""
+    """One line per kind of data that left the devices (``references_dir``: ``<home>/references``), then the
+    privacy ledger."""
     return [
         vocabulary_line(server_dir),
         ngrams_line(server_dir),
@@ -121,4 +134,5 @@ def statement(server_dir: Path, privacy_spent: dict[str, Any] | None = None,
         "evaluation: per-round sums of hits, predictions and losses, and a histogram of per-device recall@1; "
         "each device's own result stays on it",
         raw_text_line(references_dir),
+        *ledger_lines(server_dir),
     ]

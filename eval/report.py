@@ -210,7 +210,13 @@ def _privacy(e: EvalResult) -> str:
     if eps is not None:
         extra = [f"δ = {p['delta']:g}" if isinstance(p.get("delta"), (int, float)) else None, p.get("accountant")]
         extra = ", ".join(str(x) for x in extra if x)
-        return f"ε = {eps:g}" + (f" ({extra})" if extra else "")
+        words = "; ".join(f"{k}: {p[k]}" for k in ("adjacency", "sampling") if isinstance(p.get(k), str))
+        amp, plain = p.get("epsilon_amplified"), p.get("epsilon_without_amplification")
+        if p.get("sampling_public") and isinstance(amp, (int, float)):
+            words += f"; the sampling is public, so amplification does not hold (amplified it would be {amp:g})"
+        elif isinstance(plain, (int, float)):
+            words += f"; without amplification by sampling ε = {plain:g}"
+        return f"ε = {eps:g}" + (f" ({extra})" if extra else "") + (f"; {words}" if words else "")
     if isinstance(noise, (int, float)) and noise > 0:
         return f"DP noise multiplier {noise:g}, ε not computed"
     return "no DP"
@@ -315,6 +321,8 @@ def render_terminal(data: ReportData, console: "Console") -> None:
         if data.rounds:
             console.print(Text(f"No evaluation yet: {_training_line(data)}. Run `fedkb eval` to evaluate "
                                "the latest published version.", style="yellow"))
+            for line in disclosure.ledger_lines(data.server_dir):
+                console.print(Text("  " + line))
         else:
             console.print(Text("Nothing to report yet: no evaluation and no training metrics in "
                                f"{data.server_dir}. Run `fedkb train`, then `fedkb eval`.", style="yellow"))

@@ -5,12 +5,14 @@ A round follows Bonawitz et al. 2019 ("Towards Federated Learning at Scale"):
 1. **Selection.** Devices check in with their eligibility (idle, charging, unmetered, enough
    train sentences); each check-in is held open while the round selects. Once
    ``ceil(K x overselect)`` eligible devices have checked in (or the selection window has passed
-   with at least K), a seeded draw picks them; the others are told when to retry.
+   with at least K), each of them is drawn independently with probability q = K / checked-in
+   (Poisson sampling from the run's sampling key, ``federated/sampling.py``: secret unless the
+   run was given ``--seed``); the others are told when to retry.
 2. **Configuration.** Each selected device receives its task: the round, a task id, the
    round's starting weights, the model config, the client settings and the tokenizer's sha256.
 3. **Reporting.** Devices train on their own data (``keyboard/agent.py``) and upload the model
-   delta and metric sums. The round closes when K uploads are accepted (the report goal) or the
-   deadline passes; with fewer than ``min_reports`` it is abandoned and nothing changes.
+   delta and metric sums. The round closes when K uploads are accepted (the report goal; every
+   drawn device's, if fewer than K were drawn) or the deadline passes; with fewer than ``min_reports`` it is abandoned and nothing changes.
 4. **Server update.** ``ServerParts`` runs TFF's aggregator and the server optimizer's
    finalizer of the same learning process ``fedkb train`` builds, on the accepted deltas in
    selection order; the session then records, checkpoints and publishes the round as a
@@ -51,7 +53,7 @@ import numpy as np
 
 from common import messages
 from common.secagg import SecAggError, UpdateCodec
-from federated import training
+from federated import sampling, training
 from federated.live_eval import LiveEvaluation
 from federated.live_secagg import STAGES, SecureCollection
 from federated.tls import ServerTLS, peer_device
@@ -300,9 +302,9 @@ class Coordinator:
                 self._selecting = False
                 self._cond.notify_all()
                 return None
-            rng = np.random.default_rng([self.train.seed, round_num, 0x5A])
             candidates = sorted(self._waiting)
-            chosen = [candidates[i] for i in rng.permutation(len(candidates))[:target]]
+            q = sampling.rate(k, len(candidates))
+            chosen = sampling.poisson(self.session.sampling, candidates, q, round_num)
             rnd = self._round
             for device_id in chosen:
                 task = Task(uuid.uuid4().hex, device_id, round_num)
@@ -318,10 +320,11 @@ class Coordinator:
             if rnd.secure is not None:
                 reports, mean, metric_sums = self._secure_stages(rnd.secure, deadline, stop, round_num, on_event)
             else:
-                while len(uploads.accepted) < k and time.monotonic() < deadline and not stop.is_set():
+                goal = min(k, len(chosen))  # the report goal: K, or every drawn device if fewer were drawn
+                while len(uploads.accepted) < goal and time.monotonic() < deadline and not stop.is_set():
                     self._cond.wait(min(0.2, max(deadline - time.monotonic(), 0.0)))
                 uploads.closed = True
-                reports = [d for d in rnd.order if d in uploads.accepted][:k]
+                reports = [d for d in rnd.order if d in uploads.accepted]
             closed_at = time.monotonic()
         if len(reports) < math.ceil(self.live.min_report_fraction * k):
             raise RoundAbandoned(f"round {round_num}: {len(reports)} of {k} reports before the deadline; "
@@ -334,9 +337,9 @@ class Coordinator:
             state, _ = self.parts.apply(self.session.state, [u.delta for u in updates], [u.weight for u in updates])
             metrics = live_metrics([u.metrics for u in updates])
         applied_at = time.monotonic()
-        metrics.update(clients=len(reports), available_devices=len(rnd.order), population=len(self.seen),
+        metrics.update(clients=len(reports), available_devices=len(candidates), population=len(self.seen),
                        round_seconds=time.perf_counter() - t0, live=1.0)
-        selection = _Selection(reports, len(rnd.order), len(self.seen))
+        selection = _Selection(reports, len(candidates), len(self.seen), eligible=len(candidates), rate=q)
         result = self.session.record_round(state, metrics, selection, time.perf_counter() - t0,
                                            total_rounds=total_rounds)
         on_event(f"round {round_num}: selection {selected_at - started_at:.2f} s, devices "
@@ -380,6 +383,8 @@ class _Selection:  # federated.population.Selection's fields; that module import
     device_ids: list[str]
     available: int
     population: int
+    eligible: int | None = None  # the checked-in eligible devices the draw was over
+    rate: float | None = None  # its Poisson rate q
 
 
 def messages_hold_seconds(context) -> float:

@@ -201,11 +201,30 @@ def aggregate(total: np.ndarray, layout: Layout) -> dict:
     return result
 
 
+class TooFewDevices(ValueError):
+    """An evaluation over fewer devices than may be released."""
+
+
+def check_min_devices(devices: int, what: str, minimum: int | None = None) -> None:
+    """Refuses sums over fewer than ``minimum`` devices (default ``ledger.MIN_RELEASE_DEVICES``)."""
+    from federated.ledger import MIN_RELEASE_DEVICES
+
+    minimum = MIN_RELEASE_DEVICES if minimum is None else minimum
+    if devices < minimum:
+        raise TooFewDevices(f"{what}: {devices} device(s) with held-out sentences, fewer than the minimum of {minimum} "
+                            "whose sums may be released (a sum over so few devices would show each one's figures); "
+                            f"evaluate on at least {minimum} devices")
+
+
 def evaluate(
     home: Home, device_ids: Sequence[str], version_name: str, version_dir: Path,
     baselines: Mapping[str, object] | None = None, on_device=None,
 ) -> dict:
-    """Federated evaluation of one version on ``device_ids``; returns the aggregates."""
+    """Federated evaluation of one version on ``device_ids``; returns the aggregates.
+
+    Refused (``TooFewDevices``) below ``ledger.MIN_RELEASE_DEVICES`` devices.
+    """
+    check_min_devices(len(device_ids), f"evaluating version {version_name}")
     baselines = dict(baselines or {})
     suggester = load_suggester(version_dir)
     lstm, ngrams = ModelPredictor(version_dir), load_ngrams(version_dir)
@@ -219,4 +238,8 @@ def evaluate(
             on_device(device_id)
     if not vectors:
         raise ValueError("no devices to evaluate on")
-    return aggregate(federated_sum(vectors), Layout(tuple(baselines), tuple(products)))
+    total = federated_sum(vectors)
+    from federated import ledger
+
+    ledger.append(home.server, {"kind": "evaluation", "version": version_name, "devices": len(vectors), "live": False})
+    return aggregate(total, Layout(tuple(baselines), tuple(products)))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common import eval_sums, messages, version_message
 from common.atomic import atomic_write
-from federated import promotion, registry
+from federated import ledger, promotion, registry
 
 log = logging.getLogger("fedkb.coordinator")
 
@@ -202,6 +202,8 @@ class LiveEvaluation:
         except TooFewDevices as exc:
             on_event(str(exc))
             return None
+        ledger.append(self.evals_dir.parent, {"kind": "evaluation", "version": version, "devices": totals["devices"],
+                                              "live": True})
         cand = eval_sums.summary(totals["candidate"])
         base = eval_sums.summary(totals["latest"]) if baseline else None
         decision = promotion.decide(cand["recall_at_1"], baseline, base["recall_at_1"] if base else None,
@@ -231,4 +233,5 @@ class LiveEvaluation:
                          "eval": {"live": True, "min_devices": self.min_devices}},
             "privacy": candidate.manifest.get("privacy", {"epsilon": None, "delta": None, "accountant": None,
                                                           "noise_multiplier": 0.0, "rounds": candidate.round}),
+            "privacy_ledger": ledger.total(self.evals_dir.parent),  # evals/ sits in the server folder
         }

@@ -286,6 +286,11 @@ def collect(home: Home, config: NgramConfig, *, rng: np.random.Generator | None 
             rounds.append(replace(result, released=len(released)))
             counts[order] = {tuple(gram.split(" ")): n for gram, n in released.items()}
             known = set(released)
+    from federated import ledger
+
+    dp = mechanism.describe() if mechanism else None
+    ledger.append(home.server, {"kind": "ngrams", "method": "heavy_hitters", "devices": len(population),
+                                "epsilon": dp and dp["epsilon"], "delta": dp["delta"] if dp else 0.0})
     return NgramTable(counts, len(population), tuple(rounds), mechanism, time.monotonic() - started)
 
 

@@ -218,6 +218,8 @@ class Selection:
     device_ids: list[str]
     available: int  # idle, charging and unmetered at this round
     population: int
+    eligible: int | None = None  # available with enough train sentences (Poisson sampling's base)
+    rate: float | None = None  # the Poisson sampling rate q = K / eligible (None: a fixed-size draw)
 
 
 def select_clients(
@@ -249,3 +251,32 @@ def select_clients(
             if len(chosen) == k:
                 break
     return Selection(chosen, int(ok.sum()), len(population))
+
+
+def poisson_select(
+    home: Home, population: Sequence[Member], round_num: int, k: int, *, key, seed: int, min_examples: int,
+    utc_hour: int | None = None, draw: int = 0, arrays: dict[str, np.ndarray] | None = None,
+) -> Selection:
+    """Poisson sampling: each eligible device takes part with probability q = K / eligible.
+
+    Eligible is as in ``select_clients``. The availability draws (the simulated world) follow
+    ``seed``; who takes part follows ``key`` (``federated/sampling.py``), a secret unless the run
+    was given ``--seed``. Every available device is opened to learn whether it is eligible, since
+    q divides by the eligible devices.
+    """
+    from federated import sampling
+
+    arrays = arrays or availability_arrays(population)
+    if utc_hour is None:
+        ok = available(round_conditions(population, round_num, seed, arrays))
+    else:
+        ok = available(draw_conditions(arrays, utc_hour, np.random.default_rng([seed, round_num, draw, 0xE11])))
+    eligible = []
+    for index in np.flatnonzero(ok):
+        device_id = population[int(index)].device_id
+        with Device(home.device(device_id)) as device:
+            if device.status()["train_sentences"] >= min_examples:
+                eligible.append(device_id)
+    q = sampling.rate(k, len(eligible))
+    chosen = sampling.poisson(key, eligible, q, round_num, draw)
+    return Selection(chosen, int(ok.sum()), len(population), eligible=len(eligible), rate=q)

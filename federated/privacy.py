@@ -141,7 +141,9 @@ def ledger_from_metrics(metrics_csv: Path, *, up_to_round: int | None = None) ->
 
 
 def spent(privacy: PrivacyConfig, ledger: list[RoundSample], population: int) -> dict:
-    """The (ε, δ) spent so far, as the eval JSON and the report show it.
+    """The (ε, δ) as fedkb reported it before the ledger (``federated/ledger.py``) replaced it.
+
+    Kept for ``bench/epsilon_headline.py``, which compares the old headline with the new one.
 
     ε is None when no noise was added. The main figure treats each round as Poisson sampling
     with rate clients / available devices (add-or-remove-one device adjacency), the analysis of

@@ -1,11 +1,14 @@
 """Federated training rounds: sample eligible devices, run FedAvg, checkpoint, release, publish.
 
-Each round: the eligible devices (idle, charging, unmetered, enough train sentences) are
-sampled (seeded by the run's seed and the round number, so a resumed run picks the same
-clients), each selected device turns its own train split into examples, TFF runs one round,
-the learning state is saved with ``tff.program.FileProgramStateManager``, metrics go to CSV
-and TensorBoard through ``tff.program`` release managers, and every ``publish_every`` rounds
-the global model becomes a published version.
+Each round: each eligible device (idle, charging, unmetered, enough train sentences) takes
+part with probability q = K / eligible (Poisson sampling, ``federated/sampling.py``), drawn
+from a secret key kept in the server's private state (or from ``--seed``, publicly), so a
+resumed run picks the same clients without the draw being published. Each selected device
+turns its own train split into examples and TFF runs one round. The round is entered in the
+privacy ledger (``federated/ledger.py``) before anything of it is released. The learning state
+is saved with ``tff.program.FileProgramStateManager``, the metrics that may be released go to
+CSV and TensorBoard through ``tff.program`` release managers, and every ``publish_every``
+rounds the global model becomes a published version.
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ import tensorflow_federated as tff
 
 from common.atomic import atomic_write
 from common.layout import Home
-from federated import checkpoints, ngrams, pretrain, registry, training
+from federated import checkpoints, ledger, ngrams, pretrain, registry, sampling, training
 from federated.faults import crash_point
 from lm.model import build_model, named_weights
 from lm.config import ModelConfig, preset
-from federated.privacy import PrivacyConfig, ledger_from_metrics, spent
+from federated.privacy import PrivacyConfig
 from federated.secagg import SecAggError
 from keyboard import client_work
 from tokenizer.vocab import Tokenizer, TokenizerError
@@ -172,6 +175,11 @@ class Session:
             _sync(self._states.remove_all())
             home.metrics_csv.unlink(missing_ok=True)
         home.state.mkdir(parents=True, exist_ok=True)
+        try:
+            self.sampling = sampling.load_or_create(home.state, train.seed if train.public_sampling else None,
+                                                    fresh=fresh)
+        except sampling.SamplingError as exc:
+            raise TrainError(str(exc)) from None
         atomic_write(home.state / RUN_FILE, json.dumps(record, indent=2, sort_keys=True).encode())
         self.process = training.build_rounds(self.model_config, train, privacy=self.privacy)
         self.state = self.process.initialize()
@@ -215,10 +223,10 @@ class Session:
 
     def select(self, round_num: int, *, utc_hour: int | None = None, draw: int = 0):
         """The clients round ``round_num`` would train on (at simulated hour ``round_num mod 24`` by default)."""
-        from federated.population import select_clients
+        from federated.population import poisson_select
 
-        return select_clients(self.home, self.population, round_num, self.train.clients_per_round,
-                              seed=self.train.seed, min_examples=self.train.min_examples,
+        return poisson_select(self.home, self.population, round_num, self.train.clients_per_round,
+                              key=self.sampling, seed=self.train.seed, min_examples=self.train.min_examples,
                               utc_hour=utc_hour, draw=draw, arrays=self._availability)
 
     def _select_waiting(self, round_num: int):
@@ -230,9 +238,12 @@ class Session:
         clients), up to ``MAX_DRAWS``; only then does it fail.
         """
         needed = 2 if self.privacy.secure_agg else 1
+        # Secure aggregation sums at most max_clients updates without wrapping; a Poisson draw
+        # above it (probability < 1e-7) is taken again, as an empty one is.
+        most = training.secagg_config(self.train).max_clients if self.privacy.secure_agg else None
         selection = self.select(round_num)
         for draw in range(1, MAX_DRAWS):
-            if len(selection.device_ids) >= needed:
+            if len(selection.device_ids) >= needed and (most is None or len(selection.device_ids) <= most):
                 break
             # the simulated clock moves on an hour per draw: devices check in again later
             selection = self.select(round_num, utc_hour=(round_num + draw) % 24, draw=draw)
@@ -284,10 +295,16 @@ class Session:
             )
         metrics.update(clients=len(selection.device_ids), available_devices=selection.available,
                        population=selection.population, round_seconds=seconds)
+        eligible = getattr(selection, "eligible", None)
+        if eligible is not None:
+            metrics.update(eligible_devices=eligible)
+        released = ledger.releasable_metrics(metrics, dp_noise=self.privacy.dp_noise)
+        # The ledger first: from here on the round counts as released, once per time it runs.
+        ledger.append(self.home.server, self._ledger_entry(round_num, selection, metrics, released))
         # Metrics and the version go out before the state is saved: a crash in between re-runs
-        # this round identically (same clients, same seed) and overwrites the metrics row.
-        await self._csv.release(dict(metrics), key=round_num)
-        await self._tensorboard.release(dict(metrics), key=round_num)
+        # this round identically (same clients, same key) and overwrites the metrics row.
+        await self._csv.release(dict(released), key=round_num)
+        await self._tensorboard.release(dict(released), key=round_num)
         if not self.live:  # a live device records its rounds itself
             from keyboard.store import Device
 
@@ -296,17 +313,49 @@ class Session:
                     device.set(last_round=round_num)
         published = None
         if force_publish or round_num % self.publish_every == 0 or round_num == total_rounds:
-            published = self.publish(state, round_num, metrics).name
+            published = self.publish(state, round_num, released).name
         await self._states.save(state, round_num)
         crash_point(round_num, "checkpoint")
         checkpoints.seal(self._checkpoint(round_num))
         self.state, self.done = state, round_num
         return RoundResult(round_num, total_rounds or round_num, dict(metrics), selection.device_ids, seconds, published)
 
+    def _ledger_entry(self, round_num: int, selection, metrics: dict, released: dict) -> dict:
+        rate = getattr(selection, "rate", None)
+        if rate is None:  # clients a caller chose itself (no Poisson draw): no amplification
+            how, rate = "first-come", 1.0
+        else:
+            how = "poisson-public" if self.sampling.public else "poisson-secret"
+        return {"kind": "round", "run_id": self.run_id, "round": round_num, "clients": len(selection.device_ids),
+                "eligible": getattr(selection, "eligible", None), "q": rate, "sampling": how,
+                "noise": self.privacy.dp_noise, "population": selection.population,
+                "tokens": metrics.get("num_tokens"), "metrics_released": "loss" in released,
+                "metrics": metrics}  # the server's own view of the round: kept private, not released
+
     def privacy_spent(self, round_num: int) -> dict:
-        """(ε, δ) of the rounds up to ``round_num``, from the sampling recorded in metrics.csv."""
-        ledger = ledger_from_metrics(self.home.metrics_csv, up_to_round=round_num)
-        return spent(self.privacy, ledger, len(self.population))
+        """(ε, δ) of this run's rounds up to ``round_num`` (re-runs included), and the whole ledger's total."""
+        rounds = [r for r in ledger.entries(self.home.server, "round")
+                  if r.get("run_id") == self.run_id and r["round"] <= round_num]
+        population = max([len(self.population)] + [int(r.get("population", 0)) for r in rounds])
+        delta = self.privacy.dp_delta or ledger.default_delta(population)
+        out = ledger.training_spent(rounds, delta=delta) if self.privacy.dp_noise > 0 else {
+            "epsilon": None, "delta": delta, "rounds": len(rounds)}
+        total = ledger.total(self.home.server, population=population, dp_delta=self.privacy.dp_delta)
+        out.update(accountant=ledger.ACCOUNTANT if self.privacy.dp_noise > 0 else None, adjacency=ledger.ADJACENCY,
+                   sampling=self.sampling_assumption(rounds), sampling_public=self.sampling.public,
+                   noise_multiplier=self.privacy.dp_noise, clip=self.privacy.dp_clip, population=population,
+                   secure_aggregation=self.privacy.secure_agg,
+                   ledger_epsilon=total["epsilon"], ledger_delta=total["delta"])
+        return out
+
+    def sampling_assumption(self, rounds: list[dict]) -> str:
+        """How this run's participants were drawn, in words (what the ε assumes)."""
+        text = self.sampling.assumption
+        if self.live:
+            text += " (live rounds: the eligible devices that had checked in when the round selected)"
+        if any(r.get("sampling") == "first-come" for r in rounds):
+            text += "; some rounds' clients were chosen without a Poisson draw and are accounted without amplification"
+        return text
 
     def global_weights(self, state=None) -> dict[str, np.ndarray]:
         """The global model of ``state`` (default: the current one) as named float32 arrays."""

@@ -76,10 +76,16 @@ def record_pooling(home: Home, devices: int, sentences: int) -> None:
 
 def training_tokens_until(home: Home, round_num: int) -> int:
     """Target tokens federated training consumed in rounds 1..round_num (from metrics.csv)."""
+    from federated import ledger
+
+    # Token sums of small or DP rounds are not published; the server's private ledger has them.
+    rounds = {r["round"]: r.get("tokens") for r in ledger.entries(home.server, "round")}  # a re-run keeps its last
+    if rounds:
+        return int(sum(t or 0 for n, t in rounds.items() if n <= round_num))
     if not home.metrics_csv.is_file():
         return 0
     with open(home.metrics_csv, newline="") as f:
-        return int(sum(float(r["num_tokens"]) for r in csv.DictReader(f) if int(float(r["round"])) <= round_num))
+        return int(sum(float(r.get("num_tokens") or 0) for r in csv.DictReader(f) if int(float(r["round"])) <= round_num))
 
 
 def centralized_lstm(home: Home, version: registry.Version, pooled: list[str], seed: int) -> tuple[Path, int]:
@@ -143,12 +149,18 @@ def run_eval(
                 groups.setdefault(inst.version, []).append(device_id)
         if not groups:
             raise RolloutError("no device has a model installed; run `fedkb rollout` first (or pass --version)")
+        # A version installed on too few devices is not evaluated: its sums would show them one by one.
+        from federated.ledger import MIN_RELEASE_DEVICES
+
+        large = {name: group for name, group in groups.items() if len(group) >= MIN_RELEASE_DEVICES}
+        groups = large or dict([max(groups.items(), key=lambda item: len(item[1]))])  # refused below, saying so
     pooled: list[str] = []
     if references:
         pooled, pooled_devices = pooled_train_sentences(home)
         record_pooling(home, pooled_devices, len(pooled))
     outcomes = []
     for name, group in sorted(groups.items()):
+        evaluation.check_min_devices(len(group), f"evaluating version {name}")
         ver = registry.verify(home.models / name)
         preds: dict[str, object] = {}
         budget = None
@@ -199,7 +211,18 @@ def _describe(home: Home, ver: registry.Version, result: dict, *, devices_reques
                      "eval": {"devices_requested": devices_requested, "seed": seed}},
         "privacy": ver.manifest.get("privacy", {"epsilon": None, "delta": None, "accountant": None,
                                                  "noise_multiplier": 0.0, "rounds": ver.round}),
+        "privacy_ledger": _ledger_total(home),
     }
+
+
+def _ledger_total(home: Home) -> dict:
+    """Everything that left the devices so far, this evaluation's sums included (``federated/ledger.py``)."""
+    from federated import ledger
+    from federated.population import members
+
+    run = home.state / "run.json"
+    dp_delta = (json.loads(run.read_text()).get("privacy") or {}).get("dp_delta") if run.is_file() else None
+    return ledger.total(home.server, population=len(members(home)), dp_delta=dp_delta)
 
 
 @dataclass

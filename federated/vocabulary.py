@@ -165,4 +165,9 @@ def _device_counts(home: Home, gathering: HeavyHittersConfig | None) -> tuple[co
                 + (f" and survived the DP threshold ({found.mechanism.threshold:.1f} devices)" if found.mechanism else "")
                 + f" among {devices} devices; lower --k-anonymity, raise --max-words-per-device or --dp-epsilon, "
                 "or seed more devices")
+    from federated import ledger
+
+    dp = provenance.get("dp") if isinstance(provenance.get("dp"), dict) else None
+    ledger.append(home.server, {"kind": "vocabulary", "method": provenance["method"], "devices": devices,
+                                "epsilon": dp and dp["epsilon"], "delta": dp["delta"] if dp else 0.0})
     return counts, devices, provenance

@@ -305,6 +305,7 @@ _USER_ERRORS = {
     "TrainError", "RegistryError", "RuntimeStartError", "ValueError", "RolloutError", "ReportError",
     "ArtifactError", "PrivacyError", "AblationError", "NgramError", "PretrainError", "PublicTextError",
     "AuditError",
+    "TooFewDevices", "LedgerError", "SamplingError",
 }
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
     if existing:
         console.print(f"   reusing the {len(existing)} devices already in {home.devices}")
     else:
-        report = seed(home, resolve_corpus(args.corpus), min_sentences=10, seed=args.seed)
+        report = seed(home, resolve_corpus(args.corpus), min_sentences=10, seed=args.seed or 0)
         console.print(f"   seeded {report.devices_created} devices (one per speaking role) with "
                       f"{report.sentences_written:,} sentences; raw text stays in each device's own log")
 
@@ -88,11 +88,11 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
                                 publish_every=args.publish_every, fresh=False,
                                 console=console, pretrained=not args.no_pretrained)
         stage("4. Rollout[/] — the newest version is evaluated against latest, then installed")
-        do_rollout(home, console, threshold=0.5, devices=args.eval_devices, seed=args.seed)
+        do_rollout(home, console, threshold=0.5, devices=args.eval_devices, seed=args.seed or 0)
         stage(f"5. On-device evaluation[/] — {args.eval_devices or 'all'} devices measure the installed "
                       "model on their held-out sentences; only sums leave them"
               + (" (and references fitted on pooled text, --references)" if args.references else ""))
-        do_eval(home, console, version=None, devices=args.eval_devices, seed=args.seed, references=args.references)
+        do_eval(home, console, version=None, devices=args.eval_devices, seed=args.seed or 0, references=args.references)
     console.print(Rule("report"))
     html = Path(args.html) if args.html else home.server / "reports" / "report.html"
     do_report(home, console, html)
@@ -107,7 +107,7 @@ def demo_pretrain(home: Home, console, args: argparse.Namespace) -> None:
     from federated import pretrain, public_text
     from fedkb.cmd_pretrain import do_pretrain
 
-    config = pretrain.PretrainConfig(preset=args.preset, tokens=None, seconds=args.pretrain_seconds, seed=args.seed)
+    config = pretrain.PretrainConfig(preset=args.preset, tokens=None, seconds=args.pretrain_seconds, seed=args.seed or 0)
     record = pretrain.reusable(home, public_text.resolve(PUBLIC_CORPUS), config)
     if record is not None:
         console.print(f"   reusing the pretrained model in {home.pretrained} ({record['tokens_trained']:,} tokens "

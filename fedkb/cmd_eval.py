@@ -8,6 +8,7 @@ from pathlib import Path
 
 from common import artifacts
 from common.layout import Home
+from fedkb.options import UserError
 
 
 def _console():
@@ -140,8 +141,19 @@ def do_report(home: Home, console, html: Path | None) -> Path | None:
     return None
 
 
+def _check_devices(devices: int | None) -> None:
+    """Refuses ``--devices`` below the release minimum before the runtime starts."""
+    from federated.ledger import MIN_RELEASE_DEVICES
+
+    if devices is not None and devices < MIN_RELEASE_DEVICES:
+        raise UserError(f"--devices {devices}: evaluation sums are released only from at least {MIN_RELEASE_DEVICES} "
+                        "devices (fewer would show each device's own figures); pass --devices "
+                        f"{MIN_RELEASE_DEVICES} or more")
+
+
 def cmd_rollout(home: Home, args: argparse.Namespace) -> None:
     console = _console()
+    _check_devices(args.devices)
     with tff_runtime(home, console):
         do_rollout(home, console, threshold=args.threshold, devices=args.devices, seed=args.seed,
                    roll_back_to=args.roll_back_to, reason=args.reason)
@@ -149,6 +161,7 @@ def cmd_rollout(home: Home, args: argparse.Namespace) -> None:
 
 def cmd_eval(home: Home, args: argparse.Namespace) -> None:
     console = _console()
+    _check_devices(args.devices)
     with tff_runtime(home, console):
         do_eval(home, console, version=args.version, devices=args.devices, seed=args.seed,
                 references=args.references, json_path=Path(args.json) if args.json else None)

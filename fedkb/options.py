@@ -28,7 +28,8 @@ def train_config_from(args: argparse.Namespace):
         preset=args.preset, clients_per_round=args.clients_per_round, server_optimizer=args.server_optimizer,
         client_lr=args.client_lr, client_clip_norm=args.client_clip_norm, server_lr=args.server_lr,
         local_epochs=args.local_epochs,
-        batch_size=args.batch_size, min_examples=args.min_examples, seed=args.seed,
+        batch_size=args.batch_size, min_examples=args.min_examples,
+        seed=0 if args.seed is None else args.seed, public_sampling=args.seed is not None,
     )
 
 
@@ -74,13 +75,16 @@ def train_with_progress(home: Home, train, *, rounds: int, publish_every: int, f
             f"checkpoints in {home.state}"
             + (f"; published {', '.join(summary.published)} in {home.models}" if summary.published else "")
         )
-    if privacy is not None and privacy.dp_noise > 0:
+    if privacy is not None and summary.rounds:
+        from federated import ledger
         from federated.population import members
-        from federated.privacy import ledger_from_metrics, spent
 
-        p = spent(privacy, ledger_from_metrics(home.metrics_csv), len(members(home)))
-        console.print(f"Privacy spent over {p['rounds']} rounds: ε = {p['epsilon']:.2f} at δ = {p['delta']:.2g} "
-                      f"(RDP, noise multiplier {privacy.dp_noise}, clip {privacy.dp_clip})")
+        total = ledger.total(home.server, population=len(members(home)), dp_delta=privacy.dp_delta)
+        for line in ledger.describe(total):
+            console.print(line)
+        if train.public_sampling:
+            console.print(f"Participants were drawn from --seed {train.seed}: the sampling is public, so the ε that "
+                          "holds is the one without amplification by sampling.")
     return summary
 
 
@@ -112,7 +116,10 @@ def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int = 10
     p.add_argument("--local-epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--min-examples", type=int, default=5, help="train sentences a device needs to take part (default 5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None,
+                   help="make the run reproducible, for research: participants are drawn from this seed, so the "
+                        "sampling is public and ε holds without amplification by sampling (default: a secret key "
+                        "in server/state draws them; availability and shuffling use seed 0)")
     p.add_argument("--publish-every", type=int, default=5, help="publish a model version every N rounds and at the end")
     p.add_argument("--workers", type=parse_targets, default=None, metavar="HOST:PORT,...",
                    help="run rounds on these `fedkb worker` services instead of a local worker")
@@ -124,7 +131,7 @@ def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int = 10
                     help="differential privacy: Gaussian noise multiplier on the clipped updates (default 0: off)")
     dp.add_argument("--dp-clip", default=None, metavar="adaptive|C",
                     help="clip each device's update to L2 norm C, or 'adaptive' (median norm; default with --dp-noise)")
-    dp.add_argument("--dp-delta", type=float, default=None, help="δ of the reported (ε, δ) (default 1/population)")
+    dp.add_argument("--dp-delta", type=float, default=None, help="δ of the reported (ε, δ) (default 1 / population^1.1)")
     dp.add_argument("--secure-agg", action="store_true",
                     help="secure aggregation (Bonawitz et al. 2017): live rounds run it between the device agents, "
                          "which keep their own keys and shares, so the coordinator sees only masked updates and "

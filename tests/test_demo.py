@@ -19,7 +19,7 @@ def test_demo_runs_the_whole_story_and_can_run_again(tmp_path):
     corpus = synthetic_corpus(tmp_path / "c.jsonl", users=40, sentences=15)
     home = tmp_path / "home"
     args = ["demo", "--corpus", str(corpus), "--preset", "tiny", "--rounds", "4", "--publish-every", "2",
-            "--clients-per-round", "3", "--eval-devices", "12", "--vocab-size", "64", "--pretrain-seconds", "3"]
+            "--clients-per-round", "3", "--eval-devices", "20", "--vocab-size", "64", "--pretrain-seconds", "3"]
     first = _fedkb(home, *args, "--references")
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
@@ -44,7 +44,7 @@ def test_demo_runs_the_whole_story_and_can_run_again(tmp_path):
 
 def test_serve_runs_rounds_when_devices_are_eligible_and_rolls_out(seeded_home):
     proc = _fedkb(seeded_home.root, "serve", "--simulate", "--interval", "0", "--max-rounds", "2", "--publish-every", "2",
-                  "--preset", "tiny", "--clients-per-round", "2", "--eval-devices", "10")
+                  "--preset", "tiny", "--clients-per-round", "2", "--eval-devices", "20")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "round 2:" in proc.stdout and "published 0001" in proc.stdout
     assert "installed on 60 devices" in proc.stdout

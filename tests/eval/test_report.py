@@ -95,6 +95,7 @@ def test_empty_server_dir_says_what_to_run(tmp_path):
     shutil.copy(FIXTURE / "metrics.csv", tmp_path / "server" / "metrics.csv")
     out = terminal_text(load_report_data(tmp_path / "server"))
     assert "Run `fedkb eval`" in out and "6 training rounds" in out and "fedkb train" not in out
+    assert "privacy ledger: no release recorded" in out  # this fixture has no ledger
 
 
 def test_empty_server_dir_still_writes_a_page(tmp_path):
@@ -235,3 +236,29 @@ def test_reference_rows_come_from_the_references_folder_and_the_disclosure_says_
     (refs / "evals" / "0002.json").write_text("{broken")
     with pytest.raises(ReportError, match=re.escape(str(refs / "evals" / "0002.json"))):
         load_report_data(home / "server", references_dir=refs)
+
+
+def test_terminal_shows_the_privacy_ledger_total_and_each_part(tmp_path):
+    from federated import ledger
+
+    server = tmp_path / "server"
+    shutil.copytree(FIXTURE, server)
+    ledger.append(server, {"kind": "vocabulary", "method": "heavy_hitters", "epsilon": 1.5, "delta": 1e-6})
+    for n in (1, 2, 2):  # round 2 re-run after a crash
+        ledger.append(server, {"kind": "round", "run_id": "r", "round": n, "q": 0.05, "noise": 1.0,
+                               "sampling": "poisson-secret", "population": 146, "metrics_released": False})
+    ledger.append(server, {"kind": "evaluation", "version": "0002", "devices": 30, "live": False})
+    path = server / "evals" / "0002.json"
+    raw = json.loads(path.read_text())
+    raw["privacy"] = {"epsilon": 0.9, "delta": 1e-5, "accountant": "RDP", "noise_multiplier": 1.0, "rounds": 3,
+                      "adjacency": "add or remove one device", "sampling": "Poisson sampling, secret key",
+                      "epsilon_without_amplification": 7.0}
+    path.write_text(json.dumps(raw))
+    text = " ".join(terminal_text(load_report_data(server)).split())
+    total = ledger.total(server)
+    assert f"privacy ledger: total ε = {total['epsilon']:.3g}" in text
+    assert "vocabulary: ε = 1.5" in text and "training: ε = " in text
+    assert "3 round releases (1 re-run after a crash, each counted)" in text
+    assert "outside ε, per-round metrics: 0 released, 3 withheld" in text and "outside ε, evaluation sums" in text
+    assert "adjacency: add or remove one device; sampling: Poisson sampling, secret key" in text
+    assert "without amplification by sampling ε = 7" in text

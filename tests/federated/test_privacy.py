@@ -70,13 +70,18 @@ def test_dp_training_reports_epsilon_in_the_version_eval_json_and_report(seeded_
     # A resumed run must keep the privacy settings.
     refused = fedkb("train", "--rounds", "4", "--preset", "tiny", "--clients-per-round", "4")
     assert refused.returncode == 1 and "dp_noise" in refused.stderr
-    out = fedkb("eval", "--version", "0001", "--devices", "5", "--no-baselines", "--json", str(tmp_path / "eval.json"))
+    out = fedkb("eval", "--version", "0001", "--devices", "20", "--no-baselines", "--json", str(tmp_path / "eval.json"))
     assert out.returncode == 0, out.stderr[-3000:]
-    privacy = json.loads((tmp_path / "eval.json").read_text())["privacy"]
+    result = json.loads((tmp_path / "eval.json").read_text())
+    privacy = result["privacy"]
     assert privacy["epsilon"] > 0 and privacy["noise_multiplier"] == 0.5 and privacy["rounds"] == 3
-    assert privacy["delta"] == pytest.approx(1 / 60) and privacy["accountant"] == "rdp"
+    assert privacy["delta"] == pytest.approx(60 ** -1.1) and "RDP" in privacy["accountant"]
+    assert "secret key" in privacy["sampling"] and "add or remove one device" in privacy["adjacency"]
+    ledger = result["privacy_ledger"]
+    assert ledger["epsilon"] is None  # the bundled tokenizer's vocabulary was a plain sum here: no DP bound
+    assert [p["part"] for p in ledger["outside_epsilon"]] == ["per-round metrics", "evaluation sums"]
     report = fedkb("report")
-    assert report.returncode == 0 and "ε = " in report.stdout
+    assert report.returncode == 0 and "ε = " in report.stdout and "privacy ledger: total" in report.stdout
 
 
 def test_secure_aggregation_with_adaptive_clipping_is_refused_with_the_fix():
@@ -96,7 +101,9 @@ def test_fedkb_train_with_secure_aggregation(seeded_home, extra):
         capture_output=True, text=True, cwd=REPO, timeout=900,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    rows = list(csv.DictReader(open(seeded_home.metrics_csv)))
+    from federated import ledger
+
+    rows = ledger.round_metrics(seeded_home.server)
     assert [int(r["round"]) for r in rows] == [1, 2] and all(float(r["loss"]) > 0 for r in rows)
     run = json.loads((seeded_home.state / "run.json").read_text())
     assert run["privacy"]["secure_agg"] is True

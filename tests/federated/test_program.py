@@ -30,14 +30,16 @@ def _final_weights(home):
 
 
 def test_rounds_write_metrics_checkpoints_and_versions(runtime, seeded_home):
-    from federated import program, registry
+    from federated import ledger, program, registry
 
     summary = program.run(seeded_home, _config(), rounds=4, publish_every=2)
     assert [r.round_num for r in summary.rounds] == [1, 2, 3, 4]
     assert summary.published == ["0001", "0002"]
     rows = list(csv.DictReader(open(seeded_home.metrics_csv)))
     assert [int(r["round"]) for r in rows] == [1, 2, 3, 4]
-    assert all(0 < int(r["clients"]) <= 3 and float(r["loss"]) > 0 for r in rows)
+    assert not {"loss", "clients", "num_tokens"} & set(rows[0])  # sums over 3 devices are not released
+    private = ledger.round_metrics(seeded_home.server)  # the server's own view, in its private state
+    assert all(0 < int(r["clients"]) <= 3 and float(r["loss"]) > 0 for r in private)
     assert any(p.name.startswith("events") for p in seeded_home.tensorboard.rglob("*"))
     version = registry.newest(seeded_home.models)
     assert version.name == "0002" and version.round == 4
@@ -80,13 +82,14 @@ def test_resume_continues_and_matches_an_uninterrupted_run(runtime, seeded_home,
     other = type(seeded_home)(tmp_path / "other")
     shutil.copytree(seeded_home.root, other.root)
 
-    first = program.run(seeded_home, _config(), rounds=2)
+    seeded = _config(seed=1, public_sampling=True)  # two homes draw the same clients only from a public seed
+    first = program.run(seeded_home, seeded, rounds=2)
     assert [r.round_num for r in first.rounds] == [1, 2]
-    resumed = program.run(seeded_home, _config(), rounds=4)
+    resumed = program.run(seeded_home, seeded, rounds=4)
     assert [r.round_num for r in resumed.rounds] == [3, 4]
-    assert program.run(seeded_home, _config(), rounds=4).rounds == []  # already done
+    assert program.run(seeded_home, seeded, rounds=4).rounds == []  # already done
 
-    straight = program.run(other, _config(), rounds=4)
+    straight = program.run(other, seeded, rounds=4)
     assert [r.clients for r in straight.rounds[2:]] == [r.clients for r in resumed.rounds]
     a, b = _final_weights(seeded_home), _final_weights(other)
     for name in a:
@@ -143,3 +146,52 @@ def test_a_round_waits_through_later_draws_until_enough_devices_are_eligible():
     fake.select = lambda round_num, *, utc_hour=None, draw=0: calls.append(draw) or SimpleNamespace(device_ids=[], population=5)
     assert program.Session._select_waiting(fake, 1).device_ids == []
     assert calls == list(range(program.MAX_DRAWS))
+
+
+def _published_files(home):
+    return [p for p in [home.metrics_csv, *home.models.rglob("*"), *home.tensorboard.rglob("*")] if p.is_file()]
+
+
+def test_the_secret_draw_stays_in_private_state_and_a_resumed_session_redraws_it(runtime, seeded_home):
+    from federated import ledger, program, registry, sampling
+    from federated.privacy import PrivacyConfig
+
+    privacy = PrivacyConfig(dp_noise=0.5)
+    summary = program.run(seeded_home, _config(clients_per_round=4), rounds=2, publish_every=2, privacy=privacy)
+    key = sampling.load_or_create(seeded_home.state, None)
+    assert not key.public
+    drawn = {d for r in summary.rounds for d in r.clients}
+    assert drawn
+    for path in _published_files(seeded_home):
+        data = path.read_bytes()
+        assert key.key.hex().encode() not in data and key.key not in data, path
+        assert not [d for d in drawn if d.encode() in data], path
+    events = b"".join(p.read_bytes() for p in seeded_home.tensorboard.rglob("*") if p.is_file())
+    assert b"aggregator/" in events and b"loss" not in events and b"num_tokens" not in events  # a DP round's sums
+    p = registry.newest(seeded_home.models).manifest["privacy"]
+    assert "secret key" in p["sampling"] and "add or remove one device" in p["adjacency"] and "RDP" in p["accountant"]
+    assert p["epsilon"] == p["epsilon_amplified"] < p["epsilon_without_amplification"]
+    assert p["delta"] == pytest.approx(60 ** -1.1) and p["sampling_public"] is False
+    assert "clients" not in p and not {"loss", "clients"} & set(registry.newest(seeded_home.models).manifest["metrics"])
+    # A new session (as after a crash) reads the key back from server/state and draws the same devices.
+    session = program.Session(seeded_home, _config(clients_per_round=4), privacy=privacy)
+    assert session.done == 2
+    assert [session._select_waiting(r.round_num).device_ids for r in summary.rounds] == [r.clients for r in summary.rounds]
+    assert len(ledger.entries(seeded_home.server, "round")) == 2
+
+
+def test_a_seeded_run_is_reproducible_and_says_its_sampling_is_public(runtime, seeded_home, tmp_path):
+    import shutil
+
+    from federated import program, registry
+    from federated.privacy import PrivacyConfig
+
+    other = type(seeded_home)(tmp_path / "other")
+    shutil.copytree(seeded_home.root, other.root)
+    privacy, config = PrivacyConfig(dp_noise=0.5), _config(clients_per_round=4, seed=3, public_sampling=True)
+    a = program.run(seeded_home, config, rounds=2, publish_every=2, privacy=privacy)
+    b = program.run(other, config, rounds=2, publish_every=2, privacy=privacy)
+    assert [r.clients for r in a.rounds] == [r.clients for r in b.rounds]
+    p = registry.newest(seeded_home.models).manifest["privacy"]
+    assert p["sampling_public"] is True and "public --seed" in p["sampling"]
+    assert p["epsilon"] == p["epsilon_without_amplification"] > p["epsilon_amplified"]

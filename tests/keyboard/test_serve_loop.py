@@ -23,7 +23,7 @@ async def test_keyboard_installs_what_serve_publishes_without_restart(seeded_hom
     serve = subprocess.Popen(
         [sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root), "serve", "--simulate", "--interval", "0",
          "--max-rounds", "2", "--publish-every", "2", "--preset", "tiny", "--clients-per-round", "2",
-         "--eval-devices", "5"],
+         "--eval-devices", "20"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -314,7 +314,7 @@ def test_rollout_never_promotes_a_damaged_first_version(seeded_home, no_tff, dam
     (["eval", "--version", "0002", "--no-baselines"], "flip-weights"),
     (["eval", "--version", "0002", "--no-baselines"], "delete-manifest"),
     (["eval", "--version", "0002", "--no-baselines"], "foreign-tokenizer"),
-    (["rollout", "--devices", "5"], "flip-weights"),
+    (["rollout", "--devices", "20"], "flip-weights"),
 ])
 def test_fedkb_eval_and_rollout_refuse_naming_the_file(eval_home, command, damage):
     import subprocess
