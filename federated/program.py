@@ -149,6 +149,9 @@ class Session:
             raise TrainError("--publish-every must be at least 1")
         self.home, self.train, self.publish_every, self.live = home, train, publish_every, live
         self.privacy = privacy or PrivacyConfig()
+        if live and self.privacy.ftrl:
+            raise TrainError("--dp-mechanism ftrl runs in the simulation only (`fedkb train`): live rounds "
+                             "do not enforce --min-separation nor run DP")
         if live:  # the coordinator of live rounds knows devices only from their check-ins
             self.population, self._availability = [], None
             self.tokenizer, self.model_config = load_tokenizer(home, train)
@@ -181,6 +184,11 @@ class Session:
         loaded, self.done = _sync(self._load_latest(legacy))
         if loaded is not None:
             self.state = loaded
+        self.participation = None  # DP-FTRL: who took part when, for --min-separation
+        if self.privacy.ftrl:
+            from federated.ftrl import Participation
+
+            self.participation = Participation.load(home.state, self.privacy.min_separation, done=self.done)
         for stale in [*home.models.glob(".tmp-*"), *home.state.glob("program_state_*_temp*")]:
             shutil.rmtree(stale, ignore_errors=True)  # a version or a TFF checkpoint whose writing a crash interrupted
         self._csv = tff.program.CSVFileReleaseManager(
@@ -217,9 +225,12 @@ class Session:
         """The clients round ``round_num`` would train on (at simulated hour ``round_num mod 24`` by default)."""
         from federated.population import select_clients
 
-        return select_clients(self.home, self.population, round_num, self.train.clients_per_round,
+        population, arrays = self.population, self._availability
+        if self.participation is not None:  # DP-FTRL: devices inside their separation are not offered
+            population, arrays = self.participation.offered(population, arrays, round_num)
+        return select_clients(self.home, population, round_num, self.train.clients_per_round,
                               seed=self.train.seed, min_examples=self.train.min_examples,
-                              utc_hour=utc_hour, draw=draw, arrays=self._availability)
+                              utc_hour=utc_hour, draw=draw, arrays=arrays)
 
     def _select_waiting(self, round_num: int):
         """The round's clients; if too few devices are eligible, the round waits for the next check-ins.
@@ -297,6 +308,8 @@ class Session:
         published = None
         if force_publish or round_num % self.publish_every == 0 or round_num == total_rounds:
             published = self.publish(state, round_num, metrics).name
+        if self.participation is not None:  # before the checkpoint: a re-run after a crash drops it again
+            self.participation.record(round_num, selection.device_ids)
         await self._states.save(state, round_num)
         crash_point(round_num, "checkpoint")
         checkpoints.seal(self._checkpoint(round_num))
