@@ -172,3 +172,69 @@ def test_offered_devices_never_break_the_separation(tmp_path_factory, b, wishes)
         participation.record(round_num, sorted(wish & offered))
     for rounds in participation.rounds.values():
         assert all(y - x >= b for x, y in zip(rounds, rounds[1:]))
+
+
+# -- training (TensorFlow Federated) --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def runtime():
+    from federated.runtime import LocalRuntime
+
+    with LocalRuntime() as rt:
+        yield rt
+
+
+@pytest.mark.slow
+def test_ftrl_trains_its_noise_moves_the_weights_and_its_tree_resumes(runtime, seeded_home):
+    import numpy as np
+    import tensorflow as tf
+
+    from federated import program, training
+    from federated.training import TrainConfig
+    from keyboard import client_work
+
+    z, clip, k, lr = 1.0, 0.5, 3, 1.0
+    train = TrainConfig(preset="tiny", clients_per_round=k, server_optimizer="sgdm", server_lr=lr, server_momentum=0.0)
+    privacy = PrivacyConfig(dp_mechanism="ftrl", dp_noise=z, dp_clip=clip, min_separation=3)
+    session = program.Session(seeded_home, train, privacy=privacy, publish_every=100)
+    start = session.state
+    first = session.run_round(total_rounds=4)
+    for _ in range(2):
+        session.run_round(total_rounds=4)
+    assert session.done == 3
+    rounds = json.loads((seeded_home.state / ftrl.PARTICIPATION_FILE).read_text())["rounds"]
+    assert sorted(d for d, rs in rounds.items() if 1 in rs) == sorted(first.clients)
+    assert all(y - x >= 3 for rs in rounds.values() for x, y in zip(rs, rs[1:]))
+    p = session.privacy_spent(3)
+    assert p["mechanism"] == "ftrl" and p["rho"] > 0 and p["epsilon"] > 0 and p["max_participations"] == 1
+
+    # The same round-1 clients through a tree with no noise: the difference is the round's noise.
+    data = [training.client_dataset(program.client_examples(seeded_home, d, session.tokenizer, session.model_config,
+                                                             train, 1), train, shuffle_seed=1)
+            for d in first.clients]
+    quiet = training.build_process(session.model_config, train, privacy=privacy, model_aggregator=ftrl.tree_aggregator(
+        noise=0.0, clip=clip, clients_per_round=k,
+        specs=ftrl.record_specs(training.model_fn_for(session.model_config, seed=train.seed))))
+    noisy = training.build_process(session.model_config, train, privacy=privacy)
+    w0 = [np.asarray(w) for w in noisy.get_model_weights(start).trainable]
+    quiet_w = [np.asarray(w) for w in quiet.get_model_weights(quiet.next(quiet.set_model_weights(
+        quiet.initialize(), noisy.get_model_weights(start)), data).state).trainable]
+    noisy_w = [np.asarray(w) for w in noisy.get_model_weights(noisy.next(start, data).state).trainable]
+    assert any(not np.allclose(a, b) for a, b in zip(quiet_w, w0))  # training moved the model
+    diff = np.concatenate([(a - b).ravel() for a, b in zip(noisy_w, quiet_w)])
+    # The first leaf's noise: std z × clip per coordinate, divided by K, times the server's SGD step.
+    assert np.std(diff) == pytest.approx(lr * z * clip / k, rel=0.1)
+
+    # A new session resumes the tree from the checkpoint: its next round equals the one that went on.
+    resumed = program.Session(seeded_home, train, privacy=privacy, publish_every=100)
+    assert resumed.done == 3 and resumed.participation.rounds == session.participation.rounds
+    for a, b in zip(tf.nest.flatten(resumed.state.aggregator), tf.nest.flatten(session.state.aggregator)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    after_resume = resumed.run_round(total_rounds=4)
+    assert after_resume.clients == session.select(4).device_ids
+    seed = client_work.shuffle_seed(training.local_training(train), 4)
+    data = [training.client_dataset(program.client_examples(seeded_home, d, session.tokenizer, session.model_config,
+                                                             train, 4), train, shuffle_seed=seed)
+            for d in after_resume.clients]
+    went_on = session.process.next(session.state, data).state  # the first session's round 4, not saved
+    for a, b in zip(resumed.global_weights().values(), session.global_weights(went_on).values()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
