@@ -174,6 +174,31 @@ def test_offered_devices_never_break_the_separation(tmp_path_factory, b, wishes)
         assert all(y - x >= b for x, y in zip(rounds, rounds[1:]))
 
 
+# -- what the report and the disclosure say ------------------------------------------------------
+def test_report_and_disclosure_name_dp_ftrl_with_rho_and_epsilon(tmp_path):
+    import shutil
+
+    from eval.disclosure import updates_line
+    from eval.report import load_report_data
+    from tests.eval.test_report import FIXTURE, terminal_text
+
+    privacy = PrivacyConfig(**FTRL, dp_delta=1e-10)
+    p = spent(privacy, [RoundSample(10, 100)] * 20, 500)
+    server = tmp_path / "server"
+    shutil.copytree(FIXTURE, server)
+    (server / "state").mkdir(exist_ok=True)
+    (server / "state" / "run.json").write_text(json.dumps({"privacy": privacy.as_dict()}))
+    line = updates_line(server, p)
+    assert "tree of cumulative sums" in line and "at most once every 5 rounds" in line
+    assert f"ρ = {p['rho']:.3g} (zCDP)" in line and f"ε = {p['epsilon']:.2f}, δ = 1e-10" in line
+    path = server / "evals" / "0002.json"
+    raw = json.loads(path.read_text())
+    raw["privacy"] = p
+    path.write_text(json.dumps(raw))
+    text = terminal_text(load_report_data(server))
+    assert f"ε = {p['epsilon']:g} (δ = 1e-10, zcdp-tree, ρ = {p['rho']:.3g}, DP-FTRL" in text
+
+
 # -- training (TensorFlow Federated) --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def runtime():
