@@ -16,7 +16,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -228,9 +228,12 @@ class Session:
         population, arrays = self.population, self._availability
         if self.participation is not None:  # DP-FTRL: devices inside their separation are not offered
             population, arrays = self.participation.offered(population, arrays, round_num)
-        return select_clients(self.home, population, round_num, self.train.clients_per_round,
-                              seed=self.train.seed, min_examples=self.train.min_examples,
-                              utc_hour=utc_hour, draw=draw, arrays=arrays)
+        selection = select_clients(self.home, population, round_num, self.train.clients_per_round,
+                                   seed=self.train.seed, min_examples=self.train.min_examples,
+                                   utc_hour=utc_hour, draw=draw, arrays=arrays)
+        if self.participation is not None:
+            selection = replace(selection, population=len(self.population))
+        return selection
 
     def _select_waiting(self, round_num: int):
         """The round's clients; if too few devices are eligible, the round waits for the next check-ins.
@@ -261,9 +264,12 @@ class Session:
             raise TrainError(f"round {round_num}: only one device is eligible; secure aggregation needs at least "
                              "two, or the sum would be that device's update")
         if not selection.device_ids:
+            separation = (f"; --min-separation {self.privacy.min_separation} keeps devices that took part in "
+                          f"the last {self.privacy.min_separation - 1} rounds out" if self.participation else "")
             raise TrainError(
                 f"round {round_num}: none of {selection.population} devices is eligible "
-                f"({selection.available} idle, charging and unmetered; --min-examples {self.train.min_examples})"
+                f"({selection.available} idle, charging and unmetered; --min-examples {self.train.min_examples}"
+                f"{separation})"
             )
         data = [
             training.client_dataset(

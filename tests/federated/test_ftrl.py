@@ -263,3 +263,11 @@ def test_ftrl_trains_its_noise_moves_the_weights_and_its_tree_resumes(runtime, s
     went_on = session.process.next(session.state, data).state  # the first session's round 4, not saved
     for a, b in zip(resumed.global_weights().values(), session.global_weights(went_on).values()):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_live_rounds_refuse_ftrl(home):
+    from federated.program import Session, TrainError
+    from federated.training import TrainConfig
+
+    with pytest.raises(TrainError, match="--dp-mechanism ftrl runs in the simulation only"):
+        Session(home, TrainConfig(server_optimizer="sgdm"), privacy=PrivacyConfig(**FTRL), live=True)
