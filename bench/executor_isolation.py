@@ -11,7 +11,6 @@ the same 5 MB-per-client transfers alternate between them, so machine noise hits
 from __future__ import annotations
 
 import argparse
-import functools
 import subprocess
 from pathlib import Path
 
@@ -27,7 +26,7 @@ def direct_worker():
         [str(runtime.worker_binary_path()), f"--port={port}",
          f"--max_concurrent_computation_calls={runtime.available_cores()}"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        preexec_fn=functools.partial(runtime._child_setup))
+        preexec_fn=runtime._child_setup)
     return process, f"127.0.0.1:{port}"
 
 

@@ -7,79 +7,48 @@ where user namespaces are enabled), whose only interface is its own loopback: no
 the namespace, on this host or another, can reach that port. A small relay (``relay.py``) joins
 the same namespaces and forwards connections from a listening socket the parent made outside:
 a Unix socket in an owner-only directory for the local runtime, or exactly the ``HOST:PORT``
-that ``fedkb worker --listen`` asked for.
-
-The functions named ``*_in_child`` run between fork and exec (``Popen(preexec_fn=...)``).
+that ``fedkb worker --listen`` asked for. ``netns.py`` makes the namespace change in the started
+process itself, before it ``exec``s the worker or the relay.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import fcntl
 import functools
 import os
 import socket
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-_SIOCGIFFLAGS = 0x8913
-_SIOCSIFFLAGS = 0x8914
-_IFF_UP = 0x1
 INNER_PORT = 8000  # worker_binary's port inside its namespace: nothing else lives there
 RELAY = Path(__file__).with_name("relay.py")
-
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None  # loaded before any fork
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"{what}: {os.strerror(code)}")
+NETNS = Path(__file__).with_name("netns.py")
 
 
-def enter_private_network_in_child() -> None:
-    """Moves this (single-threaded, forked) process into a new user + network namespace, loopback up."""
-    _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNET), "unshare")
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        flags = struct.unpack_from("16sH", fcntl.ioctl(s, _SIOCGIFFLAGS, struct.pack("16sH", b"lo", 0)))[1]
-        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
+def in_private_network(argv: list[str]) -> list[str]:
+    """``argv`` run in a new user + network namespace of its own (``netns.py``)."""
+    return [sys.executable, "-I", "-S", str(NETNS), "new", "--", *argv]
 
 
-def join_namespaces_in_child(pid: int) -> None:
-    """Moves this (single-threaded, forked) process into the user and network namespaces of ``pid``."""
-    for kind, flag in (("user", CLONE_NEWUSER), ("net", CLONE_NEWNET)):
-        fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY)
-        try:
-            _check(_libc.setns(fd, flag), f"setns {kind}")
-        finally:
-            os.close(fd)
-
-
-def _probe_in_child() -> None:
-    try:
-        enter_private_network_in_child()
-    except OSError as exc:
-        os._exit(exc.errno or errno.EPERM)
+def in_namespaces_of(pid: int, argv: list[str]) -> list[str]:
+    """``argv`` run in the user and network namespaces of process ``pid`` (``netns.py``)."""
+    return [sys.executable, "-I", "-S", str(NETNS), "join", str(pid), "--", *argv]
 
 
 @functools.cache
 def unavailable_reason() -> str | None:
     """Why a private network namespace cannot be made here, or None if it can (probed once per process)."""
-    if _libc is None:
+    if not sys.platform.startswith("linux"):
         return f"network namespaces are Linux-only (this is {sys.platform})"
     true = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"
     try:
-        code = subprocess.run([true], preexec_fn=_probe_in_child, timeout=30).returncode
+        probe = subprocess.run(in_private_network([true]), capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"probe failed: {exc}"
-    if code == 0:
+    if probe.returncode == 0:
         return None
-    return (f"unshare(CLONE_NEWUSER|CLONE_NEWNET) failed: {os.strerror(code)} "
+    return (f"{probe.stderr.strip() or f'exit code {probe.returncode}'} "
             "(user namespaces disabled: see user.max_user_namespaces / kernel.unprivileged_userns_clone)")
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import functools
 import importlib.util
 import os
 import signal
@@ -62,12 +61,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _child_setup(join_pid: int | None = None, *, private: bool = False) -> None:  # in the child, fork to exec
-    if private:
-        isolation.enter_private_network_in_child()
-    elif join_pid is not None:
-        isolation.join_namespaces_in_child(join_pid)
-    if sys.platform.startswith("linux"):  # after the namespace change, which could reset it
+def _child_setup() -> None:  # in the child, between fork and exec
+    if sys.platform.startswith("linux"):  # netns.py arms it again after a namespace change
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -112,14 +107,14 @@ class Worker:
                 print(isolation.exposure_warning(port, reason), file=sys.stderr, flush=True)
             self.port = port  # the TCP port others reach (None: only the Unix socket)
             self._connect_host = "127.0.0.1" if isolation.is_wildcard(host) else host
-            self.process = self._popen(
-                [str(binary), f"--port={port if reason else isolation.INNER_PORT}",
-                 f"--max_concurrent_computation_calls={max_concurrent_computation_calls}"],
-                functools.partial(_child_setup, private=reason is None))
+            argv = [str(binary), f"--port={port if reason else isolation.INNER_PORT}",
+                    f"--max_concurrent_computation_calls={max_concurrent_computation_calls}"]
+            self.process = self._popen(argv if reason else isolation.in_private_network(argv))
             if listener is not None:
-                self.relay = self._popen(
-                    [sys.executable, "-I", "-S", str(isolation.RELAY), str(listener.fileno()), str(isolation.INNER_PORT)],
-                    functools.partial(_child_setup, self.process.pid), pass_fds=(listener.fileno(),))
+                relay = [sys.executable, "-I", "-S", str(isolation.RELAY), str(listener.fileno()),
+                         str(isolation.INNER_PORT)]
+                self.relay = self._popen(isolation.in_namespaces_of(self.process.pid, relay),
+                                         pass_fds=(listener.fileno(),))
         except BaseException as exc:
             self.stop()
             if isinstance(exc, (OSError, subprocess.SubprocessError)):
@@ -141,9 +136,9 @@ class Worker:
             self._socket_dir = Path(tempfile.mkdtemp(prefix="fedkb-tff-", dir="/tmp"))
             return isolation.unix_listener(self._socket_dir)
 
-    def _popen(self, argv: list[str], setup, pass_fds=()) -> subprocess.Popen:
+    def _popen(self, argv: list[str], pass_fds=()) -> subprocess.Popen:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-                                preexec_fn=setup, pass_fds=pass_fds)
+                                preexec_fn=_child_setup, pass_fds=pass_fds)
 
     @property
     def target(self) -> str:
