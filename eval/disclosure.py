@@ -64,6 +64,12 @@ def updates_line(server_dir: Path, privacy_spent: dict[str, Any] | None) -> str:
         eps = (privacy_spent or {}).get("epsilon")
         eps_text = f"ε = {eps:.2f}, δ = {privacy_spent.get('delta'):.2g}" if isinstance(eps, (int, float)) else "ε not computed"
         dp = f"clipped ({p.get('dp_clip')}) with Gaussian noise ×{p.get('dp_noise')}: {eps_text}"
+        if p.get("dp_mechanism") == "ftrl":
+            rho = (privacy_spent or {}).get("rho")
+            rho_text = f"ρ = {rho:.3g} (zCDP), " if isinstance(rho, (int, float)) else ""
+            dp = (f"clipped ({p.get('dp_clip')}), summed into a tree of cumulative sums with Gaussian noise "
+                  f"×{p.get('dp_noise')} on every node (DP-FTRL), each device at most once every "
+                  f"{p.get('min_separation')} rounds, no sampling assumed: {rho_text}{eps_text}")
     elif p.get("dp_clip"):
         dp = f"clipped to {p.get('dp_clip')}, no noise (no DP guarantee)"
     else:

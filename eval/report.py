@@ -209,6 +209,9 @@ def _privacy(e: EvalResult) -> str:
     eps, noise = p.get("epsilon"), p.get("noise_multiplier")
     if eps is not None:
         extra = [f"δ = {p['delta']:g}" if isinstance(p.get("delta"), (int, float)) else None, p.get("accountant")]
+        if p.get("mechanism") == "ftrl":  # DP-FTRL: ρ-zCDP beside ε, and the separation instead of sampling
+            extra += [f"ρ = {p['rho']:.3g}" if isinstance(p.get("rho"), (int, float)) else None,
+                      f"DP-FTRL, each device at most once every {p.get('min_separation')} rounds"]
         extra = ", ".join(str(x) for x in extra if x)
         words = "; ".join(f"{k}: {p[k]}" for k in ("adjacency", "sampling") if isinstance(p.get(k), str))
         amp, plain = p.get("epsilon_amplified"), p.get("epsilon_without_amplification")

@@ -107,12 +107,15 @@ def training_spent(rounds: list[dict], *, delta: float) -> dict:
     noised = [r for r in rounds if r.get("noise", 0) > 0]
     out = {"epsilon": None, "epsilon_amplified": None, "epsilon_without_amplification": None, "delta": delta,
            "rounds": len(rounds), "reruns": len(rounds) - len({(r.get("run_id"), r.get("round")) for r in rounds}),
-           "rounds_amplified": sum(1 for r in noised if r.get("sampling") == "poisson-secret")}
+           "rounds_amplified": sum(1 for r in noised if r.get("sampling") == "poisson-secret"), "rho": None}
     if not rounds:
         out["epsilon"] = 0.0
         return out
     if len(noised) < len(rounds):
         return out  # a round without noise: no ε bounds what it released
+    tree = [r for r in noised if r.get("mechanism") == "ftrl"]
+    if tree:
+        return _with_ftrl(out, noised, tree, delta)
     import dp_accounting
     from dp_accounting import rdp
 
@@ -127,6 +130,28 @@ def training_spent(rounds: list[dict], *, delta: float) -> dict:
     out["epsilon_without_amplification"] = epsilon(lambda r: False)
     out["epsilon_amplified"] = epsilon(lambda r: True)
     out["epsilon"] = epsilon(lambda r: r.get("sampling") == "poisson-secret")
+    return out
+
+
+def _with_ftrl(out: dict, noised: list[dict], tree: list[dict], delta: float) -> dict:
+    """DP-FTRL rounds (``federated/ftrl.py``): ρ-zCDP from the tree accountant over every recorded
+    round (re-runs included, which can only overstate ρ), at the smallest noise and separation any of
+    them had; no amplification by sampling. DP-FedAvg rounds beside them add by basic composition."""
+    from federated import ftrl
+
+    noise = min(r["noise"] for r in tree)
+    separation = min(int(r.get("min_separation") or 1) for r in tree)
+    out["rho"] = ftrl.zcdp(noise, len(tree), separation)
+    eps = ftrl.epsilon_from_zcdp(out["rho"], delta)
+    rest = [r for r in noised if r.get("mechanism") != "ftrl"]
+    if rest:
+        other = training_spent(rest, delta=delta)
+        out["delta"] = 2 * delta
+        out.update(epsilon=eps + other["epsilon"], epsilon_amplified=eps + other["epsilon_amplified"],
+                   epsilon_without_amplification=eps + other["epsilon_without_amplification"])
+    else:
+        out.update(epsilon=eps, epsilon_amplified=eps, epsilon_without_amplification=eps, rounds_amplified=0)
+    out["min_separation"] = separation
     return out
 
 
@@ -156,8 +181,13 @@ def total(server_dir: Path, *, population: int | None = None, dp_delta: float | 
         sampling = sorted({r.get("sampling", "?") for r in rounds})
         what = (f"training: {t['rounds']} round releases ({t['reruns']} re-run after a crash, each counted), "
                 f"sampling {', '.join(sampling)}")
-        parts.append({**_part("training", t["epsilon"], delta if t["epsilon"] is not None else 0.0, what, t["rounds"]),
-                      **{k: t[k] for k in ("epsilon_amplified", "epsilon_without_amplification", "rounds_amplified")}})
+        if t["rho"] is not None:
+            what += (f"; DP-FTRL tree aggregation, ρ = {t['rho']:.3g} (zCDP), each device at most once every "
+                     f"{t['min_separation']} rounds")
+        parts.append({**_part("training", t["epsilon"], t["delta"] if t["epsilon"] is not None else 0.0, what,
+                              t["rounds"]),
+                      **{k: t[k] for k in ("epsilon_amplified", "epsilon_without_amplification", "rounds_amplified",
+                                           "rho")}})
         released = sum(1 for r in rounds if r.get("metrics_released"))
         outside.append({"part": "per-round metrics", "releases": released, "withheld": len(rounds) - released,
                         "what": f"loss, accuracy and token sums released unnoised only from rounds of at least "

@@ -34,6 +34,8 @@ class PrivacyConfig:
     target_unclipped_quantile: float = 0.5  # adaptive clipping tracks this quantile of update norms
     initial_clip: float = 0.1  # adaptive clipping's starting norm
     secure_agg: bool = False  # pairwise-masked secure aggregation (federated/secagg.py)
+    dp_mechanism: str = "gaussian"  # "gaussian" (DP-FedAvg) or "ftrl" (DP-FTRL, federated/ftrl.py)
+    min_separation: int | None = None  # ftrl: a device takes part at most once every this many rounds
 
     def __post_init__(self) -> None:
         if not (isinstance(self.dp_noise, (int, float)) and math.isfinite(self.dp_noise) and self.dp_noise >= 0):
@@ -58,6 +60,18 @@ class PrivacyConfig:
         if self.secure_agg and self.dp_clip == "adaptive":
             raise PrivacyError("--secure-agg with DP needs a fixed --dp-clip C: adaptive clipping also sums "
                                "a count of clipped updates, which secure aggregation does not cover here")
+        from federated.ftrl import FtrlError, check_settings
+
+        try:
+            check_settings(mechanism=self.dp_mechanism, noise=self.dp_noise, clip=self.dp_clip,
+                           min_separation=self.min_separation, secure_agg=self.secure_agg)
+        except FtrlError as exc:
+            raise PrivacyError(str(exc)) from None
+
+    @property
+    def ftrl(self) -> bool:
+        """DP-FTRL: tree-aggregated noise and a minimum separation between a device's rounds."""
+        return self.dp_mechanism == "ftrl"
 
     @property
     def dp(self) -> bool:
@@ -65,7 +79,10 @@ class PrivacyConfig:
         return self.dp_clip is not None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not self.ftrl:  # as recorded before DP-FTRL existed, so those checkpoints still resume
+            del out["dp_mechanism"], out["min_separation"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "PrivacyConfig":
@@ -81,13 +98,22 @@ def clipped_count_stddev(noise: float, clients_per_round: int) -> float:
     return max(0.05 * clients_per_round, noise)
 
 
-def model_aggregator(privacy: PrivacyConfig, clients_per_round: int, *, secure=None):
+def model_aggregator(privacy: PrivacyConfig, clients_per_round: int, *, secure=None, record_specs=None):
     """The TFF aggregator of model updates for ``privacy``: None is TFF's weighted mean.
 
     ``secure`` is the ``SecAggConfig`` used when ``privacy.secure_agg`` is on; with DP as well,
     the clipped updates are summed securely and the server adds the noise to the unmasked sum.
+    ``record_specs`` (the trainable weights' ``tf.TensorSpec``s) sizes DP-FTRL's tree.
     """
     import tensorflow_federated as tff
+
+    if privacy.ftrl:
+        from federated.ftrl import tree_aggregator
+
+        if record_specs is None:
+            raise PrivacyError("DP-FTRL's tree aggregator needs the model's weight specs")
+        return tree_aggregator(noise=privacy.dp_noise, clip=float(privacy.dp_clip),
+                               clients_per_round=clients_per_round, specs=record_specs)
 
     if privacy.secure_agg:
         from federated.secagg_factory import dp_secure_aggregator, secure_aggregator
@@ -152,6 +178,12 @@ def spent(privacy: PrivacyConfig, ledger: list[RoundSample], population: int) ->
     replace-one adjacency (sensitivity 2 × clip), which is larger, as an upper bound.
     """
     delta = privacy.dp_delta or (1.0 / max(population, 1))
+    if privacy.ftrl:
+        from federated import ftrl
+
+        return ftrl.spent(noise=privacy.dp_noise, clip=privacy.dp_clip, rounds=len(ledger),
+                          min_separation=privacy.min_separation, delta=delta, population=population,
+                          secure_agg=privacy.secure_agg)
     out = {"epsilon": None, "epsilon_fixed_size": None, "delta": delta, "accountant": "rdp",
            "noise_multiplier": privacy.dp_noise, "clip": privacy.dp_clip, "rounds": len(ledger),
            "population": population, "secure_aggregation": privacy.secure_agg,

@@ -19,7 +19,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +152,9 @@ class Session:
             raise TrainError("--publish-every must be at least 1")
         self.home, self.train, self.publish_every, self.live = home, train, publish_every, live
         self.privacy = privacy or PrivacyConfig()
+        if live and self.privacy.ftrl:
+            raise TrainError("--dp-mechanism ftrl runs in the simulation only (`fedkb train`): live rounds "
+                             "do not enforce --min-separation nor run DP")
         if live:  # the coordinator of live rounds knows devices only from their check-ins
             self.population, self._availability = [], None
             self.tokenizer, self.model_config = load_tokenizer(home, train)
@@ -189,6 +192,11 @@ class Session:
         loaded, self.done = _sync(self._load_latest(legacy))
         if loaded is not None:
             self.state = loaded
+        self.participation = None  # DP-FTRL: who took part when, for --min-separation
+        if self.privacy.ftrl:
+            from federated.ftrl import Participation
+
+            self.participation = Participation.load(home.state, self.privacy.min_separation, done=self.done)
         for stale in [*home.models.glob(".tmp-*"), *home.state.glob("program_state_*_temp*")]:
             shutil.rmtree(stale, ignore_errors=True)  # a version or a TFF checkpoint whose writing a crash interrupted
         self._csv = tff.program.CSVFileReleaseManager(
@@ -225,9 +233,15 @@ class Session:
         """The clients round ``round_num`` would train on (at simulated hour ``round_num mod 24`` by default)."""
         from federated.population import poisson_select
 
-        return poisson_select(self.home, self.population, round_num, self.train.clients_per_round,
-                              key=self.sampling, seed=self.train.seed, min_examples=self.train.min_examples,
-                              utc_hour=utc_hour, draw=draw, arrays=self._availability)
+        population, arrays = self.population, self._availability
+        if self.participation is not None:  # DP-FTRL: devices inside their separation are not offered
+            population, arrays = self.participation.offered(population, arrays, round_num)
+        selection = poisson_select(self.home, population, round_num, self.train.clients_per_round,
+                                   key=self.sampling, seed=self.train.seed, min_examples=self.train.min_examples,
+                                   utc_hour=utc_hour, draw=draw, arrays=arrays)
+        if self.participation is not None:
+            selection = replace(selection, population=len(self.population))
+        return selection
 
     def _select_waiting(self, round_num: int):
         """The round's clients; if too few devices are eligible, the round waits for the next check-ins.
@@ -261,9 +275,12 @@ class Session:
             raise TrainError(f"round {round_num}: only one device is eligible; secure aggregation needs at least "
                              "two, or the sum would be that device's update")
         if not selection.device_ids:
+            separation = (f"; --min-separation {self.privacy.min_separation} keeps devices that took part in "
+                          f"the last {self.privacy.min_separation - 1} rounds out" if self.participation else "")
             raise TrainError(
                 f"round {round_num}: none of {selection.population} devices is eligible "
-                f"({selection.available} idle, charging and unmetered; --min-examples {self.train.min_examples})"
+                f"({selection.available} idle, charging and unmetered; --min-examples {self.train.min_examples}"
+                f"{separation})"
             )
         data = [
             training.client_dataset(
@@ -314,6 +331,8 @@ class Session:
         published = None
         if force_publish or round_num % self.publish_every == 0 or round_num == total_rounds:
             published = self.publish(state, round_num, released).name
+        if self.participation is not None:  # before the checkpoint: a re-run after a crash drops it again
+            self.participation.record(round_num, selection.device_ids)
         await self._states.save(state, round_num)
         crash_point(round_num, "checkpoint")
         checkpoints.seal(self._checkpoint(round_num))
@@ -328,7 +347,8 @@ class Session:
             how = "poisson-public" if self.sampling.public else "poisson-secret"
         return {"kind": "round", "run_id": self.run_id, "round": round_num, "clients": len(selection.device_ids),
                 "eligible": getattr(selection, "eligible", None), "q": rate, "sampling": how,
-                "noise": self.privacy.dp_noise, "population": selection.population,
+                "noise": self.privacy.dp_noise, "mechanism": self.privacy.dp_mechanism,
+                "min_separation": self.privacy.min_separation, "population": selection.population,
                 "tokens": metrics.get("num_tokens"), "metrics_released": "loss" in released,
                 "metrics": metrics}  # the server's own view of the round: kept private, not released
 
@@ -346,6 +366,12 @@ class Session:
                    noise_multiplier=self.privacy.dp_noise, clip=self.privacy.dp_clip, population=population,
                    secure_aggregation=self.privacy.secure_agg,
                    ledger_epsilon=total["epsilon"], ledger_delta=total["delta"])
+        if self.privacy.ftrl:
+            out.update(mechanism="ftrl", min_separation=self.privacy.min_separation,
+                       accountant="zCDP tree accountant (tensorflow_privacy compute_zcdp_single_tree), converted to "
+                                  "(ε, δ) by dp_accounting's RDP accountant",
+                       sampling=self.sampling_assumption(rounds) + f"; DP-FTRL assumes no sampling: a device takes "
+                                f"part at most once every {self.privacy.min_separation} rounds")
         return out
 
     def sampling_assumption(self, rounds: list[dict]) -> str:

@@ -97,11 +97,21 @@ def build_process(model: ModelConfig, train: TrainConfig, *, privacy: PrivacyCon
     counts once: the DP aggregator bounds each device's influence, which example weights would undo.
     """
     privacy = privacy or PrivacyConfig()
+    model_fn = model_fn or model_fn_for(model, seed=train.seed)
+    if privacy.ftrl:
+        from federated.ftrl import check_server_optimizer
+
+        check_server_optimizer(train.server_optimizer)
     if model_aggregator is None:
-        model_aggregator = aggregator_factory(train, privacy)
+        specs = None
+        if privacy.ftrl:
+            from federated.ftrl import record_specs
+
+            specs = record_specs(model_fn)
+        model_aggregator = aggregator_factory(train, privacy, record_specs=specs)
     weighting = tff.learning.ClientWeighting.UNIFORM if privacy.dp else tff.learning.ClientWeighting.NUM_EXAMPLES
     return tff.learning.algorithms.build_weighted_fed_avg(
-        model_fn or model_fn_for(model, seed=train.seed),
+        model_fn,
         client_optimizer_fn=ClippedSGD(train.client_lr, train.client_clip_norm),
         server_optimizer_fn=server_optimizer(train),
         client_weighting=weighting,
@@ -112,10 +122,14 @@ def build_process(model: ModelConfig, train: TrainConfig, *, privacy: PrivacyCon
     )
 
 
-def aggregator_factory(train: TrainConfig, privacy: PrivacyConfig):
-    """The weighted aggregation factory ``build_process`` gives FedAvg (TFF's weighted mean when None)."""
+def aggregator_factory(train: TrainConfig, privacy: PrivacyConfig, *, record_specs=None):
+    """The weighted aggregation factory ``build_process`` gives FedAvg (TFF's weighted mean when None).
+
+    ``record_specs`` (the trainable weights' specs) is needed by DP-FTRL's tree aggregator only.
+    """
     secure = secagg_config(train) if privacy.secure_agg else None
-    return privacy_aggregator(privacy, train.clients_per_round, secure=secure) or tff.aggregators.MeanFactory()
+    return (privacy_aggregator(privacy, train.clients_per_round, secure=secure, record_specs=record_specs)
+            or tff.aggregators.MeanFactory())
 
 
 class ServerParts:

@@ -34,10 +34,18 @@ def train_config_from(args: argparse.Namespace):
 
 
 def privacy_config_from(args: argparse.Namespace):
-    from federated.privacy import PrivacyConfig
+    from federated.ftrl import FtrlError, check_server_optimizer
+    from federated.privacy import PrivacyConfig, PrivacyError
 
-    return PrivacyConfig(dp_noise=args.dp_noise, dp_clip=args.dp_clip, dp_delta=args.dp_delta,
-                         secure_agg=args.secure_agg)
+    try:
+        privacy = PrivacyConfig(dp_noise=args.dp_noise, dp_clip=args.dp_clip, dp_delta=args.dp_delta,
+                                secure_agg=args.secure_agg, dp_mechanism=args.dp_mechanism,
+                                min_separation=args.min_separation)
+        if privacy.ftrl:
+            check_server_optimizer(args.server_optimizer)
+    except (PrivacyError, FtrlError) as exc:
+        raise UserError(str(exc)) from None
+    return privacy
 
 
 def train_with_progress(home: Home, train, *, rounds: int, publish_every: int, fresh: bool, console, privacy=None,
@@ -132,6 +140,13 @@ def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int = 10
     dp.add_argument("--dp-clip", default=None, metavar="adaptive|C",
                     help="clip each device's update to L2 norm C, or 'adaptive' (median norm; default with --dp-noise)")
     dp.add_argument("--dp-delta", type=float, default=None, help="δ of the reported (ε, δ) (default 1 / population^1.1)")
+    dp.add_argument("--dp-mechanism", choices=("gaussian", "ftrl"), default="gaussian",
+                    help="gaussian: DP-FedAvg, fresh noise each round, ε with amplification by sampling (default); "
+                         "ftrl: DP-FTRL (Kairouz et al. 2021, as Gboard trains), tree-aggregated noise, no sampling "
+                         "assumed; needs --min-separation, a fixed --dp-clip and --server-optimizer sgdm "
+                         "(simulation only)")
+    dp.add_argument("--min-separation", type=int, default=None, metavar="B",
+                    help="ftrl: a device takes part at most once every B rounds")
     dp.add_argument("--secure-agg", action="store_true",
                     help="secure aggregation (Bonawitz et al. 2017): live rounds run it between the device agents, "
                          "which keep their own keys and shares, so the coordinator sees only masked updates and "

@@ -131,3 +131,21 @@ def test_gathering_the_vocabulary_enters_the_ledger(seeded_home):
     (entry,) = ledger.entries(seeded_home.server, "vocabulary")
     assert entry["method"] == "plain_sum" and entry["epsilon"] is None and entry["devices"] == 60
     assert ledger.total(seeded_home.server)["parts"][0]["what"] == "vocabulary counts: plain_sum, no DP"
+
+
+def test_dp_ftrl_rounds_are_accounted_by_the_tree_accountant_without_amplification(tmp_path):
+    from federated import ftrl
+
+    rounds = [{**_round(n, noise=4.0), "mechanism": "ftrl", "min_separation": 10} for n in range(1, 31)]
+    out = ledger.training_spent(rounds, delta=1e-10)
+    rho = ftrl.zcdp(4.0, 30, 10)
+    assert out["rho"] == pytest.approx(rho) and out["min_separation"] == 10
+    assert out["epsilon"] == out["epsilon_without_amplification"] == pytest.approx(ftrl.epsilon_from_zcdp(rho, 1e-10))
+    assert out["rounds_amplified"] == 0  # Poisson-drawn or not, no amplification is claimed
+    # DP-FedAvg rounds in the same ledger add by basic composition, with their own δ.
+    mixed = ledger.training_spent(rounds + [_round(31)], delta=1e-10)
+    assert mixed["epsilon"] > out["epsilon"] and mixed["delta"] == pytest.approx(2e-10)
+    for entry in rounds:
+        ledger.append(tmp_path, entry)
+    lines = " ".join(ledger.describe(ledger.total(tmp_path, dp_delta=1e-10)))
+    assert f"ρ = {rho:.3g} (zCDP)" in lines and "at most once every 10 rounds" in lines
