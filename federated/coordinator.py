@@ -117,6 +117,8 @@ class Coordinator:
         self._assigned: dict[str, Task] = {}  # device id -> task handed out in this round's selection
         self._round: _Round | None = None
         self._selecting = False
+        self._in_service = False  # set once rounds run: check-ins between rounds are then held for the next
+        self._held_between = 0  # check-ins held between rounds, waiting for the next to select
         self.seen: set[str] = set()  # every device that has checked in
         self.check_ins = 0  # check-ins answered, for bench/agent_ceiling.py's rate
         self.refusals: list[tuple[str, str]] = []  # (device id, reason), for the log and tests
@@ -153,11 +155,28 @@ class Coordinator:
         with self._cond:
             if sentences < self.train.min_examples:
                 return self._retry(f"{sentences} train sentences; rounds need {self.train.min_examples}")
+            deadline = time.monotonic() + messages_hold_seconds(context)
+            # Between rounds a device is held until the next round selects, so that selection finds
+            # the devices already there (Bonawitz et al. 2019 pipeline selection with the rounds);
+            # an evaluation opening meanwhile sends it back at once to fetch that task instead.
+            # At most as many as a round selects are held so: each holds a server thread.
             if not self._selecting:
-                return self._retry("no round is selecting")
+                if not self._in_service or self._held_between >= math.ceil(self.train.clients_per_round
+                                                                             * self.live.overselect):
+                    return self._retry("no round is selecting")
+                self._held_between += 1
+                try:
+                    while not self._selecting:
+                        remaining = deadline - time.monotonic()
+                        if not self._in_service or remaining <= 0:
+                            return self._retry("no round is selecting")
+                        if self.evaluation.task is not None:
+                            return self._retry("an evaluation is open", after=0.0)
+                        self._cond.wait(min(remaining, 0.5))
+                finally:
+                    self._held_between -= 1
             self._waiting[device_id] = header
             self._cond.notify_all()
-            deadline = time.monotonic() + messages_hold_seconds(context)
             while device_id not in self._assigned and device_id in self._waiting and self._selecting:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -261,9 +280,9 @@ class Coordinator:
             if peer != device_id:
                 raise messages.MessageError(f"the connection's credential is for {peer!r}, not {device_id!r}")
 
-    def _retry(self, reason: str) -> bytes:
-        return messages.pack({"kind": "retry", "after": self.live.retry_after, "reason": reason,
-                              "latest": self.evaluation.latest})
+    def _retry(self, reason: str, after: float | None = None) -> bytes:
+        return messages.pack({"kind": "retry", "after": self.live.retry_after if after is None else after,
+                              "reason": reason, "latest": self.evaluation.latest})
 
     # -- the round driver (one thread) ----------------------------------------------------------
     def run_round(self, *, total_rounds: int | None = None, stop: threading.Event | None = None,
@@ -283,6 +302,7 @@ class Coordinator:
                                 self.secagg.max_weight, self.secagg.max_clients)
             header.update(codec=codec.as_dict(), stage_timeout=self.live.stage_timeout)
         with self._cond:
+            self._in_service = True
             uploads = RoundUploads(round_num, {n: weights[n].shape for n in self.names}, self.max_norm, self.max_weight)
             self._round = _Round(uploads, header, messages.pack_arrays(weights))
             self._selecting, self._assigned = True, {}
@@ -299,7 +319,7 @@ class Coordinator:
                     enough_since = None
                 self._cond.wait(0.2)
             if stop.is_set():
-                self._selecting = False
+                self._selecting = self._in_service = False
                 self._cond.notify_all()
                 return None
             candidates = sorted(self._waiting)
@@ -412,9 +432,12 @@ def _trainable_names(session) -> list[str]:
     return trainable_names(session.model_config)
 
 
-def serve(coordinator: Coordinator, listen: str = "127.0.0.1:0", *, max_workers: int = 64,
+def serve(coordinator: Coordinator, listen: str = "127.0.0.1:0", *, max_workers: int = 256,
           tls: ServerTLS | None = None) -> tuple[grpc.Server, int]:
     """Starts the gRPC service on ``listen``; returns it and its port.
+
+    Each held check-in occupies one of the ``max_workers`` threads (gRPC's synchronous server)
+    while it waits for a round's selection, so the pool is sized for a few hundred devices.
 
     Without ``tls`` only loopback is served. With it the service is mutual TLS: a device must
     present a client certificate from the coordinator's CA, and ``device_id`` in its messages

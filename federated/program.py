@@ -367,7 +367,10 @@ class Session:
                    secure_aggregation=self.privacy.secure_agg,
                    ledger_epsilon=total["epsilon"], ledger_delta=total["delta"])
         if self.privacy.ftrl:
+            from federated.ftrl import max_participations
+
             out.update(mechanism="ftrl", min_separation=self.privacy.min_separation,
+                       max_participations=max_participations(len(rounds), self.privacy.min_separation),
                        accountant="zCDP tree accountant (tensorflow_privacy compute_zcdp_single_tree), converted to "
                                   "(ε, δ) by dp_accounting's RDP accountant",
                        sampling=self.sampling_assumption(rounds) + f"; DP-FTRL assumes no sampling: a device takes "

@@ -57,11 +57,13 @@ async def test_the_keyboards_device_takes_part_in_a_live_round(seeded_home, tmp_
 
 
 def _serve(fedkb, port, port_file):
-    return subprocess.Popen(
-        [*fedkb, "serve", "--listen", f"127.0.0.1:{port}", "--port-file", str(port_file), "--max-rounds", "1",
-         "--preset", "tiny", "--clients-per-round", "2", "--overselect", "1",
-         "--selection-window", "0", "--no-pretrained", "--min-examples", "3", "--eval-deadline", "2"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """`fedkb serve` with its output in ``port_file``.log (a file: nobody reads a pipe while the test runs)."""
+    with open(port_file.with_suffix(".log"), "w") as log:
+        return subprocess.Popen(
+            [*fedkb, "serve", "--listen", f"127.0.0.1:{port}", "--port-file", str(port_file), "--max-rounds", "1",
+             "--preset", "tiny", "--clients-per-round", "2", "--overselect", "1",
+             "--selection-window", "0", "--no-pretrained", "--min-examples", "3", "--eval-deadline", "2"],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
 async def test_the_keyboard_keeps_suggesting_while_the_coordinator_restarts_and_its_agent_rejoins(seeded_home,
@@ -86,7 +88,8 @@ async def test_the_keyboard_keeps_suggesting_while_the_coordinator_restarts_and_
             await pilot.pause(0.5)
             app.refresh_device_status()
         assert condition(), f"waited {timeout} s for {what}; status {app.status}; agent.log:\n" + \
-            (seeded_home.device(device_id) / "agent.log").read_text()[-2000:]
+            (seeded_home.device(device_id) / "agent.log").read_text()[-2000:] + "\nserve:\n" + "\n".join(
+                p.read_text()[-2000:] for p in sorted(tmp_path.glob("port*.log")))
 
     def agent_connected():
         conns = psutil.Process(app.agent.process.pid).net_connections("tcp") if app.agent.running else []
@@ -94,14 +97,14 @@ async def test_the_keyboard_keeps_suggesting_while_the_coordinator_restarts_and_
 
     try:
         wait_until(lambda: (tmp_path / "port1").is_file() or first.poll() is not None, 180, "`fedkb serve` to listen")
-        assert first.poll() is None, first.communicate()[1][-2000:]
+        assert first.poll() is None, (tmp_path / "port1.log").read_text()[-2000:]
         with Device(seeded_home.device(device_id)) as device:
             app = KeyboardApp(device, FakePredictor(), idle_after=0.0, charging=lambda: None, train_command=None,
                               server=f"127.0.0.1:{port}")
             async with app.run_test() as pilot:
                 await until(agent_connected, 120, "the keyboard's agent to connect to the coordinator")
                 first.kill()
-                first.communicate(timeout=60)
+                first.wait(timeout=60)
                 logged = device.count()
                 await pilot.press(*"hello wo")
                 await until(lambda: app.suggestions == ("wo1", "wo2", "wo3"), 30, "suggestions while it is down")
@@ -117,14 +120,14 @@ async def test_the_keyboard_keeps_suggesting_while_the_coordinator_restarts_and_
                 await until(lambda: app.status.last_round == 1, 300, "the device to join round 1 after the restart")
                 assert not app.status.coordinator_unreachable
                 assert app.agent.process.pid == agent_pid and app.agent.starts == 1  # reconnected, not restarted
-        out, err = second.communicate(timeout=120)
+        second.wait(timeout=120)
         agent.communicate(timeout=60)
     finally:
         for proc in (first, second, agent):
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.communicate(timeout=60)
-    assert second.returncode == 0, err[-2000:]
+    assert second.returncode == 0, (tmp_path / "port2.log").read_text()[-2000:]
     from federated import ledger
 
     assert [int(float(r["clients"])) for r in ledger.round_metrics(seeded_home.server)] == [2]
