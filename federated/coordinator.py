@@ -323,7 +323,9 @@ class Coordinator:
                 self._cond.notify_all()
                 return None
             candidates = sorted(self._waiting)
-            q = sampling.rate(k, len(candidates))
+            # Over-selection in expectation: ⌈K × overselect⌉ drawn on average, the first K reports
+            # count, so a device or two that drop out do not abandon the round (q is recorded).
+            q = sampling.rate(target, len(candidates))
             chosen = sampling.poisson(self.session.sampling, candidates, q, round_num)
             rnd = self._round
             for device_id in chosen:

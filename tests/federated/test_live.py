@@ -98,7 +98,8 @@ def test_a_round_completes_without_a_device_that_vanished_and_refuses_its_bad_up
     # Three check in (the rogue and two agents) and each is drawn with q = 2/3: a public --seed
     # whose draw takes all three makes the test deterministic.
     three = sorted([*ids[:2], ids[-1]])
-    seed = next(s for s in range(1000) if len(sampling.poisson(sampling.seeded_key(s), three, 2 / 3, 1)) == 3)
+    # ceil(2 x 1.5) = 3 expected of the 3 that check in: q = 1, all three are drawn
+    seed = next(s for s in range(1000) if len(sampling.poisson(sampling.seeded_key(s), three, 1.0, 1)) == 3)
     train = training.TrainConfig(preset="tiny", clients_per_round=2, batch_size=4, seed=seed, min_examples=3,
                                  public_sampling=True)
     with LocalRuntime():
@@ -145,4 +146,4 @@ def test_a_round_completes_without_a_device_that_vanished_and_refuses_its_bad_up
     from federated import ledger
 
     (entry,) = ledger.entries(seeded_home.server, "round")  # the live draw: Poisson over the 3 checked in
-    assert entry["sampling"] == "poisson-public" and entry["q"] == pytest.approx(2 / 3) and entry["eligible"] == 3
+    assert entry["sampling"] == "poisson-public" and entry["q"] == pytest.approx(1.0) and entry["eligible"] == 3
