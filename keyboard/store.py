@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common import live_counts
 from tokenizer.words import words
 
 DB_NAME = "log.sqlite"
@@ -44,6 +45,18 @@ CREATE TABLE IF NOT EXISTS sentences (
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL   -- JSON
+);
+"""
+
+
+# Made on first use, so devices created before it need no migration.
+_LIVE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS live_counts (
+    version TEXT NOT NULL,   -- the model version whose suggestions were shown ("none": no model yet)
+    source  TEXT NOT NULL,   -- common.live_counts.SOURCES
+    name    TEXT NOT NULL,   -- common.live_counts.FIELDS
+    value   INTEGER NOT NULL,
+    PRIMARY KEY (version, source, name)
 );
 """
 
@@ -210,9 +223,42 @@ class Device:
         self._db.execute("PRAGMA secure_delete=ON")  # overwrite freed pages, not just unlink them
         with self._transaction("cannot delete the log"):
             self._db.execute("DELETE FROM sentences")
+            if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'live_counts'").fetchone():
+                self._db.execute("DELETE FROM live_counts")  # how this person typed is theirs too
         self._db.execute("VACUUM")
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nothing of the old text left in the WAL
         shutil.rmtree(self.directory / "cache", ignore_errors=True)  # token ids of the text (lm/examples.py)
+
+    # -- live counts (common/live_counts.py) ----------------------------------------------
+    def add_live_counts(self, version: str, counts: dict[str, int], *, source: str = "typed") -> None:
+        """Adds one finished sentence's (or a session's) counts to ``version``'s, in one transaction."""
+        if source not in live_counts.SOURCES:
+            raise DeviceError(f"device {self.id}: live counts source must be one of {live_counts.SOURCES}, "
+                              f"got {source!r}")
+        try:
+            checked = live_counts.check(counts, f"device {self.id}: live counts for {version!r}")
+        except ValueError as exc:
+            raise DeviceError(str(exc)) from None
+        with self._errors("cannot write the live counts"):
+            self._db.executescript(_LIVE_SCHEMA)
+        with self._transaction("cannot write the live counts"):
+            self._db.executemany(
+                "INSERT INTO live_counts (version, source, name, value) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(version, source, name) DO UPDATE SET value = value + excluded.value",
+                [(version, source, name, value) for name, value in checked.items()],
+            )
+
+    def live_counts(self, *, source: str = "typed") -> dict[str, dict[str, int]]:
+        """``{version: counts}`` of one source, versions in name order; empty before any was recorded."""
+        with self._errors("cannot read the live counts"):
+            if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'live_counts'").fetchone() is None:
+                return {}
+            rows = self._db.execute("SELECT version, name, value FROM live_counts WHERE source = ? "
+                                    "ORDER BY version", (source,)).fetchall()
+        out: dict[str, dict[str, int]] = {}
+        for version, name, value in rows:
+            out.setdefault(version, live_counts.zero())[name] = value
+        return out
 
     # -- the status record ---------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:
