@@ -256,12 +256,12 @@ def collect(home: Home, config: NgramConfig, *, rng: np.random.Generator | None 
     server releases (with DP noise if asked) and sends the released set on to the next order.
     Starts and stops its own ``worker_binary``: do not call it inside another ``LocalRuntime``.
     """
-    from federated.population import members
+    from federated.population import members, taking_part
     from federated.runtime import LocalRuntime
     from keyboard.store import Device
     from tokenizer.private_counts import device_ngram_counts
 
-    population = members(home)
+    population = taking_part(home, members(home))  # an opted-out device's n-grams are not counted
     if not population:
         raise NgramError(f"no devices in {home.devices}; run `fedkb population seed --corpus shakespeare` first")
     started = time.monotonic()

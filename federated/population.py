@@ -28,6 +28,7 @@ from common.layout import Home
 from federated import tls
 from federated.corpus import Record, group_by_user, read_records
 from keyboard.availability import NIGHT_HOURS, Availability, draw_conditions  # noqa: F401  (re-exported)
+from keyboard.controls import takes_part
 from keyboard.store import Device, devices_of_users, new_device_id
 
 INDEX_NAME = "population.sqlite"
@@ -70,6 +71,19 @@ def members(home: Home) -> list[Member]:
     with _index(home) as db:
         rows = db.execute("SELECT device_id, availability FROM devices ORDER BY position").fetchall()
     return [Member(d, Availability(**json.loads(a))) for d, a in rows]
+
+
+def taking_part(home: Home, population: Sequence[Member]) -> list[Member]:
+    """The members whose owners did not opt out of federated computations (``keyboard/controls.py``).
+
+    Opens every device: for computations over the whole population (vocabulary, n-grams).
+    """
+    kept = []
+    for member in population:
+        with Device(home.device(member.device_id)) as device:
+            if takes_part(device.status()):
+                kept.append(member)
+    return kept
 
 
 def register(home: Home, new: Sequence[Member]) -> None:
@@ -229,7 +243,7 @@ def select_clients(
     """Samples up to ``k`` eligible devices uniformly at random, deterministically for (seed, round).
 
     Eligible = idle, charging and unmetered at this round, with at least ``min_examples``
-    sentences in the train split. With ``utc_hour`` the devices' conditions are drawn at that
+    sentences in the train split, and not opted out by its owner (``keyboard/controls.py``). With ``utc_hour`` the devices' conditions are drawn at that
     hour (``draw`` numbers repeated checks) instead of the round's simulated hour. Only the candidates actually considered are opened, so the
     cost depends on ``k``, not on the population size.
     """
@@ -246,7 +260,7 @@ def select_clients(
         device_id = population[int(index)].device_id
         with Device(home.device(device_id)) as device:
             status = device.status()
-        if status["train_sentences"] >= min_examples:
+        if status["train_sentences"] >= min_examples and takes_part(status):
             chosen.append(device_id)
             if len(chosen) == k:
                 break
@@ -275,8 +289,9 @@ def poisson_select(
     for index in np.flatnonzero(ok):
         device_id = population[int(index)].device_id
         with Device(home.device(device_id)) as device:
-            if device.status()["train_sentences"] >= min_examples:
-                eligible.append(device_id)
+            status = device.status()
+        if status["train_sentences"] >= min_examples and takes_part(status):
+            eligible.append(device_id)
     q = sampling.rate(k, len(eligible))
     chosen = sampling.poisson(key, eligible, q, round_num, draw)
     return Selection(chosen, int(ok.sum()), len(population), eligible=len(eligible), rate=q)

@@ -27,6 +27,7 @@ from federated import evaluation, promotion, registry
 from lm.examples import encode_examples
 from federated.population import members
 from keyboard import install as device_install
+from keyboard.controls import takes_part
 from keyboard.store import Device
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -37,12 +38,13 @@ class RolloutError(Exception):
 
 
 def eval_devices(home: Home, count: int | None, seed: int) -> list[str]:
-    """Devices with at least one held-out sentence: all of them, or a seeded sample of ``count``."""
+    """Devices with at least one held-out sentence that take part in federated evaluation: all, or a seeded sample."""
     ids = []
     for m in members(home):
         with Device(home.device(m.device_id)) as device:
-            if device.status()["heldout_sentences"] > 0:
-                ids.append(m.device_id)
+            status = device.status()
+        if status["heldout_sentences"] > 0 and takes_part(status):
+            ids.append(m.device_id)
     if count is not None and count < len(ids):
         rng = np.random.default_rng([seed, 0xE7A1])
         ids = [ids[i] for i in sorted(rng.choice(len(ids), count, replace=False))]
@@ -55,6 +57,8 @@ def pooled_train_sentences(home: Home) -> tuple[list[str], int]:
     devices = 0
     for m in members(home):
         with Device(home.device(m.device_id)) as device:
+            if not takes_part(device.status()):  # an opted-out device's text is not pooled either
+                continue
             train = device.splits().train
         sentences += train
         devices += bool(train)

@@ -25,7 +25,7 @@ import numpy as np
 from common.layout import Home
 from federated import public_text
 from federated.heavy_hitters import HeavyHitters, HeavyHittersConfig
-from federated.population import members
+from federated.population import members, taking_part
 from keyboard.store import Device
 from tokenizer import vocab
 from tokenizer.private_counts import device_words
@@ -49,7 +49,7 @@ class VocabularyReport:
 
 
 def _population(home: Home):
-    population = members(home)
+    population = taking_part(home, members(home))  # an opted-out device's words are not counted
     if not population:
         raise VocabularyError(f"no devices in {home.devices}; run `fedkb population seed --corpus shakespeare` first")
     return population

@@ -86,36 +86,66 @@ def open_device(home: Home, *, device_id: str | None = None, user: str | None = 
 def cmd_keyboard(home: Home, args: argparse.Namespace) -> None:
     single_thread_blas()
     from keyboard.app import KeyboardApp
+    from keyboard.output import stdout_for_text_only, write_text
 
     device = open_device(home, device_id=args.device, user=args.user)
     try:
         app = KeyboardApp(device, models_dir=home.models, evals_dir=home.server / "evals", references_dir=home.references,
                           idle_after=args.idle_after, check_every=args.check_every,
-                          server=None if args.no_federated else args.server)
-        app.run()
+                          server=None if args.no_federated else args.server, once=args.once)
+        if args.print:
+            with stdout_for_text_only():
+                app.run()
+            write_text(app.session_text())
+        else:
+            app.run()
     finally:
         device.close()
+
+
+def cmd_device_forget_learned(home: Home, args: argparse.Namespace) -> None:
+    """``fedkb device forget-learned``: the settings screen's "forget what this device learned", by id or user."""
+    from keyboard.forget import forget_learned, what_learning_would_go
+    from keyboard.store import Device
+
+    with Device(home.device(_device_id(home, args))) as device:
+        if not args.yes and not _confirmed(what_learning_would_go(device)):
+            print("Nothing was forgotten.")
+            return
+        gone = forget_learned(device)
+    print(f"device {device.id}: forgot what it learned" + (" (and its personal model)" if gone.personal_model else "")
+          + f"; kept the {gone.kept_sentences:,} sentences of its log")
+
+
+def _device_id(home: Home, args: argparse.Namespace) -> str:
+    from keyboard.store import DeviceError, devices_of_users
+
+    if args.device is not None:
+        return args.device
+    device_id = devices_of_users(home.devices).get(args.user)
+    if device_id is None:
+        raise DeviceError(f"no device under {home.devices} has a status record naming the user {args.user!r}")
+    return device_id
+
+
+def _confirmed(question: str) -> bool:
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:  # no terminal to answer from: the safe answer
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
 
 
 def cmd_device_delete(home: Home, args: argparse.Namespace) -> None:
     """``fedkb device delete``: what F8 does in the keyboard, for a device picked by id or user."""
     from keyboard.forget import forget, what_would_go
-    from keyboard.store import Device, DeviceError, devices_of_users
+    from keyboard.store import Device
 
-    device_id = args.device
-    if device_id is None:
-        device_id = devices_of_users(home.devices).get(args.user)
-        if device_id is None:
-            raise DeviceError(f"no device under {home.devices} has a status record naming the user {args.user!r}")
+    device_id = _device_id(home, args)
     with Device(home.device(device_id)) as device:
-        if not args.yes:
-            try:
-                answer = input(f"{what_would_go(device, home.references)} [y/N] ")
-            except EOFError:  # no terminal to answer from: the safe answer
-                answer = ""
-            if answer.strip().lower() not in ("y", "yes"):
-                print("Nothing was deleted.")
-                return
+        if not args.yes and not _confirmed(what_would_go(device, home.references)):
+            print("Nothing was deleted.")
+            return
         gone = forget(device, home.references)
     print(f"device {device_id}: deleted {gone.sentences:,} sentences"
           + (", its personal model" if gone.personal_model else "")
@@ -123,7 +153,7 @@ def cmd_device_delete(home: Home, args: argparse.Namespace) -> None:
 
 
 def add_delete_parser(device_sub) -> None:
-    """``fedkb device delete`` (registered under ``fedkb device`` by ``cmd_live``)."""
+    """``fedkb device delete`` and ``fedkb device forget-learned`` (registered under ``fedkb device`` by ``cmd_live``)."""
     p = device_sub.add_parser("delete", help="delete a device's typing log, its personal model and the pooled "
                                              "references, as F8 does in the keyboard")
     who = p.add_mutually_exclusive_group(required=True)
@@ -131,6 +161,14 @@ def add_delete_parser(device_sub) -> None:
     who.add_argument("--device", type=_valid_device_id, metavar="ID", help="the device with this id")
     p.add_argument("--yes", action="store_true", help="do not ask first")
     p.set_defaults(func=cmd_device_delete)
+    p = device_sub.add_parser("forget-learned", help="keep a device's typing log but forget what the device learned "
+                                                     "from it (personal model, word counts, caches), as the keyboard's "
+                                                     "settings screen (F9) does")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", type=_valid_user, metavar="NAME", help="the device whose status record names this user")
+    who.add_argument("--device", type=_valid_device_id, metavar="ID", help="the device with this id")
+    p.add_argument("--yes", action="store_true", help="do not ask first")
+    p.set_defaults(func=cmd_device_forget_learned)
 
 
 def add_parsers(sub) -> None:
@@ -149,5 +187,13 @@ def add_parsers(sub) -> None:
                    help=f"the coordinator of live rounds (`fedkb serve`); while the device is eligible its agent "
                         f"checks in there (default {DEFAULT_ADDRESS})")
     p.add_argument("--no-federated", action="store_true",
-                   help="never start the device agent: this device takes no part in live rounds")
+                   help="never start the device agent in this session (to opt the device out for good, turn "
+                        "federated off in the settings screen, F9)")
+    p.add_argument("--print", action="store_true",
+                   help="when the keyboard closes, write the sentences finished in this session (incognito ones "
+                        "too: only the log leaves them out), one a line, then the unfinished line if it holds "
+                        "text, to standard output; nothing else goes there, so msg=$(fedkb keyboard --print) works")
+    p.add_argument("--once", action="store_true",
+                   help="close the keyboard after the first finished sentence (Enter or . ! ?); with --print, "
+                        "msg=$(fedkb keyboard --print --once) holds that sentence")
     p.set_defaults(func=cmd_keyboard)

@@ -29,6 +29,7 @@ import numpy as np
 from common import messages
 from keyboard import client_work, install, pull
 from keyboard.availability import Availability, draw_now
+from keyboard.controls import OptedOut, takes_part
 from keyboard.store import Device
 
 log = logging.getLogger("fedkb.agent")
@@ -145,8 +146,12 @@ class DeviceAgent:
         return self._tokenizer_sha
 
     def check_in(self) -> tuple[dict, dict]:
+        """Tells the coordinator the device is here; raises ``OptedOut`` if its owner turned rounds off."""
         with Device(self.device_dir) as device:  # a count, not the sentences: check-ins repeat every few seconds
-            train_sentences = device.status()["train_sentences"]
+            status = device.status()
+        if not takes_part(status):  # read at every check-in: the setting may change while the agent runs
+            raise OptedOut(f"device {self.device_id}: its owner turned federated training and evaluation off")
+        train_sentences = status["train_sentences"]
         header = {"device_id": self.device_id, "eligible": self.conditions(),
                   "train_sentences": train_sentences, "tokenizer_sha256": self._cached_tokenizer_sha(),
                   "model_version": install.read_pointer(self.device_dir)["current"]}
@@ -283,7 +288,17 @@ class DeviceAgent:
         return {**answer, "kind": "uploaded", "round": reply["round"]}
 
     def run(self, stop: threading.Event, *, max_rounds: int | None = None) -> AgentStats:
-        """Takes part in rounds until ``stop`` is set (or after ``max_rounds`` uploads)."""
+        """Takes part in rounds until ``stop`` is set (or after ``max_rounds`` uploads, or the owner opts out)."""
+        try:
+            with Device(self.device_dir) as device:  # before the first pull: an opted-out device does not call at all
+                if not takes_part(device.status()):
+                    raise OptedOut(f"device {self.device_id}: its owner turned federated training and evaluation off")
+            return self._run(stop, max_rounds)
+        except OptedOut as exc:
+            log.info("%s; the agent stops", exc)
+            return self.stats
+
+    def _run(self, stop: threading.Event, max_rounds: int | None) -> AgentStats:
         self._stop = stop
         backoff = 0.5
         pulled = False

@@ -23,6 +23,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from common.artifacts import ArtifactError
+from keyboard.app_controls import CONTROL_ACTIONS, ControlsMixin
+from keyboard.controls import without_blocked, words_to_ask
 from keyboard.forget import forget, what_would_go
 from keyboard.install import installed as installed_version, read_pointer
 from keyboard.personalize import RECORD as PERSONAL_RECORD
@@ -35,7 +37,8 @@ from tokenizer.words import display_case, typed_word
 
 SENTENCE_END = ".!?"
 # Actions that act on the typing line; disabled while another screen is on top.
-_TYPING_ACTIONS = {"accept", "toggle_incognito", "check_update", "show_eval", "delete_log", "help", "personalize"}
+_TYPING_ACTIONS = {"accept", "toggle_incognito", "check_update", "show_eval", "delete_log", "help", "personalize",
+                   *CONTROL_ACTIONS}
 
 
 def personalize_command(device_dir: Path) -> list[str]:
@@ -140,7 +143,7 @@ class Personalized(Message):
         self.result, self.error = result, error
 
 
-class KeyboardApp(App[None]):
+class KeyboardApp(ControlsMixin, App[None]):
     """A next-word-prediction keyboard for one device.
 
     Args:
@@ -154,6 +157,8 @@ class KeyboardApp(App[None]):
         check_every: seconds between checks for a newly promoted model.
         charging: reports mains power (None = unknown); replaceable so tests are deterministic.
         train_command: the command line of on-device training for a device directory; None disables it.
+        server: the coordinator of live rounds; None: the device joins none (nor does it when opted out).
+        once: close after the first finished sentence (``fedkb keyboard --once``).
     """
 
     CSS_PATH = "app.tcss"
@@ -169,7 +174,14 @@ class KeyboardApp(App[None]):
         Binding("ctrl+t", "show_eval", "eval", tooltip="evaluation results of this device and of all devices"),
         Binding("ctrl+o", "personalize", "train here",
                 tooltip="fine-tune a personal model on this device's log now (also starts by itself when eligible)"),
-        Binding("f8", "delete_log", "delete log", tooltip="delete this device's typing log (asks first)"),
+        Binding("ctrl+y", "copy_text", "copy",
+                tooltip="copy the line (or, when it is empty, the last finished sentence) to the clipboard"),
+        # F4 and F8 stay out of the footer to keep it on one line; F12 lists them, and settings holds both.
+        Binding("f4", "block", "block word", show=False,
+                tooltip="never suggest a word again on this device: F4, then the chip's number"),
+        Binding("f8", "delete_log", "delete log", show=False, tooltip="delete this device's typing log (asks first)"),
+        Binding("f9", "settings", "settings",
+                tooltip="federated on/off, blocked words, forget what was learned, delete the log"),
         Binding("f12", "help", "help", tooltip="this help"),
         Binding("ctrl+q,ctrl+c", "quit", "quit", key_display="^q", priority=True, tooltip="quit"),
     ]
@@ -193,6 +205,7 @@ class KeyboardApp(App[None]):
         charging: Callable[[], bool | None] = charging_now,
         train_command: Callable[[Path], list[str]] | None = personalize_command,
         server: str | None = None,
+        once: bool = False,
     ) -> None:
         super().__init__()
         let_escape_digits_be_alt()
@@ -207,6 +220,7 @@ class KeyboardApp(App[None]):
         self.train_command = train_command  # None: no on-device training (tests of other things)
         self._training: subprocess.Popen | None = None
         self._trained_for: tuple | None = None  # (version, train sentences) last trained on, this session
+        self.init_controls(once)
         # With a coordinator address, the device takes part in live rounds while it is eligible.
         self.agent = None
         if server:
@@ -262,7 +276,8 @@ class KeyboardApp(App[None]):
     @work(exclusive=True, thread=True, group="predict")
     def _predict(self, predictor: Predictor, text: str) -> None:
         try:
-            words, error = tuple(predictor.suggest(text, 3)), None
+            blocked = self.blocked  # asks for more, so three remain once the blocked words are dropped
+            words, error = tuple(without_blocked(predictor.suggest(text, words_to_ask(text, blocked)), blocked)), None
         except Exception as exc:  # a broken predictor must not end the typing session
             words, error = (), f"{type(exc).__name__}: {exc}"
         self.post_message(Predicted(text, words, predictor, error))
@@ -359,7 +374,7 @@ class KeyboardApp(App[None]):
         )
         eligible = self.status.eligible is not False and self.status.idle  # unknown charging: a desktop on mains
         if self.agent is not None:
-            self.agent.ensure(eligible)
+            self.agent.ensure(eligible and self.federated)  # an opted-out device never starts its agent
         if eligible:
             self._maybe_personalize()
 
@@ -515,4 +530,8 @@ class KeyboardApp(App[None]):
         yield SystemCommand("Evaluation results", "Recall of this device and all devices", self.action_show_eval)
         yield SystemCommand("Train on this device", "Fine-tune a personal model on my log now", self.action_personalize)
         yield SystemCommand("Delete my typing log", "Forget every sentence on this device", self.action_delete_log)
+        yield SystemCommand("Settings", "Federated on/off, blocked words, forget what was learned", self.action_settings)
+        yield SystemCommand("Copy the text", "Copy the line or the last sentence to the clipboard", self.action_copy_text)
+        yield SystemCommand("Forget what this device learned", "Keep the log, drop what was learned from it",
+                            self.action_forget_learned)
         yield SystemCommand("fedkb keys", "Every key of the keyboard, explained", self.action_help)

@@ -6,6 +6,10 @@ Two commands delete a device's data: the keyboard's F8 and ``fedkb device delete
 of ``fedkb eval --references`` are fitted on every device's pooled train sentences, this device's
 included, so they cannot outlive a request to forget it. They are computed again only by another
 ``--references`` run.
+
+:func:`forget_learned` is the lighter request (the keyboard's settings screen and
+``fedkb device forget-learned``): the log stays, but what the device learned from it for its owner
+goes, and is learned again only from sentences typed afterwards (``keyboard/controls.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from keyboard.personalize import PERSONAL_DIR
+from keyboard.controls import LEARN_AFTER
+from keyboard.personalize import PERSONAL_DIR, RECORD as PERSONAL_RECORD
 from keyboard.store import Device
 
 
@@ -55,3 +60,39 @@ def forget(device: Device, references_dir: Path | None) -> Forgotten:
         shutil.rmtree(references_dir)  # an error here must not pass silently: the user asked for it gone
         removed = Path(references_dir)
     return Forgotten(sentences, had_personal, removed)
+
+
+@dataclass(frozen=True)
+class ForgottenLearning:
+    """What :func:`forget_learned` deleted; the log's sentences were all kept."""
+
+    kept_sentences: int
+    personal_model: bool  # a personal model was deleted
+    cache: bool  # the token-id cache of the log was deleted
+
+
+def what_learning_would_go(device: Device) -> str:
+    """The confirmation question of :func:`forget_learned`, in words."""
+    n = device.count()
+    personal = " its personal model," if (device.directory / PERSONAL_DIR).exists() else ""
+    return (f"Forget what this device learned from your typing:{personal} the words and word pairs it "
+            f"learned, and its caches? The {n:,} sentence{'' if n == 1 else 's'} of the log stay; the device "
+            "learns again only from what you type from now on.")
+
+
+def forget_learned(device: Device) -> ForgottenLearning:
+    """Deletes the personal model, its comparison record and the token-id cache, and sets the learning mark.
+
+    The mark (the newest sentence's id) makes the personal n-grams and word counts that the keyboard
+    rebuilds from the log at start, and on-device training, use only sentences typed after it. The
+    caller stops on-device training first and drops the predictor's in-memory counts.
+    """
+    personal = device.directory / PERSONAL_DIR
+    had_personal = personal.exists()
+    shutil.rmtree(personal, ignore_errors=True)
+    (device.directory / "eval" / PERSONAL_RECORD).unlink(missing_ok=True)
+    cache = device.directory / "cache"
+    had_cache = cache.exists()
+    shutil.rmtree(cache, ignore_errors=True)
+    device.set(**{LEARN_AFTER: device.last_id()})
+    return ForgottenLearning(device.count(), had_personal, had_cache)

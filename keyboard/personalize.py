@@ -36,6 +36,7 @@ from common.artifacts import CONFIG, MANIFEST, TOKENIZER, WEIGHTS
 from common.atomic import atomic_write, fsync_dir
 from lm.examples import encode_examples
 from lm.config import ModelConfig
+from keyboard.controls import learnable_splits
 from keyboard.install import Installed, installed
 from keyboard.lm import NumpyLM
 from keyboard.store import Device, DeviceError, Splits
@@ -156,7 +157,7 @@ def _inputs(device_dir: Path) -> tuple[Splits, Installed]:
     """The device's splits and installed version, or a PersonalizationError saying what is missing."""
     try:
         with Device(device_dir) as device:
-            splits = device.splits()
+            splits = learnable_splits(device)  # not what the person asked the device to forget
     except DeviceError as exc:
         raise PersonalizationError(str(exc)) from None
     current = installed(device_dir)

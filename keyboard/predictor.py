@@ -22,6 +22,7 @@ import numpy as np
 
 from common.artifacts import TOKENIZER, ArtifactError
 from keyboard.beam import CachedBeam, Node
+from keyboard.controls import learnable_splits
 from keyboard.install import installed
 from keyboard.lm import NumpyLM
 from keyboard.personalize import active_model_dir
@@ -154,7 +155,7 @@ def load_predictor(device_dir: Path) -> Predictor:
     current = installed(device_dir)
     reason = "no model yet"
     with Device(device_dir) as device:
-        splits = device.splits()
+        splits = learnable_splits(device)  # what the person asked the device to forget stays forgotten
     if current is not None:
         model_dir = active_model_dir(device_dir, current=current) or current.path
         label = current.version if model_dir == current.path else f"{current.version} (personalized)"

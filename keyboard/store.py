@@ -199,11 +199,17 @@ class Device:
         with self._errors("cannot read the log"):
             return self._db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0]
 
-    def sentences(self) -> list[str]:
-        """All sentences, oldest first (rows without a timestamp come first, in insertion order)."""
+    def sentences(self, *, after_id: int = 0) -> list[str]:
+        """All sentences (or those stored after row ``after_id``), oldest first (rows without a timestamp first)."""
         with self._errors("cannot read the log"):
-            rows = self._db.execute("SELECT text FROM sentences ORDER BY ts, id").fetchall()
+            rows = self._db.execute("SELECT text FROM sentences WHERE id > ? ORDER BY ts, id", (after_id,)).fetchall()
         return [r[0] for r in rows]
+
+    def last_id(self) -> int:
+        """The row id of the newest sentence ever stored (ids are never reused), 0 before the first."""
+        with self._errors("cannot read the log"):
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'sentences'").fetchone()
+        return 0 if row is None else int(row[0])
 
     def splits(self) -> Splits:
         """Train split (older) and held-out split (newest 20 % by time), read in one snapshot."""
