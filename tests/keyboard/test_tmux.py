@@ -114,3 +114,44 @@ def test_cli_help_lists_the_keyboard():
     out = subprocess.run([sys.executable, "-m", "fedkb.cli", "keyboard", "--help"], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--device" in out.stdout
+
+
+def test_print_once_in_a_shell_leaves_only_the_sentence_in_the_variable(tmp_path):
+    """``msg=$(fedkb keyboard --print --once)`` in a real terminal, with F4 blocking and Ctrl+Y copying on the way."""
+    home = Home(tmp_path / "home")
+    with Device(home.device("tmux-print"), create=True) as device:
+        for sentence in ("the cat sat", "the cat ran", "the cat and the dog", "the dog sat on the mat"):
+            device.append(sentence)
+    raw, msg, done = tmp_path / "raw", tmp_path / "msg", tmp_path / "done"
+    script = tmp_path / "run.sh"
+    # stdout of the keyboard is a pipe (into tee, then into $msg): tee keeps the exact bytes it got.
+    script.write_text(f"cd {REPO}\n"
+                      f"msg=$({sys.executable} -m fedkb.cli --home {home.root} keyboard --device tmux-print "
+                      f"--print --once --no-federated | tee {raw})\n"
+                      f"printf '%s' \"$msg\" > {msg}\n"
+                      f"touch {done}\n")
+    tmux = Tmux(f"sh {script}")
+    try:
+        tmux._run("set-option", "-s", "set-clipboard", "on")  # tmux keeps what OSC 52 copies as a paste buffer
+        tmux.wait_for(lambda s: "device tmux-print" in s)
+        tmux.type("the ")
+        tmux.wait_for(lambda s: chips(s) == ("cat", "dog", "mat"))  # the person's own word counts: no model
+        tmux.send("F4")
+        tmux.wait_for(lambda s: "Never suggest which word again" in s)
+        tmux.type("1")
+        tmux.wait_for(lambda s: chips(s) == ("dog", "mat", "the"))
+        tmux.type("dog sat")
+        tmux.send("C-y")
+        tmux.wait_for(lambda s: "Copied to the clipboard: the dog sat" in s)
+        assert tmux._run("show-buffer").stdout == "the dog sat"
+        tmux.send("Enter")  # --once: the keyboard closes, the shell carries on
+        deadline = time.monotonic() + 20
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert done.exists(), f"the keyboard did not close after the sentence; the screen shows:\n{tmux.screen()}"
+    finally:
+        tmux.kill()
+    assert msg.read_text() == "the dog sat"
+    assert raw.read_bytes() == b"the dog sat\n"  # nothing of the drawing, nothing else
+    with Device(home.device("tmux-print")) as device:
+        assert device.sentences()[-1] == "the dog sat" and device.get("blocked") == ["cat"]
