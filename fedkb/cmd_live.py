@@ -231,7 +231,8 @@ def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
         stop.set()
     for a in agents:
         print(f"{a.device_id}: {a.stats.tasks} tasks, {a.stats.uploads_accepted} uploads accepted, "
-              f"{a.stats.uploads_refused} refused", flush=True)
+              f"{a.stats.uploads_refused} refused" + (" (its owner opted out of federated rounds)"
+                                                     if a.stats.opted_out else ""), flush=True)
 
 
 def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:

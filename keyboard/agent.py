@@ -52,6 +52,7 @@ class AgentStats:
     evaluations: int = 0  # evaluation reports the coordinator accepted
     installs: list[str] = field(default_factory=list)  # versions pulled and installed
     refusals: list[str] = field(default_factory=list)
+    opted_out: bool = False  # the owner turned federated participation off: the agent stopped
 
 
 def host_conditions() -> dict[str, bool]:
@@ -296,6 +297,7 @@ class DeviceAgent:
             return self._run(stop, max_rounds)
         except OptedOut as exc:
             log.info("%s; the agent stops", exc)
+            self.stats.opted_out = True
             return self.stats
 
     def _run(self, stop: threading.Event, max_rounds: int | None) -> AgentStats:

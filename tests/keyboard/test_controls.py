@@ -249,7 +249,7 @@ def test_device_agent_refuses_to_check_in_or_call_when_opted_out(device):
     with pytest.raises(controls.OptedOut, match="turned federated training and evaluation off"):
         agent.check_in()
     stats = agent.run(threading.Event())  # returns at once, without a call
-    assert stats.check_ins == 0
+    assert stats.check_ins == 0 and stats.opted_out
 
 
 # -- the settings screen --------------------------------------------------------------------------
