@@ -111,8 +111,8 @@ class ControlsMixin(_Base):
             self.notify("Nothing was forgotten.", timeout=3)
             return
         self._stop_training()  # it would write a personal model learned from the text just forgotten
-        self._trained_for = None
         gone = forget_learned(self.device)
+        self._trained_for = self._training_key()  # nothing new to learn from until the next sentences
         if isinstance(self.predictor, FrequencyPredictor):  # its counts are the learned part
             self.predictor = FrequencyPredictor(reason=self.predictor.reason)
             self.request_suggestions(self.typing.value)
