@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,6 +17,10 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Label, ListItem, ListView, Static, Switch
 
 from keyboard.widgets import CHIP_KEYS
+
+
+def _state(on: bool) -> tuple[str, str]:
+    return ("ON ", "bold green") if on else ("OFF", "bold red")
 
 
 class BlockScreen(ModalScreen[int | None]):
@@ -58,18 +63,17 @@ class SettingsScreen(Screen[None]):
             yield Label("Settings — kept on this device only", classes="title")
             with Horizontal(classes="setting"):
                 yield Switch(id="federated")
-                yield Static("Take part in federated training and evaluation (off: this device never joins a "
-                             "round; suggestions still learn from your typing here)", classes="label")
+                yield Static(id="federated-label", classes="label")
             with Horizontal(classes="setting"):
                 yield Switch(id="incognito")
-                yield Static("Incognito: log nothing you type (Ctrl+N)", classes="label")
+                yield Static(id="incognito-label", classes="label")
             yield Label("Blocked words — never suggested on this device", classes="section")
             yield ListView(id="blocked")
             yield Static("", id="blocked-empty", classes="empty")
             with Horizontal(classes="buttons"):
-                yield Button("Unblock selected", id="unblock", variant="primary")
-                yield Button("Forget what this device learned…", id="forget-learned", variant="warning")
-                yield Button("Delete my typing log… (F8)", id="delete-log", variant="error")
+                yield Button("Unblock", id="unblock", variant="primary")
+                yield Button("Forget what was learned…", id="forget-learned", variant="warning")
+                yield Button("Delete log… (F8)", id="delete-log", variant="error")
         yield Footer()
 
     async def on_mount(self) -> None:
@@ -85,23 +89,32 @@ class SettingsScreen(Screen[None]):
             switch = self.query_one(switch_id, Switch)
             with switch.prevent(Switch.Changed):
                 switch.value = value
+        # The state in words too: a switch's colours do not show in every terminal.
+        self.query_one("#federated-label", Static).update(Text.assemble(
+            _state(app.federated), " take part in federated training and evaluation (off: this device never "
+            "joins a round; suggestions still learn from your typing here)"))
+        self.query_one("#incognito-label", Static).update(Text.assemble(
+            _state(app.incognito), " incognito: log nothing you type (Ctrl+N)"))
         words = sorted(app.blocked)
         listing = self.query_one("#blocked", ListView)
         await listing.clear()
         await listing.extend(ListItem(Label(w, markup=False), name=w) for w in words)
         listing.display = bool(words)
-        self.query_one("#blocked-empty", Static).update("" if words else "No word is blocked. F4 while typing "
-                                                                         "blocks one of the suggestions.")
+        empty = self.query_one("#blocked-empty", Static)
+        empty.update("No word is blocked. F4 while typing blocks one of the suggestions.")
+        empty.display = not words
         self.query_one("#unblock", Button).disabled = not words
 
     @on(Switch.Changed, "#federated")
-    def federated_changed(self, event: Switch.Changed) -> None:
+    async def federated_changed(self, event: Switch.Changed) -> None:
         self.app.set_federated(event.value)
+        await self.show_state()
 
     @on(Switch.Changed, "#incognito")
-    def incognito_changed(self, event: Switch.Changed) -> None:
+    async def incognito_changed(self, event: Switch.Changed) -> None:
         if event.value != self.app.incognito:
             self.app.action_toggle_incognito()
+        await self.show_state()
 
     @on(Button.Pressed, "#unblock")
     async def unblock_selected(self) -> None:

@@ -224,10 +224,11 @@ async def test_the_settings_switch_opts_out_and_in_and_stops_a_running_agent(dev
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("f9")
         switch = app.screen.query_one("#federated", Switch)
-        assert switch.value is True
+        assert switch.value is True and "ON  take part" in str(app.screen.query_one("#federated-label").render())
         await pilot.click("#federated")
         await settle(pilot)
         assert device.get("federated") is False and app.agent.stopped == 1
+        assert "OFF take part" in str(app.screen.query_one("#federated-label").render())
         app.agent.calls.clear()
         app.refresh_status()
         assert app.agent.calls == [False]
