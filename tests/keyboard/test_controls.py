@@ -282,3 +282,26 @@ async def test_settings_show_each_state_and_unblock(device):
         await pilot.press("ctrl+n", "f9")
         assert app.screen.query_one("#incognito", Switch).value is False
         assert not app.screen.query_one("#unblock", Button).disabled
+
+
+def test_fedkb_device_forget_learned_by_user_keeps_the_log(tmp_path, capsys, monkeypatch):
+    import argparse
+
+    from common.layout import Home
+    from fedkb.cmd_keyboard import cmd_device_forget_learned
+
+    home = Home(tmp_path / "home")
+    with Device(home.device("dev-abc"), create=True) as device:
+        device.set(user="alice")
+        for sentence in LOG:
+            device.append(sentence)
+        _fake_personal(device)
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    cmd_device_forget_learned(home, argparse.Namespace(device=None, user="alice", yes=False))
+    assert "Nothing was forgotten" in capsys.readouterr().out
+    assert (home.device("dev-abc") / PERSONAL_DIR).exists()
+    cmd_device_forget_learned(home, argparse.Namespace(device=None, user="alice", yes=True))
+    assert capsys.readouterr().out.strip() == ("device dev-abc: forgot what it learned (and its personal model); "
+                                               "kept the 5 sentences of its log")
+    with Device(home.device("dev-abc")) as device:
+        assert device.sentences() == LOG and controls.learnable_splits(device).train == []
