@@ -199,10 +199,12 @@ class Device:
         with self._errors("cannot read the log"):
             return self._db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0]
 
-    def sentences(self, *, after_id: int = 0) -> list[str]:
+    def sentences(self, *, after_id: int | None = None) -> list[str]:
         """All sentences (or those stored after row ``after_id``), oldest first (rows without a timestamp first)."""
+        # Row ids can be negative (the audit plants canaries before the first row): no filter unless asked.
+        where, args = ("WHERE id > ?", (after_id,)) if after_id is not None else ("", ())
         with self._errors("cannot read the log"):
-            rows = self._db.execute("SELECT text FROM sentences WHERE id > ? ORDER BY ts, id", (after_id,)).fetchall()
+            rows = self._db.execute(f"SELECT text FROM sentences {where} ORDER BY ts, id", args).fetchall()
         return [r[0] for r in rows]
 
     def last_id(self) -> int:
