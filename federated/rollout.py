@@ -23,7 +23,8 @@ from eval.ngram import KneserNeyTrigram, UnigramPredictor
 from common import artifacts
 from common.atomic import atomic_write
 from common.layout import Home
-from federated import evaluation, promotion, registry
+from federated import evaluation, live_release, promotion, registry
+from federated.ledger import MIN_RELEASE_DEVICES
 from lm.examples import encode_examples
 from federated.population import members
 from keyboard import install as device_install
@@ -121,6 +122,7 @@ class EvalOutcome:
     path: Path
     references: dict | None = None  # the pooled references' rows, as written to references/evals/
     references_path: Path | None = None
+    live: dict = field(default_factory=dict)  # live counts by version and source, as merged into live_metrics.json
 
 
 def run_eval(
@@ -150,8 +152,6 @@ def run_eval(
         if not groups:
             raise RolloutError("no device has a model installed; run `fedkb rollout` first (or pass --version)")
         # A version installed on too few devices is not evaluated: its sums would show them one by one.
-        from federated.ledger import MIN_RELEASE_DEVICES
-
         large = {name: group for name, group in groups.items() if len(group) >= MIN_RELEASE_DEVICES}
         groups = large or dict([max(groups.items(), key=lambda item: len(item[1]))])  # refused below, saying so
     pooled: list[str] = []
@@ -180,12 +180,14 @@ def run_eval(
 
         result = evaluation.evaluate(home, group, name, ver.path, preds, on_device=tick)
         rows = result.pop("baselines")  # the references' rows: kept apart from what left the devices
+        live = result.pop("live")  # by the version typed with, not the one scored: kept in live_metrics.json
         result = _describe(home, ver, result, devices_requested=devices, seed=seed)
         path = home.server / "evals" / f"{name}.json"
         if record:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, json.dumps(result, indent=2).encode())
-        outcome = EvalOutcome(name, result, path)
+            live_release.record(home.server, live, MIN_RELEASE_DEVICES)
+        outcome = EvalOutcome(name, result, path, live=live)
         if references:
             rows["centralized_lstm"]["train_tokens"] = budget
             outcome.references = {"model_version": name, "created": result["created"], "devices": result["devices"],

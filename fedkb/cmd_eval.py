@@ -95,6 +95,7 @@ def do_eval(home: Home, console, *, version: str | None, devices: int | None, se
     import json
 
     from eval.results import BASELINE_LABELS
+    from federated import live_release
     from federated.rollout import run_eval
 
     if references:
@@ -113,6 +114,10 @@ def do_eval(home: Home, console, *, version: str | None, devices: int | None, se
                           f"@3 {row['recall_at_3']:.1%}, @5 {row['recall_at_5']:.1%}")
         if o.references_path is not None:
             console.print(f"   references written to {o.references_path}")
+        for line in live_release.describe(o.live):
+            console.print(f"   {line}")
+    if any(o.live for o in outcomes):
+        console.print(f"   live metrics merged into {home.server / live_release.LIVE_FILE}")
     if json_path is not None and outcomes:
         main = max(outcomes, key=lambda o: o.result["devices"])
         json_path.parent.mkdir(parents=True, exist_ok=True)
