@@ -4,6 +4,7 @@ Inputs, all under ``<home>/server``:
 
     evals/<version>.json   one per evaluated model version (written by ``fedkb eval``)
     metrics.csv            one row per training round (written by ``fedkb train``)
+    live_metrics.json      live typing counts summed over devices, per version (``eval/live.py``)
 
 and, only if ``fedkb eval --references`` ran, ``<home>/references/evals/<version>.json``: the rows
 of the references fitted on pooled raw text, shown beside the version's rows and labelled so.
@@ -27,11 +28,11 @@ import html
 import json
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from eval import ablation, disclosure
+from eval import ablation, disclosure, live
 from eval.results import BASELINE_LABELS, BaselineResult, EvalResult, RoundMetrics  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class ReportData:
     evals: list[EvalResult]  # sorted by version
     rounds: list[RoundMetrics]  # sorted by round, one row per round
     references_dir: Path | None = None  # <home>/references: the pooled-text references, if any
+    live: dict = field(default_factory=dict)  # server/live_metrics.json: {version: {source: entry}} (eval/live.py)
 
     @property
     def latest(self) -> EvalResult | None:
@@ -187,7 +189,8 @@ def load_report_data(server_dir: Path, references_dir: Path | None = None) -> Re
         refs = Path(references_dir) / "evals"
         evals = [replace(e, baselines={**e.baselines, **load_reference_rows(refs / f"{e.version}.json")})
                  if (refs / f"{e.version}.json").is_file() else e for e in evals]
-    return ReportData(server_dir, evals, load_metrics(server_dir / "metrics.csv"), references_dir)
+    return ReportData(server_dir, evals, load_metrics(server_dir / "metrics.csv"), references_dir,
+                      live.load(server_dir))
 
 
 # -- shared formatting --------------------------------------------------------------------------
@@ -350,6 +353,7 @@ def render_terminal(data: ReportData, console: "Console") -> None:
     for row in trend_rows(data):
         trend.add_row(*map(Text, row))
     console.print(trend)
+    live.render_terminal(data.live, data.evals, console)
     if record := ablation.load(data.server_dir):
         table = Table(title=ablation.title(record), title_justify="left")
         for i, col in enumerate(ablation.COLUMNS):
@@ -444,6 +448,7 @@ def render_html(data: ReportData) -> str:
                             + _table(ablation.COLUMNS, ablation.table_rows(record)) + "</section>")
         sections.append(f'<section id="trend"><h2>Trend over versions</h2><div class="plots">{trend}</div>'
                         + _table(TREND_COLUMNS, trend_rows(data)) + "</section>")
+        sections.append(live.html_section(data.live, data.evals, _table, _img))
     if data.rounds:
         sections.append(f'<section id="training"><h2>Training</h2><p>{_esc(_training_line(data))}</p>'
                         + '<div class="plots">' + _img(plots.loss_per_round(data.rounds, data.evals),
