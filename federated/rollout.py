@@ -233,16 +233,24 @@ class RolloutReport:
     latest: str | None = None
     installed: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    guard: dict | None = None  # the live guard's verdict on latest, if asked for (``promotion.live_guard``)
 
 
 def rollout(
     home: Home, *, threshold_points: float = 0.5, devices: int | None = 100, seed: int = 0,
-    progress: Progress | None = None, decide: bool = True,
+    progress: Progress | None = None, decide: bool = True, min_live_savings_ratio: float | None = None,
 ) -> RolloutReport:
     """Decides on the newest candidate (older undecided ones are superseded; not if ``decide`` is
-    False), then installs ``latest`` (with its signed rollback record, if it is one)."""
+    False), then installs ``latest`` (with its signed rollback record, if it is one).
+
+    With ``min_live_savings_ratio`` it first checks ``latest`` against the version it replaced on
+    live keystroke savings (``promotion.live_guard``) and, if they fell below that ratio, rolls
+    back to it (signed, as ``--roll-back-to`` does) before deciding on any candidate.
+    """
     progress = progress or (lambda *a: None)
     report = RolloutReport()
+    if min_live_savings_ratio is not None:
+        report.guard = _live_guard(home, min_live_savings_ratio)
     pending = registry.undecided(home.models) if decide else []
     if not pending and registry.latest(home.models) is None:
         raise RolloutError(f"no published version in {home.models}; run `fedkb train` first")
@@ -264,6 +272,19 @@ def rollout(
                 report.failed[m.device_id] = str(exc)
             progress(f"installing {latest.name}", i, len(population))
     return report
+
+
+def _live_guard(home: Home, ratio: float) -> dict | None:
+    reg = registry.read_registry(home.models)
+    latest = reg.get("latest")
+    if latest is None:
+        return None
+    promoted = [n for n, d in reg["decisions"].items() if d.get("promoted") and int(n) < int(latest)]
+    previous = max(promoted, key=int) if promoted else None
+    decision = promotion.live_guard(live_release.load(home.server)["versions"], latest, previous, ratio)
+    if not decision.promoted:
+        registry.roll_back(home.models, previous, reason=decision.reason)
+    return {"latest": latest, "kept": decision.promoted, "reason": decision.reason, **decision.details}
 
 
 def _decide(home: Home, name: str, threshold_points: float, devices: int | None, seed: int, progress) -> dict:
