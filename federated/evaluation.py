@@ -244,14 +244,19 @@ def aggregate(total: Mapping, minimum: int | None = None) -> dict:
             "global_recall_at_3": before[3], "personal_recall_at_3": after[3],
             "relative_change_at_1": (after[1] - before[1]) / before[1] if before[1] else None,
         }
+    result["live"] = live_release.release(live_totals(total), MIN_RELEASE_DEVICES if minimum is None else minimum,
+                                          origin="fedkb eval")
+    return result
+
+
+def live_totals(total: Mapping) -> live_release.Totals:
+    """The summed live counts of a summed struct, by (version, source), with their number of devices."""
     totals: live_release.Totals = {}
     for key, row in total.get("live", {}).items():
         version, source = key.split("/")
         totals[(version, source)] = (int(round(float(row["devices"]))),
                                      {name: int(round(float(row[name]))) for name in live_counts.FIELDS})
-    result["live"] = live_release.release(totals, MIN_RELEASE_DEVICES if minimum is None else minimum,
-                                          origin="fedkb eval")
-    return result
+    return totals
 
 
 class TooFewDevices(ValueError):
@@ -271,11 +276,14 @@ def check_min_devices(devices: int, what: str, minimum: int | None = None) -> No
 
 def evaluate(
     home: Home, device_ids: Sequence[str], version_name: str, version_dir: Path,
-    baselines: Mapping[str, object] | None = None, on_device=None,
+    baselines: Mapping[str, object] | None = None, on_device=None, on_live=None,
 ) -> dict:
     """Federated evaluation of one version on ``device_ids``; returns the aggregates.
 
-    Refused (``TooFewDevices``) below ``ledger.MIN_RELEASE_DEVICES`` devices.
+    Refused (``TooFewDevices``) below ``ledger.MIN_RELEASE_DEVICES`` devices. The devices' live
+    counts are released under ``live`` and entered in the ledger, unless ``on_live`` takes their
+    summed totals instead (``live_release.Totals``), for a caller that adds those of several
+    evaluations before releasing them (then ``live`` is left out).
     """
     check_min_devices(len(device_ids), f"evaluating version {version_name}")
     baselines = dict(baselines or {})
@@ -293,10 +301,15 @@ def evaluate(
     if not contributions:
         raise ValueError("no devices to evaluate on")
     _pad_live(contributions)
-    result = aggregate(federated_sum(contributions))
+    total = federated_sum(contributions)
+    result = aggregate(total)
     from federated import ledger
 
     ledger.append(home.server, {"kind": "evaluation", "version": version_name, "devices": len(contributions),
                                 "live": False})
-    live_release.log(home.server, result["live"], live=False)
+    if on_live is not None:
+        on_live(live_totals(total))
+        del result["live"]
+    else:
+        live_release.log(home.server, result["live"], live=False)
     return result

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.ngram import KneserNeyTrigram, UnigramPredictor
-from common import artifacts
+from common import artifacts, live_counts
 from common.atomic import atomic_write
 from common.layout import Home
 from federated import evaluation, live_release, promotion, registry
@@ -122,7 +122,7 @@ class EvalOutcome:
     path: Path
     references: dict | None = None  # the pooled references' rows, as written to references/evals/
     references_path: Path | None = None
-    live: dict = field(default_factory=dict)  # live counts by version and source, as merged into live_metrics.json
+    live: dict = field(default_factory=dict)  # live counts of every group, released (on the last outcome)
 
 
 def run_eval(
@@ -159,6 +159,13 @@ def run_eval(
         pooled, pooled_devices = pooled_train_sentences(home)
         record_pooling(home, pooled_devices, len(pooled))
     outcomes = []
+    live: live_release.Totals = {}  # summed over every group: a device's counts need not be of what it has installed
+
+    def add_live(totals: live_release.Totals) -> None:
+        for key, (devices, counts) in totals.items():
+            before, summed = live.get(key, (0, live_counts.zero()))
+            live[key] = (before + devices, live_counts.add(summed, counts))
+
     for name, group in sorted(groups.items()):
         evaluation.check_min_devices(len(group), f"evaluating version {name}")
         ver = registry.verify(home.models / name)
@@ -178,16 +185,14 @@ def run_eval(
             done[0] += 1
             progress(f"evaluating {name} on devices", done[0], len(group))
 
-        result = evaluation.evaluate(home, group, name, ver.path, preds, on_device=tick)
+        result = evaluation.evaluate(home, group, name, ver.path, preds, on_device=tick, on_live=add_live)
         rows = result.pop("baselines")  # the references' rows: kept apart from what left the devices
-        live = result.pop("live")  # by the version typed with, not the one scored: kept in live_metrics.json
         result = _describe(home, ver, result, devices_requested=devices, seed=seed)
         path = home.server / "evals" / f"{name}.json"
         if record:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, json.dumps(result, indent=2).encode())
-            live_release.record(home.server, live, MIN_RELEASE_DEVICES)
-        outcome = EvalOutcome(name, result, path, live=live)
+        outcome = EvalOutcome(name, result, path)
         if references:
             rows["centralized_lstm"]["train_tokens"] = budget
             outcome.references = {"model_version": name, "created": result["created"], "devices": result["devices"],
@@ -198,6 +203,13 @@ def run_eval(
                 outcome.references_path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(outcome.references_path, json.dumps(outcome.references, indent=2).encode())
         outcomes.append(outcome)
+    # Live counts belong to the version typed with, not the one scored: released once, into live_metrics.json.
+    # Only recorded runs publish them (a rollout's comparison runs do not use them).
+    released = live_release.release(live, MIN_RELEASE_DEVICES, origin="fedkb eval")
+    if record and released:
+        live_release.log(home.server, released, live=False)
+        live_release.record(home.server, released, MIN_RELEASE_DEVICES)
+    outcomes[-1].live = released
     return outcomes
 
 

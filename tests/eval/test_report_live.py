@@ -41,6 +41,7 @@ def test_terminal_has_a_live_row_per_version_and_source_beside_offline_recall(se
     replayed = next(line for line in text.splitlines() if "0002" in line and "replayed" in line)
     assert "30.0%" in replayed and "25.0%" in replayed and "simulated" in text  # 120/400 recall@3, 400/1600 savings
     assert "version 0001, typed by people: withheld: 3 devices < minimum 20" in text
+    assert "live metrics: sums of each device's typing counts" in text and "from ≥ 20 devices" in text
 
 
 def test_html_has_the_live_table_and_its_plot(server):
