@@ -241,8 +241,13 @@ class LiveEvaluation:
         released = task.release_live(self.min_devices)
         if not released:
             return
+        try:
+            path = live_release.record(self.evals_dir.parent, released, self.min_devices)
+        except live_release.LiveMetricsError as exc:  # the damaged file is kept as it is, for the operator
+            log.warning("live metrics not recorded: %s", exc)
+            on_event(f"live metrics not recorded: {exc}")
+            return
         live_release.log(self.evals_dir.parent, released, live=True)
-        path = live_release.record(self.evals_dir.parent, released, self.min_devices)
         for line in live_release.describe(released):
             on_event(line)
         on_event(f"live metrics merged into {path}")

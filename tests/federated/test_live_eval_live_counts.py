@@ -80,3 +80,23 @@ def test_agents_report_their_live_counts_and_the_coordinator_releases_them(seede
     assert [e for e in ledger.entries(seeded_home.server, "live_counts")] == [
         {"kind": "live_counts", "released": 2, "withheld": 1, "devices": 2, "live": True}]
     assert "live metrics" in json.dumps(ledger.total(seeded_home.server)["outside_epsilon"])
+
+
+def test_a_damaged_live_metrics_file_is_kept_and_the_evaluation_still_decides(tmp_path):
+    publish_random(tmp_path / "server" / "models", promote=False)
+    (tmp_path / "server" / live_release.LIVE_FILE).write_text("{not json")
+    ev = LiveEvaluation(tmp_path / "server" / "models", tmp_path / "server" / "evals", min_devices=1, deadline=30.0,
+                        threshold_points=0.5)
+    events, out = [], {}
+    thread = threading.Thread(target=lambda: out.update(result=ev.run("0001", on_event=events.append)))
+    thread.start()
+    while ev.task is None:
+        thread.join(0.01)
+    header = {"device_id": "d1", **_report(ev.task, {"typed": {"0001": A}})}
+    ev.task_for("d1")
+    assert messages.unpack(ev.report(messages.pack(header), lambda d: None))[0]["accepted"]
+    thread.join(30)
+    assert out["result"]["devices"] == 1 and out["result"]["promotion"]["promoted"] is True
+    assert any("live metrics not recorded" in e and "unreadable" in e for e in events)
+    assert (tmp_path / "server" / live_release.LIVE_FILE).read_text() == "{not json"
+    assert ledger.entries(tmp_path / "server", "live_counts") == []
