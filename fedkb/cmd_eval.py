@@ -128,6 +128,8 @@ def do_eval(home: Home, console, *, version: str | None, devices: int | None, se
         payload = dict(main.result)
         if main.references is not None:  # labelled and apart: not something that left the devices
             payload["references"] = main.references
+        if outcomes[-1].live:  # by the version typed with, as in live_metrics.json
+            payload["live_metrics"] = outcomes[-1].live
         json_path.write_text(json.dumps(payload, indent=2))
         console.print(f"JSON: {json_path}")
     return outcomes
