@@ -117,6 +117,16 @@ def raw_text_line(references_dir: Path | None) -> str:
             "server/; deleting any device's data deletes them. Otherwise raw text and token ids stay in devices/<id>/")
 
 
+def live_lines(server_dir: Path) -> list[str]:
+    """What left the devices as live metrics (``federated/live_release.py``), if any were summed."""
+    record = _read(server_dir / "live_metrics.json")
+    if record is None:
+        return []
+    return [f"live metrics: sums of each device's typing counts (words, suggestions shown and accepted, letters saved) "
+            f"per version and source, released only from ≥ {record.get('min_devices')} devices; each device's own "
+            "counts stay on it"]
+
+
 def ledger_lines(server_dir: Path) -> list[str]:
     """The privacy ledger (``federated/ledger.py``): the total and each part of what left the devices."""
     from federated import ledger
@@ -139,6 +149,7 @@ def statement(server_dir: Path, privacy_spent: dict[str, Any] | None = None,
         updates_line(server_dir, privacy_spent),
         "evaluation: per-round sums of hits, predictions and losses, and a histogram of per-device recall@1; "
         "each device's own result stays on it",
+        *live_lines(server_dir),
         raw_text_line(references_dir),
         *ledger_lines(server_dir),
     ]

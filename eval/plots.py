@@ -145,3 +145,39 @@ def device_histogram(ev: "EvalResult") -> bytes:
     _style(ax, f"per-device recall@1, version {ev.version}{devices}", "recall@1 on the device's held-out text",
            "devices")
     return _png(fig)
+
+
+LIVE_STYLE = {  # (source, summary key) -> (label, color, linestyle)
+    ("typed", "impression_recall_at_3"): ("live impression recall@3, typed", "#c0392b", "-"),
+    ("typed", "keystroke_savings"): ("keystroke savings, typed", "#2e9e5b", "-"),
+    ("replayed", "impression_recall_at_3"): ("impression recall@3, replayed (simulated)", "#c0392b", "--"),
+    ("replayed", "keystroke_savings"): ("keystroke savings, replayed (simulated)", "#2e9e5b", "--"),
+}
+
+
+def live_per_version(evals: Sequence["EvalResult"], live: dict) -> bytes:
+    """Live impression recall@3 and keystroke savings per version (typed solid, replayed dashed), offline recall@3 beside."""
+    from eval.live import series
+
+    versions = sorted({e.version for e in evals} | set(live), key=lambda v: (len(v), v))
+    offline = {e.version: e.recall_at_3 for e in evals}
+    fig = _figure()
+    ax = fig.add_subplot()
+    x = list(range(len(versions)))
+
+    def plot(values, **style):
+        pts = [(i, 100 * v) for i, v in zip(x, values) if v is not None]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=5, linewidth=1.8, **style)
+
+    plot([offline.get(v) for v in versions], color=FEDERATED_COLOR, label="offline recall@3 (held-out text)")
+    for (source, key), (label, color, linestyle) in LIVE_STYLE.items():
+        plot(series(live, versions, source, key), color=color, linestyle=linestyle, label=label)
+    ax.set_xticks(x, versions, fontsize=8)
+    ax.set_xlim(-0.5, len(versions) - 0.5)
+    _style(ax, "live metrics and offline recall@3 per version", "model version", "share")
+    _percent_axis(ax)
+    ax.set_ylim(top=max(ax.get_ylim()[1] * 1.1, 1))
+    handles, names = ax.get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=7, frameon=False)
+    return _png(fig)

@@ -3,25 +3,31 @@
 On the device, the version runs in the device's own runtime (``keyboard.lm``, the numpy model
 the keyboard uses) with the same whole-word beam the keyboard shows, so what is measured is what
 people see; the model's own scores come from ``keyboard/evaluate.py``, the function live device
-agents run (``federated/live_eval.py``). The device writes its own result under ``devices/<id>/eval/`` and contributes only a
-vector of sums — predictions, hits at 1/3/5, OOV words, token loss, and a one-hot bin of its own
-recall@1 — to a TFF ``federated_sum`` run in the TFF runtime. The server sees the sums, never a
-device's numbers: recall, loss and the histogram of per-device recall@1 (from which quantiles are
-read) are all computed from them. Baselines are scored on the same devices and the same words.
+agents run (``federated/live_eval.py``). The device writes its own result under
+``devices/<id>/eval/`` and contributes only named sums (a nested ``OrderedDict`` of float64 scalars
+and arrays; ``own`` holds exactly ``common/eval_sums.py``'s fields) — predictions, hits at 1/3/5,
+OOV words, token loss, a one-hot bin of its own recall@1, and its live counts per version and
+source (``common/live_counts.py``) — to a TFF ``federated_sum`` of that struct, run in the TFF
+runtime. The server sees the sums, never a device's numbers: recall, loss and the histogram of
+per-device recall@1 (from which quantiles are read) are all computed from them, and live counts
+are released per version and source only from enough devices (``federated/live_release.py``).
+Baselines are scored on the same devices and the same words.
 """
 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lm.recall import KS, RecallCounts, quantiles_from_histogram, recall_counts
+from common import live_counts
 from common.atomic import atomic_write
 from common.layout import Home
+from federated import live_release
 from keyboard.evaluate import load_suggester, model_scores
 from keyboard.mix import build_product, load_ngrams
 from keyboard.predictor import ModelPredictor
@@ -31,22 +37,15 @@ from keyboard.suggest import WordSuggester
 HIST_EDGES = np.linspace(0.0, 1.0, 21)  # per-device recall@1 in 5-point bins
 _COUNT_FIELDS = ("predictions", "oov", *(f"hits_at_{k}" for k in KS))
 
-
-def _counts_vector(c: RecallCounts) -> list[float]:
-    return [c.predictions, c.oov, *(c.hits[k] for k in KS)]
+Sums = OrderedDict  # a device's contribution: named float64 scalars and arrays, nested; TFF sums it as a struct
 
 
-def _counts_from(v: Sequence[float]) -> RecallCounts:
-    return RecallCounts(int(v[0]), int(v[1]), {k: int(x) for k, x in zip(KS, v[2:])})
+def _counts(c: RecallCounts) -> Sums:
+    return OrderedDict(zip(_COUNT_FIELDS, map(np.float64, (c.predictions, c.oov, *(c.hits[k] for k in KS)))))
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where each quantity sits in a device's contribution vector: own counts, loss, histogram,
-    personalization, then the counts of each product row (``PRODUCT_ROWS``) and of each baseline."""
-
-    baselines: tuple[str, ...]
-    products: tuple[str, ...] = ()
+def _recall_from(s: Mapping[str, float]) -> RecallCounts:
+    return RecallCounts(int(s["predictions"]), int(s["oov"]), {k: int(s[f"hits_at_{k}"]) for k in KS})
 
 
 # The product and its ablation, each scored on the device exactly as the keyboard suggests
@@ -60,7 +59,7 @@ _PERSONAL_FIELDS = ("devices", "predictions", "global_hits_at_1", "global_hits_a
                     "personal_hits_at_1", "personal_hits_at_3")
 
 
-def _personal_vector(device_dir: Path, version_name: str) -> list[float]:
+def _personal(device_dir: Path, version_name: str) -> Sums:
     path = Path(device_dir) / "eval" / "personalization.json"
     try:
         rec = json.loads(path.read_text())
@@ -68,9 +67,38 @@ def _personal_vector(device_dir: Path, version_name: str) -> list[float]:
             raise ValueError("personalized from another version")
         g, p = rec["global"], rec["personal"]
         n = float(g["predictions"])
-        return [1.0, n, g["recall_at_1"] * n, g["recall_at_3"] * n, p["recall_at_1"] * n, p["recall_at_3"] * n]
+        values = [1.0, n, g["recall_at_1"] * n, g["recall_at_3"] * n, p["recall_at_1"] * n, p["recall_at_3"] * n]
     except (OSError, ValueError, KeyError, TypeError):
-        return [0.0] * len(_PERSONAL_FIELDS)
+        values = [0.0] * len(_PERSONAL_FIELDS)
+    return OrderedDict(zip(_PERSONAL_FIELDS, map(np.float64, values)))
+
+
+_LIVE_FIELDS = (*live_counts.FIELDS, "devices")
+
+
+def live_key(version: str, source: str) -> str:
+    return f"{version}/{source}"
+
+
+def _live(device: Device) -> Sums:
+    """The device's live counts by ``version/source``, with ``devices`` 1 where it finished some word."""
+    out = Sums()
+    for source in live_counts.SOURCES:
+        for version, counts in sorted(device.live_counts(source=source).items()):
+            if version.isascii() and version.isdigit() and live_release.contributes(counts):
+                out[live_key(version, source)] = OrderedDict(
+                    (name, np.float64(counts[name] if name != "devices" else 1)) for name in _LIVE_FIELDS)
+    return out
+
+
+def _pad_live(contributions: list[Sums]) -> None:
+    """Gives every device every ``version/source`` any device has, as zeros: TFF sums one struct type."""
+    keys = sorted({key for c in contributions for key in c.get("live", {})})
+    zeros = OrderedDict((name, np.float64(0)) for name in _LIVE_FIELDS)
+    for c in contributions:
+        own = c.pop("live", {})
+        if keys:
+            c["live"] = OrderedDict((key, own.get(key, zeros)) for key in keys)
 
 
 class SharedLSTM:
@@ -117,13 +145,18 @@ def product_counts(splits, lstm, ngrams, parts) -> RecallCounts:
 def device_contribution(
     device_dir: Path, version_name: str, suggester: WordSuggester, baselines: Mapping[str, object],
     products: Mapping[str, tuple] | None = None,
-) -> np.ndarray:
-    """Runs on the device: evaluates on its held-out split, writes its own record, returns sums only.
+) -> Sums:
+    """Runs on the device: evaluates on its held-out split, writes its own record, returns named sums only.
 
-    ``products`` maps a product row to ``(lstm predictor, n-gram model or None, parts)``.
+    ``products`` maps a product row to ``(lstm predictor, n-gram model or None, parts)``. The sums
+    are those of ``common/eval_sums.py`` (``own``), the device count and a one-hot bin of its own
+    recall@1, the personalization before/after, the counts of each product row and baseline, and
+    its live counts by ``version/source`` (``live``; any device's keys are added as zeros by
+    ``evaluate`` so that every device sends the same structure).
     """
     with Device(device_dir) as device:
         splits = device.splits()
+        live = _live(device)
     heldout = splits.heldout
     own, nll, tokens = model_scores(suggester, heldout)  # the scoring the live agent runs too
     hist = np.zeros(len(HIST_EDGES) - 1)
@@ -131,62 +164,77 @@ def device_contribution(
         hist[min(np.searchsorted(HIST_EDGES, own.recall(1), side="right") - 1, len(hist) - 1)] = 1
     record = {"model_version": version_name, **own.summary(), "token_loss": nll / tokens if tokens else None,
               "heldout_sentences": len(heldout)}
-    vector = [*_counts_vector(own), nll, tokens, float(own.predictions > 0), *hist,
-              *_personal_vector(device_dir, version_name)]
+    sums = Sums(own=Sums(**_counts(own), tokens=np.float64(tokens), token_nll=np.float64(nll)),
+                devices=np.float64(own.predictions > 0), recall_at_1_histogram=hist,
+                personalization=_personal(device_dir, version_name))
     shared: dict[int, SharedLSTM] = {}
+    rows = Sums()
     for name, (lstm, ngrams, parts) in (products or {}).items():
         counts = product_counts(splits, shared.setdefault(id(lstm), SharedLSTM(lstm)), ngrams, parts)
         record[name] = counts.summary()
-        vector += _counts_vector(counts)
-    for predictor in baselines.values():  # pooled-text references: summed, not kept in the device's record
-        vector += _counts_vector(recall_counts(predictor, heldout))
+        rows[name] = _counts(counts)
+    # Pooled-text references: summed, not kept in the device's record.
+    refs = Sums((name, _counts(recall_counts(predictor, heldout))) for name, predictor in baselines.items())
+    for part, value in (("products", rows), ("baselines", refs), ("live", live)):
+        if value:  # an empty struct is left out rather than summed
+            sums[part] = value
     eval_dir = Path(device_dir) / "eval"
     eval_dir.mkdir(exist_ok=True)
     atomic_write(eval_dir / f"{version_name}.json", json.dumps(record, indent=2).encode())
-    return np.asarray(vector, np.float64)
+    return sums
 
 
-_SUM_COMPUTATIONS: dict[int, object] = {}
-
-
-def federated_sum(vectors: list[np.ndarray]) -> np.ndarray:
-    """Sums device vectors with a TFF ``federated_sum`` in the current TFF context."""
+def _struct_type(value):
+    """The TFF type of a contribution: a named struct (``OrderedDict``) of float64 tensors."""
     import tensorflow_federated as tff
 
-    size = len(vectors[0])
-    if size not in _SUM_COMPUTATIONS:
-        @tff.federated_computation(tff.FederatedType(tff.TensorType(np.float64, [size]), tff.CLIENTS))
+    if isinstance(value, Mapping):
+        return tff.StructWithPythonType([(k, _struct_type(v)) for k, v in value.items()], OrderedDict)
+    return tff.TensorType(np.float64, np.shape(value))
+
+
+_SUM_COMPUTATIONS: dict[str, object] = {}
+
+
+def federated_sum(contributions: list[Sums]) -> Sums:
+    """Sums the devices' named sums with a TFF ``federated_sum`` of their struct, in the current TFF context."""
+    import tensorflow_federated as tff
+
+    value_type = _struct_type(contributions[0])
+    key = str(value_type)
+    if key not in _SUM_COMPUTATIONS:
+        @tff.federated_computation(tff.FederatedType(value_type, tff.CLIENTS))
         def summed(values):
             return tff.federated_sum(values)
 
-        _SUM_COMPUTATIONS[size] = summed
-    return np.asarray(_SUM_COMPUTATIONS[size](vectors), np.float64)
+        _SUM_COMPUTATIONS[key] = summed
+    return _SUM_COMPUTATIONS[key](contributions)
 
 
-def aggregate(total: np.ndarray, layout: Layout) -> dict:
-    """Turns the summed vector into the reported aggregates (recall as fractions)."""
-    n = len(_COUNT_FIELDS)
-    own = _counts_from(total[:n])
-    nll, tokens, devices = total[n : n + 3]
-    hist = total[n + 3 : n + 3 + len(HIST_EDGES) - 1]
+def aggregate(total: Mapping, minimum: int | None = None) -> dict:
+    """Turns the summed sums into the reported aggregates (recall as fractions).
+
+    Live counts are released per ``version/source`` from at least ``minimum`` contributing devices
+    (default ``ledger.MIN_RELEASE_DEVICES``), under ``live``.
+    """
+    from federated.ledger import MIN_RELEASE_DEVICES
+
+    own = total["own"]
+    nll, tokens = float(own["token_nll"]), float(own["tokens"])
+    hist = np.asarray(total["recall_at_1_histogram"], np.float64)
     result = {
-        "devices": int(devices),
-        **own.summary(),
+        "devices": int(total["devices"]),
+        **_recall_from(own).summary(),
         "token_loss": float(nll / tokens) if tokens else None,
         "perplexity": float(np.exp(nll / tokens)) if tokens else None,
         "per_device_recall_at_1": {
             "quantiles": quantiles_from_histogram(HIST_EDGES, hist),
             "histogram": {"edges": HIST_EDGES.round(4).tolist(), "counts": [int(x) for x in hist]},
         },
-        "baselines": {},
+        "baselines": {name: _recall_from(row).summary() for name, row in total.get("baselines", {}).items()},
+        "products": {name: _recall_from(row).summary() for name, row in total.get("products", {}).items()},
     }
-    offset = n + 3 + len(hist)
-    pers = dict(zip(_PERSONAL_FIELDS, total[offset : offset + len(_PERSONAL_FIELDS)]))
-    offset += len(_PERSONAL_FIELDS)
-    result["products"] = {}
-    for name in layout.products:
-        result["products"][name] = _counts_from(total[offset : offset + n]).summary()
-        offset += n
+    pers = {name: float(v) for name, v in total["personalization"].items()}
     if pers["devices"] and pers["predictions"]:
         before = {k: pers[f"global_hits_at_{k}"] / pers["predictions"] for k in (1, 3)}
         after = {k: pers[f"personal_hits_at_{k}"] / pers["predictions"] for k in (1, 3)}
@@ -196,9 +244,19 @@ def aggregate(total: np.ndarray, layout: Layout) -> dict:
             "global_recall_at_3": before[3], "personal_recall_at_3": after[3],
             "relative_change_at_1": (after[1] - before[1]) / before[1] if before[1] else None,
         }
-    for i, name in enumerate(layout.baselines):
-        result["baselines"][name] = _counts_from(total[offset + i * n : offset + (i + 1) * n]).summary()
+    result["live"] = live_release.release(live_totals(total), MIN_RELEASE_DEVICES if minimum is None else minimum,
+                                          origin="fedkb eval")
     return result
+
+
+def live_totals(total: Mapping) -> live_release.Totals:
+    """The summed live counts of a summed struct, by (version, source), with their number of devices."""
+    totals: live_release.Totals = {}
+    for key, row in total.get("live", {}).items():
+        version, source = key.split("/")
+        totals[(version, source)] = (int(round(float(row["devices"]))),
+                                     {name: int(round(float(row[name]))) for name in live_counts.FIELDS})
+    return totals
 
 
 class TooFewDevices(ValueError):
@@ -218,11 +276,14 @@ def check_min_devices(devices: int, what: str, minimum: int | None = None) -> No
 
 def evaluate(
     home: Home, device_ids: Sequence[str], version_name: str, version_dir: Path,
-    baselines: Mapping[str, object] | None = None, on_device=None,
+    baselines: Mapping[str, object] | None = None, on_device=None, on_live=None,
 ) -> dict:
     """Federated evaluation of one version on ``device_ids``; returns the aggregates.
 
-    Refused (``TooFewDevices``) below ``ledger.MIN_RELEASE_DEVICES`` devices.
+    Refused (``TooFewDevices``) below ``ledger.MIN_RELEASE_DEVICES`` devices. The devices' live
+    counts are released under ``live`` and entered in the ledger, unless ``on_live`` takes their
+    summed totals instead (``live_release.Totals``), for a caller that adds those of several
+    evaluations before releasing them (then ``live`` is left out).
     """
     check_min_devices(len(device_ids), f"evaluating version {version_name}")
     baselines = dict(baselines or {})
@@ -231,15 +292,24 @@ def evaluate(
     # Without published n-grams the product is the LSTM with the personal model: one row, not two.
     products = {name: (lstm, ngrams, parts) for name, parts in PRODUCT_ROWS.items()
                 if ngrams is not None or parts is None}
-    vectors = []
+    contributions = []
     for device_id in device_ids:
-        vectors.append(device_contribution(home.device(device_id), version_name, suggester, baselines, products))
+        contributions.append(device_contribution(home.device(device_id), version_name, suggester, baselines,
+                                                 products))
         if on_device:
             on_device(device_id)
-    if not vectors:
+    if not contributions:
         raise ValueError("no devices to evaluate on")
-    total = federated_sum(vectors)
+    _pad_live(contributions)
+    total = federated_sum(contributions)
+    result = aggregate(total)
     from federated import ledger
 
-    ledger.append(home.server, {"kind": "evaluation", "version": version_name, "devices": len(vectors), "live": False})
-    return aggregate(total, Layout(tuple(baselines), tuple(products)))
+    ledger.append(home.server, {"kind": "evaluation", "version": version_name, "devices": len(contributions),
+                                "live": False})
+    if on_live is not None:
+        on_live(live_totals(total))
+        del result["live"]
+    else:
+        live_release.log(home.server, result["live"], live=False)
+    return result

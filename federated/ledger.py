@@ -197,6 +197,12 @@ def total(server_dir: Path, *, population: int | None = None, dp_delta: float | 
         outside.append({"part": "evaluation sums", "releases": len(evals), "withheld": 0,
                         "what": f"sums of hits, predictions and losses over at least {MIN_RELEASE_DEVICES} devices "
                                 f"(fewest {min(e['devices'] for e in evals)}), unnoised"})
+    live = entries(server_dir, "live_counts")  # federated/live_release.py: how suggestions did while typing
+    if live:
+        outside.append({"part": "live metrics", "releases": sum(e["released"] for e in live),
+                        "withheld": sum(e["withheld"] for e in live),
+                        "what": f"sums of live typing counts per version and source over at least "
+                                f"{MIN_RELEASE_DEVICES} devices (fewest {min(e['devices'] for e in live)}), unnoised"})
     bounded = all(p["epsilon"] is not None for p in parts)
     eps = sum(p["epsilon"] for p in parts) if bounded else None
     return {"epsilon": eps, "delta": sum(p["delta"] for p in parts) if bounded else None,

@@ -8,6 +8,11 @@ with ``EvalReport``. One report per device per task is accepted; a malformed one
 naming the device. Sums are released only from at least ``min_devices`` devices that predicted
 something; then the rule of ``federated/promotion.py`` decides, the registry records it, and the
 result is written to ``server/evals/<version>.json`` as ``fedkb eval`` writes it, marked live.
+A report may also carry the device's live counts (``live``: ``{source: {version: counts}}``,
+``common/live_counts.py``), checked by name; they are summed over every accepted report and
+released per (version, source) from at least ``min_devices`` devices into
+``server/live_metrics.json`` (``federated/live_release.py``), even when the candidate's own sums
+are too few to decide on.
 
 This module, like the coordinator, never opens a device's directory.
 """
@@ -27,7 +32,7 @@ from pathlib import Path
 
 from common import eval_sums, messages, version_message
 from common.atomic import atomic_write
-from federated import ledger, promotion, registry
+from federated import ledger, live_release, promotion, registry
 
 log = logging.getLogger("fedkb.coordinator")
 
@@ -46,6 +51,7 @@ class EvalTask:
     given: set[str] = field(default_factory=set)  # devices the task was handed to
     answered: set[str] = field(default_factory=set)  # devices that sent a report for it, accepted or not
     reports: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # device -> role -> sums
+    live: dict[str, dict] = field(default_factory=dict)  # device -> source -> version -> live counts
 
     @property
     def roles(self) -> set[str]:
@@ -72,8 +78,12 @@ class EvalTask:
         sums = messages.field(header, "sums", dict)
         if set(sums) != self.roles:
             raise messages.MessageError(f"{where}: expected sums for {sorted(self.roles)}, got {sorted(sums)}")
-        self.reports[device_id] = {role: eval_sums.check(sums[role], f"{where}, sums for the {role} version")
-                                   for role in sorted(self.roles)}
+        reports = {role: eval_sums.check(sums[role], f"{where}, sums for the {role} version")
+                   for role in sorted(self.roles)}
+        # Optional: a device that never typed with a model (or an older agent) sends none.
+        live = live_release.parse(header["live"], where) if header.get("live") is not None else {}
+        self.reports[device_id] = reports
+        self.live[device_id] = live
 
     def contributing(self) -> list[str]:
         """Devices whose report counts: those that predicted at least one word with the candidate."""
@@ -91,6 +101,13 @@ class EvalTask:
             for role in self.roles:
                 totals[role] = eval_sums.add(totals[role], self.reports[device_id][role])
         return {"devices": len(devices), **totals}
+
+    def release_live(self, min_devices: int) -> dict[str, dict[str, dict]]:
+        """Every accepted device's live counts summed per (version, source), released from ``min_devices``."""
+        totals: live_release.Totals = {}
+        for device_id in sorted(self.live):
+            live_release.add_device(totals, self.live[device_id])
+        return live_release.release(totals, min_devices, origin=f"live evaluation of {self.version}")
 
 
 class LiveEvaluation:
@@ -197,6 +214,7 @@ class LiveEvaluation:
             while len(task.contributing()) < self.min_devices and time.monotonic() < until and not stop.is_set():
                 self._cond.wait(min(0.2, max(until - time.monotonic(), 0.0)))
             self.task = None
+        self._record_live(task, on_event)
         try:
             totals = task.release(self.min_devices)
         except TooFewDevices as exc:
@@ -217,6 +235,22 @@ class LiveEvaluation:
         on_event(f"{version}: recall@1 {cand['recall_at_1']:.2%} on {totals['devices']} devices; "
                  + ("promoted" if decision.promoted else "held back") + f" ({decision.reason})")
         return result
+
+    def _record_live(self, task: EvalTask, on_event) -> None:
+        """Releases the devices' live counts (each (version, source) from enough devices) into live_metrics.json."""
+        released = task.release_live(self.min_devices)
+        if not released:
+            return
+        try:
+            path = live_release.record(self.evals_dir.parent, released, self.min_devices)
+        except live_release.LiveMetricsError as exc:  # the damaged file is kept as it is, for the operator
+            log.warning("live metrics not recorded: %s", exc)
+            on_event(f"live metrics not recorded: {exc}")
+            return
+        live_release.log(self.evals_dir.parent, released, live=True)
+        for line in live_release.describe(released):
+            on_event(line)
+        on_event(f"live metrics merged into {path}")
 
     def _describe(self, candidate: registry.Version, devices: int, cand: dict, base: dict | None,
                   baseline: str | None, decision: dict) -> dict:

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from eval.ngram import KneserNeyTrigram, UnigramPredictor
-from common import artifacts
+from common import artifacts, live_counts
 from common.atomic import atomic_write
 from common.layout import Home
-from federated import evaluation, promotion, registry
+from federated import evaluation, live_release, promotion, registry
+from federated.ledger import MIN_RELEASE_DEVICES
 from lm.examples import encode_examples
 from federated.population import members
 from keyboard import install as device_install
@@ -125,6 +126,7 @@ class EvalOutcome:
     path: Path
     references: dict | None = None  # the pooled references' rows, as written to references/evals/
     references_path: Path | None = None
+    live: dict = field(default_factory=dict)  # live counts of every group, released (on the last outcome)
 
 
 def run_eval(
@@ -154,8 +156,6 @@ def run_eval(
         if not groups:
             raise RolloutError("no device has a model installed; run `fedkb rollout` first (or pass --version)")
         # A version installed on too few devices is not evaluated: its sums would show them one by one.
-        from federated.ledger import MIN_RELEASE_DEVICES
-
         large = {name: group for name, group in groups.items() if len(group) >= MIN_RELEASE_DEVICES}
         groups = large or dict([max(groups.items(), key=lambda item: len(item[1]))])  # refused below, saying so
     pooled: list[str] = []
@@ -163,6 +163,13 @@ def run_eval(
         pooled, pooled_devices = pooled_train_sentences(home)
         record_pooling(home, pooled_devices, len(pooled))
     outcomes = []
+    live: live_release.Totals = {}  # summed over every group: a device's counts need not be of what it has installed
+
+    def add_live(totals: live_release.Totals) -> None:
+        for key, (devices, counts) in totals.items():
+            before, summed = live.get(key, (0, live_counts.zero()))
+            live[key] = (before + devices, live_counts.add(summed, counts))
+
     for name, group in sorted(groups.items()):
         evaluation.check_min_devices(len(group), f"evaluating version {name}")
         ver = registry.verify(home.models / name)
@@ -182,7 +189,7 @@ def run_eval(
             done[0] += 1
             progress(f"evaluating {name} on devices", done[0], len(group))
 
-        result = evaluation.evaluate(home, group, name, ver.path, preds, on_device=tick)
+        result = evaluation.evaluate(home, group, name, ver.path, preds, on_device=tick, on_live=add_live)
         rows = result.pop("baselines")  # the references' rows: kept apart from what left the devices
         result = _describe(home, ver, result, devices_requested=devices, seed=seed)
         path = home.server / "evals" / f"{name}.json"
@@ -200,6 +207,13 @@ def run_eval(
                 outcome.references_path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(outcome.references_path, json.dumps(outcome.references, indent=2).encode())
         outcomes.append(outcome)
+    # Live counts belong to the version typed with, not the one scored: released once, into live_metrics.json.
+    # Only recorded runs publish them (a rollout's comparison runs do not use them).
+    released = live_release.release(live, MIN_RELEASE_DEVICES, origin="fedkb eval")
+    if record and released:
+        live_release.log(home.server, released, live=False)
+        live_release.record(home.server, released, MIN_RELEASE_DEVICES)
+    outcomes[-1].live = released
     return outcomes
 
 
@@ -235,16 +249,24 @@ class RolloutReport:
     latest: str | None = None
     installed: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    guard: dict | None = None  # the live guard's verdict on latest, if asked for (``promotion.live_guard``)
 
 
 def rollout(
     home: Home, *, threshold_points: float = 0.5, devices: int | None = 100, seed: int = 0,
-    progress: Progress | None = None, decide: bool = True,
+    progress: Progress | None = None, decide: bool = True, min_live_savings_ratio: float | None = None,
 ) -> RolloutReport:
     """Decides on the newest candidate (older undecided ones are superseded; not if ``decide`` is
-    False), then installs ``latest`` (with its signed rollback record, if it is one)."""
+    False), then installs ``latest`` (with its signed rollback record, if it is one).
+
+    With ``min_live_savings_ratio`` it first checks ``latest`` against the version it replaced on
+    live keystroke savings (``promotion.live_guard``) and, if they fell below that ratio, rolls
+    back to it (signed, as ``--roll-back-to`` does) before deciding on any candidate.
+    """
     progress = progress or (lambda *a: None)
     report = RolloutReport()
+    if min_live_savings_ratio is not None:
+        report.guard = _live_guard(home, min_live_savings_ratio)
     pending = registry.undecided(home.models) if decide else []
     if not pending and registry.latest(home.models) is None:
         raise RolloutError(f"no published version in {home.models}; run `fedkb train` first")
@@ -266,6 +288,19 @@ def rollout(
                 report.failed[m.device_id] = str(exc)
             progress(f"installing {latest.name}", i, len(population))
     return report
+
+
+def _live_guard(home: Home, ratio: float) -> dict | None:
+    reg = registry.read_registry(home.models)
+    latest = reg.get("latest")
+    if latest is None:
+        return None
+    promoted = [n for n, d in reg["decisions"].items() if d.get("promoted") and int(n) < int(latest)]
+    previous = max(promoted, key=int) if promoted else None
+    decision = promotion.live_guard(live_release.load(home.server)["versions"], latest, previous, ratio)
+    if not decision.promoted:
+        registry.roll_back(home.models, previous, reason=decision.reason)
+    return {"latest": latest, "kept": decision.promoted, "reason": decision.reason, **decision.details}
 
 
 def _decide(home: Home, name: str, threshold_points: float, devices: int | None, seed: int, progress) -> dict:

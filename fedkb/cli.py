@@ -305,7 +305,7 @@ _USER_ERRORS = {
     "TrainError", "RegistryError", "RuntimeStartError", "ValueError", "RolloutError", "ReportError",
     "ArtifactError", "PrivacyError", "AblationError", "NgramError", "PretrainError", "PublicTextError",
     "AuditError",
-    "TooFewDevices", "LedgerError", "SamplingError",
+    "TooFewDevices", "LedgerError", "SamplingError", "LiveMetricsError",
 }
 
 if __name__ == "__main__":

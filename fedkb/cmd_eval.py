@@ -66,7 +66,7 @@ def tff_runtime(home: Home, console, workers: list[str] | None = None):
 
 
 def do_rollout(home: Home, console, *, threshold: float, devices: int | None, seed: int,
-               roll_back_to: str | None = None, reason: str = "") -> None:
+               roll_back_to: str | None = None, reason: str = "", min_live_savings_ratio: float | None = None) -> None:
     from federated import registry
     from federated.rollout import rollout
     from fedkb.options import UserError
@@ -80,7 +80,11 @@ def do_rollout(home: Home, console, *, threshold: float, devices: int | None, se
                       f"running any version up to {record['upto']} install it")
     with stage_progress(console) as progress:
         report = rollout(home, threshold_points=threshold, devices=devices, seed=seed, progress=progress,
-                         decide=roll_back_to is None)
+                         decide=roll_back_to is None,
+                         min_live_savings_ratio=None if roll_back_to is not None else min_live_savings_ratio)
+    if report.guard is not None:
+        verdict = "kept" if report.guard["kept"] else f"[red]rolled back to {report.guard['previous']}[/]"
+        console.print(f"version {report.guard['latest']}: {verdict} — {report.guard['reason']}")
     for name, decision in report.decisions.items():
         verdict = "[green]promoted[/]" if decision["promoted"] else "[yellow]held back[/]"
         console.print(f"version {name}: {verdict} — {decision['reason']}")
@@ -95,6 +99,7 @@ def do_eval(home: Home, console, *, version: str | None, devices: int | None, se
     import json
 
     from eval.results import BASELINE_LABELS
+    from federated import live_release
     from federated.rollout import run_eval
 
     if references:
@@ -113,12 +118,18 @@ def do_eval(home: Home, console, *, version: str | None, devices: int | None, se
                           f"@3 {row['recall_at_3']:.1%}, @5 {row['recall_at_5']:.1%}")
         if o.references_path is not None:
             console.print(f"   references written to {o.references_path}")
+        for line in live_release.describe(o.live):
+            console.print(f"   {line}")
+    if any(o.live for o in outcomes):
+        console.print(f"   live metrics merged into {home.server / live_release.LIVE_FILE}")
     if json_path is not None and outcomes:
         main = max(outcomes, key=lambda o: o.result["devices"])
         json_path.parent.mkdir(parents=True, exist_ok=True)
         payload = dict(main.result)
         if main.references is not None:  # labelled and apart: not something that left the devices
             payload["references"] = main.references
+        if outcomes[-1].live:  # by the version typed with, as in live_metrics.json
+            payload["live_metrics"] = outcomes[-1].live
         json_path.write_text(json.dumps(payload, indent=2))
         console.print(f"JSON: {json_path}")
     return outcomes
@@ -156,7 +167,8 @@ def cmd_rollout(home: Home, args: argparse.Namespace) -> None:
     _check_devices(args.devices)
     with tff_runtime(home, console):
         do_rollout(home, console, threshold=args.threshold, devices=args.devices, seed=args.seed,
-                   roll_back_to=args.roll_back_to, reason=args.reason)
+                   roll_back_to=args.roll_back_to, reason=args.reason,
+                   min_live_savings_ratio=args.min_live_savings_ratio)
 
 
 def cmd_eval(home: Home, args: argparse.Namespace) -> None:
@@ -169,6 +181,16 @@ def cmd_eval(home: Home, args: argparse.Namespace) -> None:
 
 def cmd_report(home: Home, args: argparse.Namespace) -> None:
     do_report(home, _console(), Path(args.html) if args.html else None)
+
+
+def _positive_ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
 
 
 def add_references_option(p) -> None:
@@ -191,6 +213,10 @@ def add_parsers(sub) -> None:
                    help="make this older version latest again, signed so that devices accept the rollback, and "
                         "install it (no candidate is decided)")
     p.add_argument("--reason", default="", help="--roll-back-to: why, recorded in the registry")
+    p.add_argument("--min-live-savings-ratio", type=_positive_ratio, default=None, metavar="R",
+                   help="first roll latest back to the version it replaced if its live keystroke savings (typed by "
+                        "people, else replayed; released from enough devices) are below R times that version's "
+                        "(default: off)")
     p.set_defaults(func=cmd_rollout)
 
     p = sub.add_parser("eval", help="on-device evaluation: recall@1/3/5 on devices' held-out sentences")

@@ -26,7 +26,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from common import messages
+from common import live_counts, messages
 from keyboard import client_work, install, pull
 from keyboard.availability import Availability, draw_now
 from keyboard.controls import OptedOut, takes_part
@@ -115,6 +115,20 @@ def channel_for(device_dir: Path, target: str, tls: bool = False) -> grpc.Channe
     """TLS with the device's own credential when asked or when ``target`` is not loopback."""
     use_tls = tls or not messages.is_loopback(target)
     return connect(target, Path(device_dir) / "tls" if use_tls else None)
+
+
+def _live_counts(device: Device) -> dict[str, dict[str, dict[str, int]]]:
+    """The device's live counts to report, ``{source: {version: counts}}``: only versions with a finished word.
+
+    They are running totals; the coordinator releases their sum over devices, never one device's.
+    """
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for source in live_counts.SOURCES:
+        kept = {version: counts for version, counts in device.live_counts(source=source).items()
+                if version.isascii() and version.isdigit() and counts["words"] > 0}
+        if kept:
+            out[source] = kept
+    return out
 
 
 class DeviceAgent:
@@ -243,6 +257,7 @@ class DeviceAgent:
 
         with Device(self.device_dir) as device:
             heldout = device.splits().heldout
+            live = _live_counts(device)
         try:
             sums = {}
             for role, name in (("candidate", task["version"]), ("latest", task.get("baseline"))):
@@ -254,7 +269,8 @@ class DeviceAgent:
             return {"kind": "evaluated", "accepted": False, "reason": str(exc)}
         finally:
             pull.discard(self.device_dir)
-        header = {"device_id": self.device_id, "eval_id": task["eval_id"], "version": task["version"], "sums": sums}
+        header = {"device_id": self.device_id, "eval_id": task["eval_id"], "version": task["version"], "sums": sums,
+                  "live": live}
         reply, _ = messages.unpack(self._eval_report(messages.pack(header), timeout=60))
         if reply.get("accepted"):
             self.stats.evaluations += 1

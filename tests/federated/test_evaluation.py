@@ -56,6 +56,16 @@ def test_federated_eval_equals_direct_per_device_computation(runtime, seeded_hom
         (seeded_home.device(d) / "eval" / "personalization.json").write_text(json.dumps({
             "global_version": version.name, "global": {"recall_at_1": g1, "recall_at_3": 0.5, "predictions": n},
             "personal": {"recall_at_1": p1, "recall_at_3": 0.5, "predictions": n}, "use_personal": p1 > g1}))
+    # Live counts: every device typed with the version (A on even devices, B on odd ones); three replayed 0099.
+    a, b = ({"words": 10, "shown_at_1": 4, "shown_at_3": 6, "start_at_1": 2, "start_at_3": 3, "accepted": 5,
+             "modified": 1, "letters": 40, "letters_saved": 12},
+            {"words": 30, "shown_at_1": 6, "shown_at_3": 12, "start_at_1": 3, "start_at_3": 9, "accepted": 9,
+             "modified": 0, "letters": 120, "letters_saved": 18})
+    for i, d in enumerate(ids):
+        with Device(seeded_home.device(d)) as dev:
+            dev.add_live_counts(version.name, (a, b)[i % 2])
+            if i < 3:
+                dev.add_live_counts("0099", a, source="replayed")
     result = evaluation.evaluate(seeded_home, ids, version.name, version.path, {"unigram": unigram})
 
     suggester = evaluation.load_suggester(version.path)
@@ -88,5 +98,10 @@ def test_federated_eval_equals_direct_per_device_computation(runtime, seeded_hom
     assert pers["global_recall_at_1"] == pytest.approx((1 + 6) / 40)
     assert pers["personal_recall_at_1"] == pytest.approx((3 + 6) / 40)
     assert pers["relative_change_at_1"] == pytest.approx(2 / 7)
+    typed = result["live"][version.name]["typed"]
+    assert typed["devices"] == 20 and typed["counts"]["words"] == 10 * 10 + 10 * 30
+    assert typed["summary"]["keystroke_savings"] == pytest.approx((10 * 12 + 10 * 18) / (10 * 40 + 10 * 120))
+    assert typed["summary"]["impression_recall_at_3"] == pytest.approx((10 * 6 + 10 * 12) / 400)
+    assert result["live"]["0099"]["replayed"]["withheld"] == "withheld: 3 devices < minimum 20"
     # Nothing per-device in the aggregate.
     assert not any(d in json.dumps(result) for d in ids)
