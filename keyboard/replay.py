@@ -7,7 +7,8 @@ line then behaves as the keyboard's line does (``keyboard/widgets.py``, ``Typing
 accepted word replaces the partial word and brings a space, which the typist does not type again
 and which punctuation typed next replaces. The chips come from :func:`keyboard.impressions.chips`
 and are counted by :class:`keyboard.impressions.SentenceTracker`, exactly as in the app, and a
-sentence ends as in the app: on . ! ? after a word, or with Enter at its end.
+sentence ends as in the app: on . ! ? after a word, or with Enter at its end; and, as in the app, a
+predictor that learns from finished sentences (``Learner``, such as the product) learns each one.
 
 :class:`Typist` only decides the next key, so the same decisions can drive the real app with Pilot
 (``bench/typing_replay.py`` checks both give the same counts).
@@ -19,7 +20,8 @@ from collections.abc import Iterable
 
 from common import live_counts
 from keyboard.impressions import TOP, SentenceTracker, chips, ends_sentence
-from keyboard.predictor import Predictor
+from keyboard.predictor import Learner, Predictor
+from keyboard.store import clean_sentence
 from tokenizer.words import _WORD as WORD  # the one word notion; its spans locate the word being typed
 from tokenizer.words import normalize, typed_word
 
@@ -75,7 +77,7 @@ def replay_sentence(predictor: Predictor, tracker: SentenceTracker, sentence: st
         key, value = typist.next_key(shown)
         if key == ENTER:
             if line.strip():
-                total = live_counts.add(total, tracker.finished(line))
+                total = live_counts.add(total, _finish(predictor, tracker, line))
             tracker.reset()
             return total
         if key == ACCEPT:
@@ -86,8 +88,16 @@ def replay_sentence(predictor: Predictor, tracker: SentenceTracker, sentence: st
         before, line = line, type_into(line, value, after_accept)
         after_accept = False
         if ends_sentence(before, line):  # as in the app: the line is logged and cleared
-            total = live_counts.add(total, tracker.finished(line))
+            total = live_counts.add(total, _finish(predictor, tracker, line))
             line = ""
+
+
+def _finish(predictor: Predictor, tracker: SentenceTracker, line: str) -> dict[str, int]:
+    """The finished line's counts; a predictor that learns learns it, as ``KeyboardApp.finish_sentence`` does."""
+    counts = tracker.finished(line)
+    if isinstance(predictor, Learner):
+        predictor.observe(clean_sentence(line, where="a replayed sentence"))
+    return counts
 
 
 def replay(predictor: Predictor, sentences: Iterable[str]) -> dict[str, int]:
