@@ -53,7 +53,7 @@ def chips(text: str, suggested: Iterable[str]) -> tuple[str, ...]:
 
 
 def base_version(version: str | None) -> str:
-    """The global version the live counts are kept under: ``"0003 (personalized)"`` -> ``"0003"``, None -> ``"none"``."""
+    """The global version live counts are kept under: ``"0003 (personalized)"`` -> ``"0003"``; None -> ``"none"``."""
     return (version or "").split(" ", 1)[0] or "none"
 
 

@@ -30,7 +30,7 @@ ATTACHING_PUNCTUATION = ",.;:!?"  # as keyboard.widgets: typed after an accepted
 
 
 class Typist:
-    """Decides the next key for typing ``sentence``: ``(ACCEPT, chip index)``, ``(TYPE, character)`` or ``(ENTER, "")``."""
+    """Decides each next key of ``sentence``: ``(ACCEPT, chip index)``, ``(TYPE, character)`` or ``(ENTER, "")``."""
 
     def __init__(self, sentence: str) -> None:
         self.sentence = sentence
