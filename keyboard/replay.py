@@ -61,13 +61,6 @@ def accept_into(line: str, word: str) -> str:
     return f"{line[: len(line) - len(typed_word(line))]}{word} "
 
 
-def type_into(line: str, char: str, after_accept: bool) -> str:
-    """The line after typing ``char`` (``TypingInput.attach_punctuation``): "cat ," becomes "cat,"."""
-    if after_accept and char in ATTACHING_PUNCTUATION and line.endswith(" "):
-        line = line[:-1]
-    return line + char
-
-
 def replay_sentence(predictor: Predictor, tracker: SentenceTracker, sentence: str) -> dict[str, int]:
     """Types ``sentence`` with a :class:`Typist`; the summed counts of the sentences it finished."""
     total, line, typist, after_accept = live_counts.zero(), "", Typist(sentence), False
@@ -85,8 +78,9 @@ def replay_sentence(predictor: Predictor, tracker: SentenceTracker, sentence: st
             tracker.accepted(before, shown[value], line)
             after_accept = True
             continue
-        before, line = line, type_into(line, value, after_accept)
-        after_accept = False
+        if after_accept and value in ATTACHING_PUNCTUATION and line.endswith(" "):
+            line = line[:-1]  # TypingInput.attach_punctuation: "cat ," becomes "cat,", a change of its own
+        before, line, after_accept = line, line + value, False
         if ends_sentence(before, line):  # as in the app: the line is logged and cleared
             total = live_counts.add(total, _finish(predictor, tracker, line))
             line = ""

@@ -108,3 +108,21 @@ def test_typist_types_what_no_chip_shows_and_ends_with_enter():
     assert keys == [("type", "H"), ("type", "i"), ("type", ","), ("type", " ")]
     assert typist.next_key(("yes", "You")) == ("accept", 1)  # case does not matter
     assert typist.next_key(()) == ("enter", "")
+
+
+def test_punctuation_after_an_accepted_word_ends_the_sentence_as_in_the_app():
+    class Recording(VocabularyPredictor):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def suggest(self, text, k=3):
+            self.calls.append(text)
+            return super().suggest(text, k)
+
+    predictor = Recording()
+    # "mat" is accepted ("on the mat "); "." replaces its space, a change of its own, then ends the sentence,
+    # so the line is cleared and the chips are asked for "" again, never for "on the mat.".
+    counts = replay(predictor, ["on the mat. A cat"])
+    assert predictor.calls.count("") == 2 and "on the mat." not in predictor.calls
+    assert counts["words"] == 5 and counts["letters"] == len("onthemat.Acat")
