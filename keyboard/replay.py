@@ -61,42 +61,55 @@ def accept_into(line: str, word: str) -> str:
     return f"{line[: len(line) - len(typed_word(line))]}{word} "
 
 
-def replay_sentence(predictor: Predictor, tracker: SentenceTracker, sentence: str) -> dict[str, int]:
-    """Types ``sentence`` with a :class:`Typist`; the summed counts of the sentences it finished."""
-    total, line, typist, after_accept = live_counts.zero(), "", Typist(sentence), False
-    while True:
-        shown = chips(line, predictor.suggest(line, TOP))
-        tracker.shown(line, shown)
-        key, value = typist.next_key(shown)
-        if key == ENTER:
-            if line.strip():
-                total = live_counts.add(total, _finish(predictor, tracker, line))
-            tracker.reset()
-            return total
+class _Keyboard:
+    """The line, its chips and the counter, changed as the app changes them; the chips are asked for
+    after each change of the line, as the app asks after each of its ``Changed`` events."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor, self.tracker, self.total = predictor, SentenceTracker(), live_counts.zero()
+        self.line, self.after_accept = "", False
+        self._show()
+
+    def press(self, key: str, value: int | str) -> None:
         if key == ACCEPT:
-            before, line = line, accept_into(line, shown[value])
-            tracker.accepted(before, shown[value], line)
-            after_accept = True
-            continue
-        if after_accept and value in ATTACHING_PUNCTUATION and line.endswith(" "):
-            line = line[:-1]  # TypingInput.attach_punctuation: "cat ," becomes "cat,", a change of its own
-        before, line, after_accept = line, line + value, False
-        if ends_sentence(before, line):  # as in the app: the line is logged and cleared
-            total = live_counts.add(total, _finish(predictor, tracker, line))
-            line = ""
+            before, word = self.line, self.shown[value]
+            self.line, self.after_accept = accept_into(before, word), True
+            self.tracker.accepted(before, word, self.line)
+        elif key == ENTER:
+            if not self.line.strip():
+                return  # the app logs nothing and keeps the line
+            self._finish()
+            return
+        else:
+            if self.after_accept and value in ATTACHING_PUNCTUATION and self.line.endswith(" "):
+                self.line = self.line[:-1]  # TypingInput.attach_punctuation: "cat ," -> "cat,", a change of its own
+            before, self.line, self.after_accept = self.line, self.line + value, False
+            if ends_sentence(before, self.line):  # the app logs it and clears the line
+                self._finish()
+                return
+        self._show()
 
+    def _show(self) -> None:
+        self.shown = chips(self.line, self.predictor.suggest(self.line, TOP))
+        self.tracker.shown(self.line, self.shown)
 
-def _finish(predictor: Predictor, tracker: SentenceTracker, line: str) -> dict[str, int]:
-    """The finished line's counts; a predictor that learns learns it, as ``KeyboardApp.finish_sentence`` does."""
-    counts = tracker.finished(line)
-    if isinstance(predictor, Learner):
-        predictor.observe(clean_sentence(line, where="a replayed sentence"))
-    return counts
+    def _finish(self) -> None:
+        """As ``KeyboardApp.finish_sentence``: counted, learned by a predictor that learns, the line cleared."""
+        self.total = live_counts.add(self.total, self.tracker.finished(self.line))
+        if isinstance(self.predictor, Learner):
+            self.predictor.observe(clean_sentence(self.line, where="a replayed sentence"))
+        self.line = ""
+        self._show()
 
 
 def replay(predictor: Predictor, sentences: Iterable[str]) -> dict[str, int]:
     """The summed live counts (``common.live_counts.FIELDS``) of typing ``sentences`` with ``predictor``."""
-    total, tracker = live_counts.zero(), SentenceTracker()
+    keyboard = _Keyboard(predictor)
     for sentence in sentences:
-        total = live_counts.add(total, replay_sentence(predictor, tracker, sentence))
-    return total
+        typist = Typist(sentence)
+        while True:
+            key, value = typist.next_key(keyboard.shown)
+            keyboard.press(key, value)
+            if key == ENTER:
+                break
+    return keyboard.total
