@@ -2,9 +2,10 @@
 
 For each of ``--devices`` devices of the home (in seeding order, those with at least one held-out
 sentence), a scratch copy is made outside the home: its log is the device's *train* split only, and
-the model version the device has installed is installed on it (a home without installed versions:
-the version this bench trains, as ``bench/suggest_latency.py`` does). The device's first
-``--sentences`` held-out sentences, which no part of any predictor has seen, are then typed by the
+the model version the device has installed is installed on it (without ``--home``: the version
+this bench trains, as ``bench/suggest_latency.py`` does; a personal fine-tune is not copied). The
+device's first ``--sentences`` held-out sentences, which no part of any predictor has seen (the
+published n-grams and the federated model learned from train splits only), are then typed by the
 simulated typist of ``keyboard/replay.py`` (chips from ``keyboard.impressions.chips``, counted by its
 ``SentenceTracker``, accepting the leftmost chip that shows the word being typed) with each predictor:
 
