@@ -25,15 +25,14 @@ from keyboard.app_controls import CONTROL_ACTIONS, ControlsMixin
 from keyboard.app_training import TrainingMixin, personalize_command
 from keyboard.controls import without_blocked, words_to_ask
 from keyboard.forget import forget, what_would_go
+from keyboard.impressions import SentenceTracker, base_version, chips, ends_sentence
 from keyboard.install import installed as installed_version
 from keyboard.predictor import FrequencyPredictor, Learner, Predictor, load_predictor
 from keyboard.screens import ConfirmScreen, EvalScreen, HelpScreen
 from keyboard.store import MAX_SENTENCE_CHARS, Device, DeviceError
 from keyboard.updates import UpdateError, fetch_update
 from keyboard.widgets import Chip, DeviceStatus, RecentSentences, StatusBar, SuggestionBar, TypingInput
-from tokenizer.words import display_case, typed_word
 
-SENTENCE_END = ".!?"
 # Actions that act on the typing line; disabled while another screen is on top.
 _TYPING_ACTIONS = {"accept", "toggle_incognito", "check_update", "show_eval", "delete_log", "help", "personalize",
                    *CONTROL_ACTIONS}
@@ -48,31 +47,6 @@ def charging_now() -> bool | None:
     except (AttributeError, NotImplementedError, OSError):
         return None
     return None if battery is None else bool(battery.power_plugged)
-
-
-def ends_sentence(previous: str, text: str) -> bool:
-    r"""Whether typing turned ``previous`` into ``text`` by adding . ! or ? after at least one word.
-
-    "Word" is judged as the log will store it (NUL counts as space), so "\t." or "\x00!" does not
-    log a sentence that is only punctuation.
-    """
-    if len(text) <= len(previous) or not text or text[-1] not in SENTENCE_END:
-        return False
-    return any(not (ch.isspace() or ch == "\x00" or ch in SENTENCE_END) for ch in text[:-1])
-
-
-def chips(text: str, suggested: Iterable[str]) -> tuple[str, ...]:
-    """The words to show for ``text``: in the case the person is typing in, never two that differ only in case.
-
-    Predictors suggest lower-case words (``tokenizer.words``); a subword model can also "finish" a
-    word made of the bare word-start piece, which is nothing to accept.
-    """
-    typed = typed_word(text)
-    shown: dict[str, str] = {}
-    for word in suggested:
-        if word.strip() and word.lower() not in shown:
-            shown[word.lower()] = display_case(word.lower(), typed)
-    return tuple(shown.values())
 
 
 def is_text(text: str) -> bool:
@@ -202,6 +176,8 @@ class KeyboardApp(ControlsMixin, TrainingMixin, App[None]):
         self._checking = False  # a model check (install + load) is running in a worker
         self._last_error: str | None = None  # periodic checks report each distinct error once
         self._device_meta: dict = {}
+        self.live = SentenceTracker()  # how the chips did for the sentence being typed (keyboard/impressions.py)
+        self._live_failed = False  # a failure to record live counts is reported once
         self.train_command = train_command  # None: no on-device training (tests of other things)
         self._training: subprocess.Popen | None = None
         self._trained_for: tuple | None = None  # (version, train sentences) last trained on, this session
@@ -275,12 +251,17 @@ class KeyboardApp(ControlsMixin, TrainingMixin, App[None]):
             self._last_error = message.error
             self.notify(message.error, title="Suggestions failed", severity="error", markup=False)
         self.suggestions = chips(message.text, message.words)
+        if not self.incognito:
+            self.live.shown(message.text, self.suggestions)
 
     def action_accept(self, index: int) -> None:
         if index >= len(self.suggestions):
             self.bell()
             return
+        before = self.typing.value
         self.typing.accept(self.suggestions[index])
+        if not self.incognito:
+            self.live.accepted(before, self.suggestions[index], self.typing.value)
 
     @on(Chip.Chosen)
     def chip_chosen(self, message: Chip.Chosen) -> None:
@@ -299,6 +280,7 @@ class KeyboardApp(ControlsMixin, TrainingMixin, App[None]):
             return
         if self.incognito:
             self.recent = (*self.recent, (" ".join(text.split()), False))[-RecentSentences.KEEP :]
+            self.live.reset()
             self.typing.clear()
             return
         try:
@@ -306,17 +288,35 @@ class KeyboardApp(ControlsMixin, TrainingMixin, App[None]):
         except DeviceError as exc:  # too long or not text: keep the line so nothing typed is lost
             self.notify(str(exc), title="Not logged", severity="error", timeout=8, markup=False)
             return
+        self._record_live(text)
         if isinstance(self.predictor, Learner):
             self.predictor.observe(stored)
         self.recent = (*self.recent, (stored, True))[-RecentSentences.KEEP :]
         self.typing.clear()
         self.refresh_device_status()
 
+    def _record_live(self, text: str) -> None:
+        """Adds the finished sentence's live counts to the version in use; a failure never stops typing."""
+        counts = self.live.finished(text)
+        if not counts["words"]:
+            return
+        try:
+            self.device.add_live_counts(base_version(getattr(self.predictor, "version", None)), counts)
+        except DeviceError as exc:
+            if not self._live_failed:
+                self._live_failed = True
+                self.notify(f"{exc} (the sentence was logged)", title="Live counts not recorded",
+                            severity="warning", timeout=8, markup=False)
+
     def watch_incognito(self, incognito: bool) -> None:
         self.set_class(incognito, "-incognito")
 
     def action_toggle_incognito(self) -> None:
         self.incognito = not self.incognito
+        # Nothing typed in incognito is kept; a line it began counts nothing when typing resumes.
+        self.live.reset(skip_sentence=bool(self.typing.value))
+        if not self.incognito:
+            self.request_suggestions(self.typing.value)  # the chips now on screen count again
         self.notify("Incognito on: nothing you type is logged." if self.incognito
                     else "Incognito off: finished sentences are logged on this device.", timeout=3)
 
@@ -425,7 +425,12 @@ class KeyboardApp(ControlsMixin, TrainingMixin, App[None]):
 
     # -- screens and commands ---------------------------------------------------------------------
     def action_show_eval(self) -> None:
-        self.push_screen(EvalScreen(self.device.directory, self.evals_dir))
+        try:
+            live = self.device.live_counts()
+        except DeviceError as exc:
+            live = {}
+            self.notify(str(exc), title="Live counts unreadable", severity="warning", markup=False)
+        self.push_screen(EvalScreen(self.device.directory, self.evals_dir, live=live))
 
     def action_help(self) -> None:
         rows = [(key_display(b.key), b.tooltip or b.description) for b in self.BINDINGS if isinstance(b, Binding)]

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Label, Static
 
+from common import live_counts
 from keyboard.personalize import RECORD as PERSONAL_RECORD
 
 _BASELINE_ORDER = ("unigram", "ngram", "centralized_lstm")
@@ -129,6 +130,25 @@ def personalization_table(record: dict[str, Any]) -> Table:
     return table
 
 
+_LIVE_COLUMNS = (("impression_recall_at_1", "shown@1"), ("impression_recall_at_3", "shown@3"),
+                 ("start_recall_at_1", "start@1"), ("start_recall_at_3", "start@3"),
+                 ("acceptance_rate", "accepted"), ("keystroke_savings", "keys saved"),
+                 ("modified_after_acceptance", "modified"))
+
+
+def live_table(counts: dict[str, dict[str, int]]) -> Table:
+    """Per version, how the chips did while this device typed (``common/live_counts.py`` defines each rate)."""
+    table = Table(title="Live, from your typing (words of finished sentences)", title_justify="left", expand=True)
+    table.add_column("version")
+    table.add_column("words", justify="right")
+    for _, label in _LIVE_COLUMNS:
+        table.add_column(label, justify="right")
+    for version in sorted(counts):
+        rates = live_counts.summary(counts[version])
+        table.add_row(version, f"{rates['words']:,}", *(_pct(rates[name]) for name, _ in _LIVE_COLUMNS))
+    return table
+
+
 def recall_chart(device: list[dict[str, Any]], aggregate: list[dict[str, Any]], width: int = 30) -> Text:
     """Recall@3 per version as Unicode bars: this device beside all devices, on one 0–max scale."""
     mine = {str(r["model_version"]): r.get("recall_at_3") for r in device}
@@ -157,9 +177,10 @@ class EvalScreen(Screen[None]):
 
     BINDINGS = [Binding("escape,ctrl+t", "dismiss", "back to typing")]
 
-    def __init__(self, device_dir: Path, evals_dir: Path | None) -> None:
+    def __init__(self, device_dir: Path, evals_dir: Path | None, *,
+                 live: dict[str, dict[str, int]] | None = None) -> None:
         super().__init__()
-        self.device_dir, self.evals_dir = device_dir, evals_dir
+        self.device_dir, self.evals_dir, self.live = device_dir, evals_dir, live or {}
 
     def compose(self) -> ComposeResult:
         device = load_results(self.device_dir / "eval")
@@ -181,4 +202,9 @@ class EvalScreen(Screen[None]):
                 yield Static(f"No all-device evaluation found{f' in {self.evals_dir}' if self.evals_dir else ''}.",
                              id="aggregate-results", classes="empty")
             yield Static(recall_chart(device, aggregate), id="chart")
+            if self.live:
+                yield Static(live_table(self.live), id="live-results")
+            else:
+                yield Static("Live, from your typing: no finished sentence counted yet (incognito counts nothing).",
+                             id="live-results", classes="empty")
         yield Footer()

@@ -65,3 +65,19 @@ class FakePredictor:
             return list(self.words[:k])
         partial = "" if not text or text[-1].isspace() else text.split()[-1]
         return [f"{partial or 'next'}{i}" for i in range(1, k + 1)]
+
+
+class VocabularyPredictor:
+    """The first ``k`` words of a fixed list that start with the partial word: chips easy to work out by hand."""
+
+    name = "vocabulary"
+    WORDS = ("the", "cat", "sat", "on", "mat", "a", "dog", "ran", "cats")
+
+    def __init__(self, version: str | None = "0001"):
+        self.version = version
+
+    def suggest(self, text: str, k: int = 3) -> list[str]:
+        from keyboard.predictor import split_context
+
+        _, partial = split_context(text)
+        return [w for w in self.WORDS if w.startswith(partial)][:k]

@@ -69,5 +69,8 @@ def test_eval_screen(snap_compare, device, tmp_path):
             "baselines": {"unigram": {"recall_at_1": 0.05, "recall_at_3": 0.10},
                           "ngram": {"recall_at_1": 0.08, "recall_at_3": 0.16},
                           "centralized_lstm": {"recall_at_1": 0.13, "recall_at_3": 0.25}}}))
+    device.add_live_counts("0003", {"words": 40, "shown_at_1": 18, "shown_at_3": 26, "start_at_1": 10,
+                                    "start_at_3": 16, "accepted": 12, "modified": 2, "letters": 160,
+                                    "letters_saved": 30})
     app = _app(device, FakePredictor(version="0003"), evals_dir=evals)
     assert snap_compare(app, run_before=typing("ctrl+t"), terminal_size=(100, 48))
