@@ -23,7 +23,7 @@ from textual.widgets import Footer, Header
 from common.artifacts import ArtifactError
 from keyboard.app_controls import CONTROL_ACTIONS, ControlsMixin
 from keyboard.app_training import TrainingMixin, personalize_command
-from keyboard.controls import without_blocked, words_to_ask
+from keyboard.controls import suggested_words
 from keyboard.forget import forget, what_would_go
 from keyboard.impressions import SentenceTracker, base_version, chips, ends_sentence
 from keyboard.install import installed as installed_version
@@ -237,8 +237,7 @@ class KeyboardApp(ControlsMixin, TrainingMixin, App[None]):
     @work(exclusive=True, thread=True, group="predict")
     def _predict(self, predictor: Predictor, text: str) -> None:
         try:
-            blocked = self.blocked  # asks for more, so three remain once the blocked words are dropped
-            words, error = tuple(without_blocked(predictor.suggest(text, words_to_ask(text, blocked)), blocked)), None
+            words, error = tuple(suggested_words(predictor, text, self.blocked)), None
         except Exception as exc:  # a broken predictor must not end the typing session
             words, error = (), f"{type(exc).__name__}: {exc}"
         self.post_message(Predicted(text, words, predictor, error))

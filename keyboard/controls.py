@@ -74,6 +74,14 @@ def without_blocked(words: Iterable[str], blocked: frozenset[str], k: int = 3) -
     return kept[:k]
 
 
+def suggested_words(predictor, text: str, blocked: frozenset[str], k: int = 3) -> list[str]:
+    """The ``k`` words a keyboard shows for ``text``: asked from ``predictor``, blocked ones dropped.
+
+    The app (``keyboard/app.py``) and the simulated typist (``keyboard/replay.py``) both ask this way.
+    """
+    return without_blocked(predictor.suggest(text, words_to_ask(text, blocked, k)), blocked, k)
+
+
 # -- federated participation -------------------------------------------------------------------
 def takes_part(status: Mapping[str, Any]) -> bool:
     """Whether a device with this status record may join federated rounds (training and evaluation)."""

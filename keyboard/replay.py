@@ -19,10 +19,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from common import live_counts
+from keyboard.controls import suggested_words
 from keyboard.impressions import TOP, SentenceTracker, chips, ends_sentence
 from keyboard.predictor import Learner, Predictor
 from keyboard.store import clean_sentence
-from tokenizer.words import _WORD as WORD  # the one word notion; its spans locate the word being typed
+from tokenizer.words import WORD  # the one word notion; its spans locate the word being typed
 from tokenizer.words import normalize, typed_word
 
 ACCEPT, TYPE, ENTER = "accept", "type", "enter"
@@ -65,8 +66,9 @@ class _Keyboard:
     """The line, its chips and the counter, changed as the app changes them; the chips are asked for
     after each change of the line, as the app asks after each of its ``Changed`` events."""
 
-    def __init__(self, predictor: Predictor) -> None:
-        self.predictor, self.tracker, self.total = predictor, SentenceTracker(), live_counts.zero()
+    def __init__(self, predictor: Predictor, blocked: frozenset[str] = frozenset()) -> None:
+        self.predictor, self.blocked = predictor, blocked
+        self.tracker, self.total = SentenceTracker(), live_counts.zero()
         self.line, self.after_accept = "", False
         self._show()
 
@@ -90,7 +92,7 @@ class _Keyboard:
         self._show()
 
     def _show(self) -> None:
-        self.shown = chips(self.line, self.predictor.suggest(self.line, TOP))
+        self.shown = chips(self.line, suggested_words(self.predictor, self.line, self.blocked, TOP))
         self.tracker.shown(self.line, self.shown)
 
     def _finish(self) -> None:
@@ -102,9 +104,10 @@ class _Keyboard:
         self._show()
 
 
-def replay(predictor: Predictor, sentences: Iterable[str]) -> dict[str, int]:
-    """The summed live counts (``common.live_counts.FIELDS``) of typing ``sentences`` with ``predictor``."""
-    keyboard = _Keyboard(predictor)
+def replay(predictor: Predictor, sentences: Iterable[str], *, blocked: frozenset[str] = frozenset()) -> dict[str, int]:
+    """The summed live counts (``common.live_counts.FIELDS``) of typing ``sentences`` with ``predictor``,
+    never shown a word of ``blocked`` (the device's block list, ``keyboard/controls.py``)."""
+    keyboard = _Keyboard(predictor, blocked)
     for sentence in sentences:
         typist = Typist(sentence)
         while True:

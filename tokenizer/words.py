@@ -21,12 +21,12 @@ from __future__ import annotations
 import re
 
 # Letters or digits ([^\W_]), joined by single inner apostrophes, hyphens or full stops.
-_WORD = re.compile(r"[^\W_]+(?:['\-.][^\W_]+)*")
+WORD = re.compile(r"[^\W_]+(?:['\-.][^\W_]+)*")
 
 
 def words(text: str) -> list[str]:
     """The words of ``text``: ``"Matter, my lord!"`` -> ``["matter", "my", "lord"]``."""
-    return [w.lower() for w in _WORD.findall(text.replace("\u2019", "'"))]
+    return [w.lower() for w in WORD.findall(text.replace("\u2019", "'"))]
 
 
 def normalize(text: str) -> str:

@@ -127,3 +127,11 @@ def test_punctuation_after_an_accepted_word_ends_the_sentence_as_in_the_app():
     counts = replay(predictor, ["on the mat. A cat"])
     assert predictor.calls == ["", "o", "on ", "on the ", "on the m", "on the mat ", "", " ", " A", " A ", " A cat ", ""]
     assert counts["words"] == 5 and counts["letters"] == len("onthemat.Acat")
+
+
+def test_replay_never_shows_a_blocked_word():
+    # cat blocked: at each start the chips are (the, sat, on). the: first at start, accepted (3 saved);
+    # cat: never shown ("c" -> (cats,), not the word), typed in full; sat: second at start, accepted (3 saved).
+    # words 3, shown@1 1, shown@3 2, start@1 1, start@3 2, accepted 2, letters "Thecatsat" 9, saved 6.
+    assert replay(VocabularyPredictor(), ["The cat sat"], blocked=frozenset({"cat"})) == counts(
+        words=3, shown_at_1=1, shown_at_3=2, start_at_1=1, start_at_3=2, accepted=2, letters=9, letters_saved=6)
