@@ -146,16 +146,21 @@ class FrequencyPredictor:
         return [w for _, _, w in heapq.nsmallest(k, candidates)]
 
 
-def load_predictor(device_dir: Path) -> Predictor:
+def load_predictor(device_dir: Path, *, hold_back: int = 0) -> Predictor:
     """The product for this device (``keyboard.mix``): the installed version's LSTM (its personal
     fine-tune where that won) and n-grams, mixed with the personal model of the log, the weights
-    fitted on the log. Without a usable version, the person's own word counts."""
+    fitted on the log. Without a usable version, the person's own word counts.
+
+    ``hold_back``: the log's newest sentences the predictor does not learn, so a simulated typist
+    can type them as new text (``keyboard/replay.py``).
+    """
     from keyboard.mix import build_product, load_ngrams
 
     current = installed(device_dir)
     reason = "no model yet"
     with Device(device_dir) as device:
         splits = learnable_splits(device)  # what the person asked the device to forget stays forgotten
+    heldout = splits.heldout[: max(0, len(splits.heldout) - hold_back)]
     if current is not None:
         model_dir = active_model_dir(device_dir, current=current) or current.path
         label = current.version if model_dir == current.path else f"{current.version} (personalized)"
@@ -168,6 +173,6 @@ def load_predictor(device_dir: Path) -> Predictor:
         else:
             # The held-out split trained no part: it fits the weights (its newest sentences, which bounds
             # the work at start), and the personal model learns all of it.
-            product.observe_many(splits.heldout, fit_from=len(splits.heldout) - FIT_SENTENCES_AT_START)
+            product.observe_many(heldout, fit_from=len(heldout) - FIT_SENTENCES_AT_START)
             return product
-    return FrequencyPredictor(splits.train + splits.heldout, reason=reason)
+    return FrequencyPredictor(splits.train + heldout, reason=reason)

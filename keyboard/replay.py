@@ -17,12 +17,13 @@ predictor that learns from finished sentences (``Learner``, such as the product)
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from common import live_counts
-from keyboard.controls import suggested_words
-from keyboard.impressions import TOP, SentenceTracker, chips, ends_sentence
-from keyboard.predictor import Learner, Predictor
-from keyboard.store import clean_sentence
+from keyboard.controls import blocked_words, learnable_splits, suggested_words
+from keyboard.impressions import TOP, SentenceTracker, base_version, chips, ends_sentence
+from keyboard.predictor import Learner, Predictor, load_predictor
+from keyboard.store import Device, clean_sentence
 from tokenizer.words import WORD  # the one word notion; its spans locate the word being typed
 from tokenizer.words import normalize, typed_word
 
@@ -116,3 +117,21 @@ def replay(predictor: Predictor, sentences: Iterable[str], *, blocked: frozenset
             if key == ENTER:
                 break
     return keyboard.total
+
+
+def replay_on_device(device_dir: Path, sentences: int) -> tuple[str, dict[str, int]] | None:
+    """A simulated typist types the device's newest ``sentences`` held-out sentences with the device's
+    own predictor (built as the keyboard builds it, but without those sentences) and block list; the
+    counts are kept on the device under the source "replayed". Returns (version, counts), or None
+    for a device with no held-out sentence."""
+    with Device(device_dir) as device:
+        typed = learnable_splits(device).heldout[-sentences:] if sentences > 0 else []
+        blocked = blocked_words(device)
+    if not typed:
+        return None
+    predictor = load_predictor(device_dir, hold_back=len(typed))
+    counts = replay(predictor, typed, blocked=blocked)
+    version = base_version(predictor.version)
+    with Device(device_dir) as device:
+        device.add_live_counts(version, counts, source="replayed")
+    return version, counts

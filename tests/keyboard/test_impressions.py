@@ -135,3 +135,22 @@ def test_replay_never_shows_a_blocked_word():
     # words 3, shown@1 1, shown@3 2, start@1 1, start@3 2, accepted 2, letters "Thecatsat" 9, saved 6.
     assert replay(VocabularyPredictor(), ["The cat sat"], blocked=frozenset({"cat"})) == counts(
         words=3, shown_at_1=1, shown_at_3=2, start_at_1=1, start_at_3=2, accepted=2, letters=9, letters_saved=6)
+
+
+def test_replay_on_device_types_sentences_its_predictor_never_learned(tmp_path):
+    from keyboard.replay import replay_on_device
+    from keyboard.store import Device
+
+    # 10 sentences: the newest 2 are held out; the typist types the newest 1, "zebra" appears only there,
+    # so the frequency fallback (no model installed) cannot have learned it and never shows it.
+    with Device(tmp_path / "d", create=True) as device:
+        device.append_many((float(i), "the cat sat") for i in range(9))
+        device.append("the zebra sat", timestamp=99.0)
+    version, counts = replay_on_device(tmp_path / "d", 1)
+    # the: shown at start (first chip), accepted; zebra: never shown, typed; sat: "sat" follows the
+    # word before it only in learned text ("cat sat"), but it is a known word: shown at start among 3.
+    assert version == "none" and counts["words"] == 3 and counts["shown_at_3"] == 2
+    with Device(tmp_path / "d") as device:
+        assert device.live_counts(source="replayed") == {"none": counts}
+        assert device.live_counts() == {}  # nothing is counted as a person's typing
+    assert replay_on_device(tmp_path / "d", 0) is None
