@@ -20,17 +20,14 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from common.artifacts import ArtifactError
 from keyboard.app_controls import CONTROL_ACTIONS, ControlsMixin
 from keyboard.app_training import TrainingMixin, personalize_command
+from keyboard.app_updates import UpdatesMixin
 from keyboard.controls import suggested_words
-from keyboard.forget import forget, what_would_go
 from keyboard.impressions import SentenceTracker, base_version, chips, ends_sentence
-from keyboard.install import installed as installed_version
-from keyboard.predictor import FrequencyPredictor, Learner, Predictor, load_predictor
-from keyboard.screens import ConfirmScreen, EvalScreen, HelpScreen
+from keyboard.predictor import Learner, Predictor, load_predictor
+from keyboard.screens import EvalScreen, HelpScreen
 from keyboard.store import MAX_SENTENCE_CHARS, Device, DeviceError
-from keyboard.updates import UpdateError, fetch_update
 from keyboard.widgets import Chip, DeviceStatus, RecentSentences, StatusBar, SuggestionBar, TypingInput
 
 # Actions that act on the typing line; disabled while another screen is on top.
@@ -94,15 +91,7 @@ class Predicted(Message):
         self.text, self.words, self.predictor, self.error = text, words, predictor, error
 
 
-class ModelChecked(Message):
-    """A model check finished: a new predictor (or None), the version installed, or an error."""
-
-    def __init__(self, predictor: Predictor | None, installed: str | None, error: str | None, on_demand: bool) -> None:
-        super().__init__()
-        self.predictor, self.installed, self.error, self.on_demand = predictor, installed, error, on_demand
-
-
-class KeyboardApp(ControlsMixin, TrainingMixin, App[None]):
+class KeyboardApp(ControlsMixin, TrainingMixin, UpdatesMixin, App[None]):
     """A next-word-prediction keyboard for one device.
 
     Args:
@@ -319,27 +308,6 @@ class KeyboardApp(ControlsMixin, TrainingMixin, App[None]):
         self.notify("Incognito on: nothing you type is logged." if self.incognito
                     else "Incognito off: finished sentences are logged on this device.", timeout=3)
 
-    def action_delete_log(self) -> None:
-        question = what_would_go(self.device, self.references_dir)
-        self.push_screen(ConfirmScreen(question, "Delete"), self._delete_confirmed)
-
-    def _delete_confirmed(self, confirmed: bool | None) -> None:
-        if not confirmed:
-            self.notify("Nothing was deleted.", timeout=3)
-            return
-        self._stop_training()  # it would write a personal model learned from the deleted text
-        gone = forget(self.device, self.references_dir)
-        had_personal = gone.personal_model
-        if isinstance(self.predictor, FrequencyPredictor):  # its counts came from the deleted log
-            self.predictor = FrequencyPredictor(reason=self.predictor.reason)
-        elif had_personal:  # the personal model learned from the deleted log: back to the global one
-            self._check_model(on_demand=False, load=True)
-        self.recent = ()
-        self.refresh_device_status()
-        self.request_suggestions(self.typing.value)
-        also = " The references fitted on pooled text were deleted too." if gone.references else ""
-        self.notify("This device's typing log was deleted." + also, title="Deleted")
-
     # -- status -----------------------------------------------------------------------------------
     def refresh_device_status(self) -> None:
         """Re-reads the log's counts and the status record (cheap: one COUNT and one small table)."""
@@ -361,61 +329,6 @@ class KeyboardApp(ControlsMixin, TrainingMixin, App[None]):
             self.agent.ensure(eligible and self.federated)  # an opted-out device never starts its agent
         if eligible:
             self._maybe_personalize()
-
-    # -- model updates ----------------------------------------------------------------------------
-    def action_check_update(self) -> None:
-        if self.models_dir is None:
-            self.notify("This keyboard was started without a models folder; there is nothing to check.")
-            return
-        self._check_model(on_demand=True)
-
-    def _check_model(self, *, on_demand: bool, load: bool = False) -> None:
-        if self._checking:
-            if on_demand:
-                self.notify("Already checking for a new model…", timeout=3)
-            return
-        self._checking = True
-        self._install_and_load(on_demand, load)
-
-    @work(thread=True, group="model")
-    def _install_and_load(self, on_demand: bool, load: bool) -> None:
-        """Installs a newly promoted version (if any), then builds its predictor, off the event loop."""
-        installed, error, predictor = None, None, None
-        if self.models_dir is not None:
-            try:
-                new = fetch_update(self.device.directory, self.models_dir)
-                installed = new.version if new is not None else None
-            except (UpdateError, ArtifactError, OSError) as exc:
-                error = str(exc)
-        # Another process (``fedkb rollout`` in a simulation) may have installed a version meanwhile.
-        on_disk = installed_version(self.device.directory)
-        running = getattr(self.predictor, "version", None) or ""
-        if on_disk is not None and not running.startswith(on_disk.version):
-            load, installed = True, installed or on_disk.version
-        if load or installed is not None:
-            try:
-                predictor = self.predictor_factory(self.device.directory)
-            except Exception as exc:  # keep the current predictor; say why
-                error = f"could not load the model: {exc}"
-        self.post_message(ModelChecked(predictor, installed, error, on_demand))
-
-    @on(ModelChecked)
-    def model_checked(self, message: ModelChecked) -> None:
-        self._checking = False
-        if message.error and (message.on_demand or message.error != self._last_error):
-            self._last_error = message.error
-            self.notify(message.error, title="Model update failed", severity="warning", timeout=8, markup=False)
-        if message.predictor is not None:
-            self.predictor = message.predictor  # in-flight results of the old one are now stale
-            self.refresh_status()
-            self.request_suggestions(self.typing.value)
-        if message.installed is not None:
-            self.notify(f"Installed model {message.installed}; suggestions now come from it.", title="New model",
-                        markup=False)
-        elif message.on_demand and not message.error:
-            version = self.predictor.version if self.predictor is not None else None
-            self.notify(f"Model {version} is the latest." if version else "No model has been promoted yet.",
-                        timeout=4, markup=False)
 
     def on_unmount(self) -> None:
         self._stop_training()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from keyboard import controls
-from keyboard.forget import forget_learned, what_learning_would_go
+from keyboard.forget import forget, forget_learned, what_learning_would_go, what_would_go
 from keyboard.predictor import FrequencyPredictor
 from keyboard.screens import ConfirmScreen
 from keyboard.settings import BlockScreen, SettingsScreen
@@ -126,3 +126,25 @@ class ControlsMixin(_Base):
     # -- the settings screen ----------------------------------------------------------------------
     def action_settings(self) -> None:
         self.push_screen(SettingsScreen())
+
+    # -- delete the log (F8) ----------------------------------------------------------------------
+    def action_delete_log(self) -> None:
+        question = what_would_go(self.device, self.references_dir)
+        self.push_screen(ConfirmScreen(question, "Delete"), self._delete_confirmed)
+
+    def _delete_confirmed(self, confirmed: bool | None) -> None:
+        if not confirmed:
+            self.notify("Nothing was deleted.", timeout=3)
+            return
+        self._stop_training()  # it would write a personal model learned from the deleted text
+        gone = forget(self.device, self.references_dir)
+        had_personal = gone.personal_model
+        if isinstance(self.predictor, FrequencyPredictor):  # its counts came from the deleted log
+            self.predictor = FrequencyPredictor(reason=self.predictor.reason)
+        elif had_personal:  # the personal model learned from the deleted log: back to the global one
+            self._check_model(on_demand=False, load=True)
+        self.recent = ()
+        self.refresh_device_status()
+        self.request_suggestions(self.typing.value)
+        also = " The references fitted on pooled text were deleted too." if gone.references else ""
+        self.notify("This device's typing log was deleted." + also, title="Deleted")
