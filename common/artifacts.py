@@ -17,6 +17,8 @@ import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
+from common.errors import FedkbError
+
 WEIGHTS, CONFIG, TOKENIZER, MANIFEST = "weights.npz", "model.json", "spm.model", "manifest.json"
 ONDEVICE = "ondevice.npz"
 NGRAMS = "ngrams.tsv.gz"
@@ -29,7 +31,7 @@ NGRAM_BOS = "<s>"
 NgramCounts = dict[int, dict[tuple[str, ...], int]]  # order -> n-gram (its words) -> count
 
 
-class ArtifactError(Exception):
+class ArtifactError(FedkbError):
     """A version is missing, incomplete or does not match its manifest; the message names the file."""
 
 

@@ -52,6 +52,7 @@ import grpc
 import numpy as np
 
 from common import messages
+from common.errors import ConfigError
 from common.secagg import SecAggError, UpdateCodec
 from federated import sampling, training
 from federated.live_eval import LiveEvaluation
@@ -82,11 +83,11 @@ class LiveConfig:
 
     def __post_init__(self) -> None:
         if not self.overselect >= 1.0:
-            raise ValueError(f"over-selection must be at least 1, got {self.overselect}")
+            raise ConfigError(f"over-selection must be at least 1, got {self.overselect}")
         if not 0 < self.min_report_fraction <= 1:
-            raise ValueError(f"min report fraction must be in (0, 1], got {self.min_report_fraction}")
+            raise ConfigError(f"min report fraction must be in (0, 1], got {self.min_report_fraction}")
         if self.eval_min_devices < 1:
-            raise ValueError(f"eval min devices must be at least 1, got {self.eval_min_devices}")
+            raise ConfigError(f"eval min devices must be at least 1, got {self.eval_min_devices}")
 
 
 @dataclass
@@ -103,7 +104,7 @@ class Coordinator:
 
     def __init__(self, session, live: LiveConfig = LiveConfig()):
         if session.privacy.dp:
-            raise ValueError("live rounds do not run DP yet; use the simulation (`fedkb train --dp-noise`)")
+            raise ConfigError("live rounds do not run DP yet; use the simulation (`fedkb train --dp-noise`)")
         self.session, self.live = session, live
         self.train = session.train
         self.settings = training.local_training(self.train, session.privacy)
@@ -446,7 +447,7 @@ def serve(coordinator: Coordinator, listen: str = "127.0.0.1:0", *, max_workers:
     must be that certificate's common name.
     """
     if tls is None and not messages.is_loopback(listen):
-        raise ValueError(f"--listen {listen}: only a loopback address is served without TLS; make a CA with "
+        raise ConfigError(f"--listen {listen}: only a loopback address is served without TLS; make a CA with "
                          "`fedkb serve --init-tls` (or pass --tls-cert/--tls-key/--tls-ca)")
     opts = [("grpc.max_send_message_length", messages.MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", messages.MAX_MESSAGE_BYTES)]
@@ -467,6 +468,6 @@ def serve(coordinator: Coordinator, listen: str = "127.0.0.1:0", *, max_workers:
     else:
         port = server.add_insecure_port(listen)
     if port == 0:
-        raise OSError(f"cannot listen on {listen}")
+        raise ConfigError(f"--listen {listen}: cannot listen there (the port is taken or the address is not this host's)")
     server.start()
     return server, port

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from common import signing
+from common.errors import FedkbError
 from common.layout import Home
 from federated import tls
 from federated.corpus import Record, group_by_user, read_records
@@ -33,7 +34,7 @@ from keyboard.store import Device, devices_of_users, new_device_id
 INDEX_NAME = "population.sqlite"
 
 
-class PopulationError(Exception):
+class PopulationError(FedkbError):
     """Seeding or reading the population failed; the message says what to do."""
 
 

@@ -19,8 +19,10 @@ import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from common.errors import FedkbError
 
-class PrivacyError(ValueError):
+
+class PrivacyError(FedkbError, ValueError):
     """Bad privacy settings, or a ledger that cannot be read."""
 
 

@@ -26,21 +26,22 @@ import numpy as np
 import tensorflow_federated as tff
 
 from common.atomic import atomic_write
+from common.errors import FedkbError
 from common.layout import Home
 from federated import checkpoints, ledger, ngrams, pretrain, registry, sampling, training
 from federated.faults import crash_point
-from lm.model import build_model, named_weights
-from lm.config import ModelConfig, preset
 from federated.privacy import PrivacyConfig
 from federated.secagg import SecAggError
 from keyboard import client_work
+from lm.config import ModelConfig, preset
+from lm.model import build_model, named_weights
 from tokenizer.vocab import Tokenizer, TokenizerError
 
 RUN_FILE = "run.json"
 MAX_DRAWS = 48  # availability draws a round waits through before it fails for want of devices
 
 
-class TrainError(Exception):
+class TrainError(FedkbError):
     """Training cannot start or go on; the message says what to run first."""
 
 

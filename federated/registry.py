@@ -26,17 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import atomic_write, fsync_dir
-from federated.faults import crash_point
-from lm.config import ModelConfig
-
 from common import artifacts, ondevice, signing
 from common.artifacts import CONFIG, MANIFEST, NGRAMS, ONDEVICE, TOKENIZER, WEIGHTS
+from common.atomic import atomic_write, fsync_dir
+from common.errors import FedkbError
+from federated.faults import crash_point
+from lm.config import ModelConfig
 
 REGISTRY = "registry.json"
 
 
-class RegistryError(Exception):
+class RegistryError(FedkbError):
     """A version is missing, incomplete or does not match its manifest."""
 
 

@@ -19,20 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.ngram import KneserNeyTrigram, UnigramPredictor
 from common import artifacts
 from common.atomic import atomic_write
+from common.errors import FedkbError
 from common.layout import Home
+from eval.ngram import KneserNeyTrigram, UnigramPredictor
 from federated import evaluation, promotion, registry
-from lm.examples import encode_examples
 from federated.population import members
 from keyboard import install as device_install
 from keyboard.store import Device
+from lm.examples import encode_examples
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
-class RolloutError(Exception):
+class RolloutError(FedkbError):
     """Nothing to evaluate or roll out; the message says what to run first."""
 
 

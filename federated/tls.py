@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from common.atomic import atomic_write
+from common.errors import FedkbError
 
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
 SERVER_CERT, SERVER_KEY = "server.pem", "server.key"
@@ -40,7 +41,7 @@ VALID_DAYS = 3650
 CLOCK_SKEW_MARGIN = dt.timedelta(days=2)
 
 
-class TLSError(Exception):
+class TLSError(FedkbError):
     """TLS files are missing or do not fit together; the text says which and what to run."""
 
 

@@ -16,11 +16,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from lm.model import MaskedAccuracy, MaskedCrossEntropy, NumTokens, build_model
-from lm.config import ModelConfig
+from common.errors import ConfigError
 from federated.optimizers import ClippedSGD
 from federated.privacy import PrivacyConfig
 from federated.privacy import model_aggregator as privacy_aggregator
+from lm.config import ModelConfig
+from lm.model import MaskedAccuracy, MaskedCrossEntropy, NumTokens, build_model
 
 SERVER_OPTIMIZERS = ("sgdm", "adam", "yogi")
 
@@ -45,15 +46,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.server_optimizer not in SERVER_OPTIMIZERS:
-            raise ValueError(f"server optimizer must be one of {', '.join(SERVER_OPTIMIZERS)}, got {self.server_optimizer!r}")
+            raise ConfigError(f"server optimizer must be one of {', '.join(SERVER_OPTIMIZERS)}, got {self.server_optimizer!r}")
         for name in ("clients_per_round", "local_epochs", "batch_size", "min_examples", "max_examples_per_client"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("client_lr", "server_lr", "client_clip_norm"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if not 0 <= self.server_momentum < 1:
-            raise ValueError(f"server momentum must be in [0, 1), got {self.server_momentum}")
+            raise ConfigError(f"server momentum must be in [0, 1), got {self.server_momentum}")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -11,6 +11,7 @@ import sys
 # Must be set before TensorFlow is imported anywhere in this process.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from common.errors import FedkbError  # noqa: E402  (light: stdlib only)
 from common.layout import ENV_VAR, Home, resolve_home  # noqa: E402  (light: stdlib only)
 from fedkb.options import (  # noqa: E402, F401  (light; UserError and the config helpers are used from here too)
     UserError,
@@ -286,27 +287,13 @@ def _run(home: Home, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("fedkb: interrupted", file=sys.stderr)
         return 130
-    except UserError as exc:
+    except FedkbError as exc:  # its message already says what and where; anything else is a bug
         if _interrupted:
             raise
         print(f"fedkb: error: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:  # known error types carry messages meant for the user
-        if type(exc).__name__ in _USER_ERRORS and not _interrupted:
-            print(f"fedkb: error: {exc}", file=sys.stderr)
-            return 1
-        raise
     return 0
 
-
-# Errors whose message already says what and where; anything else is a bug and keeps its traceback.
-_USER_ERRORS = {
-    "CorpusError", "PopulationError", "DeviceError", "TokenizerError", "VocabularyError",
-    "TrainError", "RegistryError", "RuntimeStartError", "ValueError", "RolloutError", "ReportError",
-    "ArtifactError", "PrivacyError", "AblationError", "NgramError", "PretrainError", "PublicTextError",
-    "AuditError",
-    "TooFewDevices", "LedgerError", "SamplingError",
-}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -42,17 +42,14 @@ def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
 
         session = Session(home, train, privacy=privacy, publish_every=args.publish_every,
                           pretrained=not args.no_pretrained, live=True)
-        try:
-            coordinator = Coordinator(session, LiveConfig(overselect=args.overselect,
-                                                          selection_window=args.selection_window,
-                                                          report_deadline=args.report_deadline,
-                                                          stage_timeout=args.stage_timeout,
-                                                          eval_min_devices=args.eval_min_devices,
-                                                          eval_deadline=args.eval_deadline,
-                                                          promotion_threshold=args.threshold))
-            server, port = serve(coordinator, args.listen, tls=server_tls)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        coordinator = Coordinator(session, LiveConfig(overselect=args.overselect,
+                                                      selection_window=args.selection_window,
+                                                      report_deadline=args.report_deadline,
+                                                      stage_timeout=args.stage_timeout,
+                                                      eval_min_devices=args.eval_min_devices,
+                                                      eval_deadline=args.eval_deadline,
+                                                      promotion_threshold=args.threshold))
+        server, port = serve(coordinator, args.listen, tls=server_tls)
         host = args.listen.rsplit(":", 1)[0]
         if server_tls is not None:
             log(f"mutual TLS: devices present the credential `fedkb serve --init-tls` issued them ({home.tls})")
@@ -111,10 +108,7 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
     if session.done >= rounds:
         log(f"   {session.done} rounds already done")
         return
-    try:
-        coordinator = Coordinator(session, live_config or LiveConfig())
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    coordinator = Coordinator(session, live_config or LiveConfig())
     server, port = serve(coordinator, "127.0.0.1:0")
     count = ["--count", str(devices)] if devices else []
     evaluate_live = devices is None or devices >= coordinator.live.eval_min_devices
@@ -211,15 +205,12 @@ def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
         if not (d / DB_NAME).is_file():
             raise UserError(f"no device {d.name!r} in {home.devices}")
     stop = threading.Event()
-    try:
-        conditions = {d: modelled_conditions(d) if args.conditions == "model" else host_conditions for d in dirs}
-        if args.tls or not is_loopback(args.server):  # each device presents its own credential
-            agents = [DeviceAgent(d, channel_for(d, args.server, True), conditions=conditions[d]) for d in dirs]
-        else:
-            channel = connect(args.server)
-            agents = [DeviceAgent(d, channel, conditions=conditions[d]) for d in dirs]
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    conditions = {d: modelled_conditions(d) if args.conditions == "model" else host_conditions for d in dirs}
+    if args.tls or not is_loopback(args.server):  # each device presents its own credential
+        agents = [DeviceAgent(d, channel_for(d, args.server, True), conditions=conditions[d]) for d in dirs]
+    else:
+        channel = connect(args.server)
+        agents = [DeviceAgent(d, channel, conditions=conditions[d]) for d in dirs]
     threads = [threading.Thread(target=a.run, args=(stop,), kwargs={"max_rounds": args.rounds}, daemon=True,
                                 name=a.device_id) for a in agents]
     for t in threads:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 
+from common.errors import FedkbError
 from common.layout import Home
 
 
-class UserError(Exception):
+class UserError(FedkbError):
     """An error the user can fix; printed without a traceback."""
 
 

@@ -27,6 +27,7 @@ import grpc
 import numpy as np
 
 from common import messages
+from common.errors import ConfigError
 from keyboard import client_work, install, pull
 from keyboard.availability import Availability, draw_now
 from keyboard.store import Device
@@ -74,7 +75,7 @@ def modelled_conditions(device_dir: Path, *, hold_seconds: float = 60.0, clock=t
     try:
         model = Availability.from_dict(status.get("availability"))
     except ValueError as exc:
-        raise ValueError(f"device {Path(device_dir).name}: {exc}") from None
+        raise ConfigError(f"device {Path(device_dir).name}: {exc}") from None
     rng, drawn = np.random.default_rng(), {}
 
     def conditions() -> dict[str, bool]:
@@ -95,7 +96,7 @@ def connect(target: str, tls_dir: Path | None = None) -> grpc.Channel:
             ("grpc.max_reconnect_backoff_ms", 30_000)]
     if tls_dir is None:
         if not messages.is_loopback(target):
-            raise ValueError(f"{target} is not loopback: the connection needs TLS and this device's credential "
+            raise ConfigError(f"{target} is not loopback: the connection needs TLS and this device's credential "
                              "(enrol it with `fedkb serve --init-tls`, then pass --tls)")
         return grpc.insecure_channel(target, opts)
     tls_dir = Path(tls_dir)
@@ -104,7 +105,7 @@ def connect(target: str, tls_dir: Path | None = None) -> grpc.Channel:
                                              private_key=(tls_dir / "device.key").read_bytes(),
                                              certificate_chain=(tls_dir / "device.pem").read_bytes())
     except FileNotFoundError as exc:
-        raise ValueError(f"{exc.filename}: missing; this device has no credential (enrol it with "
+        raise ConfigError(f"{exc.filename}: missing; this device has no credential (enrol it with "
                          "`fedkb serve --init-tls`)") from None
     return grpc.secure_channel(target, creds, opts)
 

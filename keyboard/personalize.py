@@ -30,16 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from lm.recall import recall_counts
 from common import artifacts
 from common.artifacts import CONFIG, MANIFEST, TOKENIZER, WEIGHTS
 from common.atomic import atomic_write, fsync_dir
-from lm.examples import encode_examples
-from lm.config import ModelConfig
+from common.errors import ConfigError, FedkbError
 from keyboard.install import Installed, installed
 from keyboard.lm import NumpyLM
 from keyboard.store import Device, DeviceError, Splits
 from keyboard.suggest import WordSuggester
+from lm.config import ModelConfig
+from lm.examples import encode_examples
+from lm.recall import recall_counts
 from tokenizer.vocab import Tokenizer, TokenizerError
 
 PERSONAL_DIR = "personal"
@@ -55,7 +56,7 @@ CLIP_NORM = 1.0  # global-norm clipping: a few large LSTM gradients must not wre
 LEARNING_RATE = 0.5
 
 
-class PersonalizationError(Exception):
+class PersonalizationError(FedkbError):
     """The device cannot be personalized (no device, no installed model, too little text)."""
 
 
@@ -101,7 +102,7 @@ def personalize(
         ValueError: a non-positive ``epochs``, ``learning_rate`` or ``batch_size``.
     """
     if epochs < 1 or batch_size < 1 or not learning_rate > 0:
-        raise ValueError(f"epochs, batch_size and learning_rate must be positive, "
+        raise ConfigError(f"epochs, batch_size and learning_rate must be positive, "
                          f"got {epochs}, {batch_size}, {learning_rate}")
     device_dir = Path(device_dir)
     splits, current = _inputs(device_dir)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from common import live_counts
+from common.errors import FedkbError
 from tokenizer.words import words
 
 DB_NAME = "log.sqlite"
@@ -61,7 +62,7 @@ CREATE TABLE IF NOT EXISTS live_counts (
 """
 
 
-class DeviceError(Exception):
+class DeviceError(FedkbError):
     """A device directory is missing, unreadable, or was given bad input."""
 
 

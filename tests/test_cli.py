@@ -37,6 +37,55 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def _main_with_command(monkeypatch, tmp_path, command):
+    """Runs ``cli.main`` in this process with a parser whose only command is ``command``."""
+    import argparse
+    import signal
+
+    from fedkb import cli
+
+    def parser():
+        p = argparse.ArgumentParser(prog="fedkb")
+        p.add_argument("--home")
+        p.set_defaults(func=lambda home, args: command())
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", parser)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        return cli.main(["--home", str(tmp_path)])
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+
+
+def test_an_error_meant_for_the_user_is_one_line(monkeypatch, tmp_path, capsys):
+    from common.errors import ConfigError, FedkbError
+
+    def command():
+        raise FedkbError("devices.jsonl line 3: no 'user' field")
+
+    assert _main_with_command(monkeypatch, tmp_path, command) == 1
+    assert capsys.readouterr().err == "fedkb: error: devices.jsonl line 3: no 'user' field\n"
+
+    def bad_option():  # a config out of range is both a FedkbError and the ValueError it always was
+        raise ConfigError("--clients-per-round must be at least 1, got 0")
+
+    assert _main_with_command(monkeypatch, tmp_path, bad_option) == 1
+    assert capsys.readouterr().err == "fedkb: error: --clients-per-round must be at least 1, got 0\n"
+
+
+def test_a_plain_value_error_is_a_bug_and_keeps_its_traceback(monkeypatch, tmp_path, capsys):
+    import pytest
+
+    def command():
+        raise ValueError("an index out of range somewhere inside")
+
+    with pytest.raises(ValueError, match="out of range somewhere inside"):
+        _main_with_command(monkeypatch, tmp_path, command)
+    assert "fedkb: error" not in capsys.readouterr().err
+
+
 def _fedkb(home, *args):
     return subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home), *args],
                           capture_output=True, text=True, cwd=REPO, timeout=120)

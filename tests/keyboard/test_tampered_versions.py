@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from common import artifacts
+from common.errors import FedkbError
 from federated import registry
-from fedkb.cli import _USER_ERRORS
 from keyboard import install
 from keyboard.app import KeyboardApp
 from keyboard.mix import ProductPredictor
@@ -264,7 +264,7 @@ def test_eval_refuses_a_damaged_version_naming_the_file(eval_home, name, how):
     _damage(v2.path, name, how)
     with pytest.raises(registry.RegistryError, match=str(v2.path / name)) as info:
         run_eval(home, version=v2.name)
-    assert type(info.value).__name__ in _USER_ERRORS
+    assert isinstance(info.value, FedkbError)
     assert not (home.server / "evals" / f"{v2.name}.json").exists()
 
 
@@ -275,7 +275,7 @@ def test_eval_refuses_a_version_whose_tokenizer_is_of_another_model(eval_home):
     _replace_and_resign(v2.path, artifacts.TOKENIZER, _other_tokenizer())
     with pytest.raises(Exception, match=str(v2.path / artifacts.TOKENIZER)) as info:
         run_eval(home, version=v2.name)
-    assert type(info.value).__name__ in _USER_ERRORS, repr(info.value)
+    assert isinstance(info.value, FedkbError), repr(info.value)
 
 
 def test_rollout_refuses_a_damaged_candidate_and_devices_keep_latest(eval_home):
@@ -286,7 +286,7 @@ def test_rollout_refuses_a_damaged_candidate_and_devices_keep_latest(eval_home):
     _damage(v2.path, artifacts.WEIGHTS, "flip")
     with pytest.raises(Exception, match=str(v2.path / artifacts.WEIGHTS)) as info:
         rollout(home, devices=5)
-    assert type(info.value).__name__ in _USER_ERRORS
+    assert isinstance(info.value, FedkbError)
     assert registry.read_registry(home.models)["latest"] == "0001"
     for m in members(home)[:5]:
         assert install.installed(home.device(m.device_id)).version == "0001"
@@ -304,7 +304,7 @@ def test_rollout_never_promotes_a_damaged_first_version(seeded_home, no_tff, dam
         _replace_and_resign(v1.path, artifacts.TOKENIZER, _other_tokenizer())
     with pytest.raises((registry.RegistryError, RolloutError, artifacts.ArtifactError), match=str(v1.path)) as info:
         rollout(seeded_home, devices=5)
-    assert type(info.value).__name__ in _USER_ERRORS
+    assert isinstance(info.value, FedkbError)
     assert registry.read_registry(seeded_home.models)["latest"] is None
 
 
