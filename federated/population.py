@@ -223,37 +223,6 @@ class Selection:
     rate: float | None = None  # the Poisson sampling rate q = K / eligible (None: a fixed-size draw)
 
 
-def select_clients(
-    home: Home, population: Sequence[Member], round_num: int, k: int, *, seed: int, min_examples: int,
-    utc_hour: int | None = None, draw: int = 0, arrays: dict[str, np.ndarray] | None = None,
-) -> Selection:
-    """Samples up to ``k`` eligible devices uniformly at random, deterministically for (seed, round).
-
-    Eligible = idle, charging and unmetered at this round, with at least ``min_examples``
-    sentences in the train split. With ``utc_hour`` the devices' conditions are drawn at that
-    hour (``draw`` numbers repeated checks) instead of the round's simulated hour. Only the candidates actually considered are opened, so the
-    cost depends on ``k``, not on the population size.
-    """
-    arrays = arrays or availability_arrays(population)  # a caller running many rounds passes them once
-    if utc_hour is None:
-        ok = available(round_conditions(population, round_num, seed, arrays))
-    else:  # a live server (``fedkb serve``): conditions at the real hour, a fresh draw per check
-        cond_rng = np.random.default_rng([seed, round_num, draw, 0xE11])
-        ok = available(draw_conditions(arrays, utc_hour, cond_rng))
-    candidates = np.flatnonzero(ok)
-    rng = np.random.default_rng([seed, round_num, draw, 0x5A])
-    chosen: list[str] = []
-    for index in rng.permutation(candidates):
-        device_id = population[int(index)].device_id
-        with Device(home.device(device_id)) as device:
-            status = device.status()
-        if status["train_sentences"] >= min_examples:
-            chosen.append(device_id)
-            if len(chosen) == k:
-                break
-    return Selection(chosen, int(ok.sum()), len(population))
-
-
 def poisson_select(
     home: Home, population: Sequence[Member], round_num: int, k: int, *, key, seed: int, min_examples: int,
     utc_hour: int | None = None, draw: int = 0, arrays: dict[str, np.ndarray] | None = None,

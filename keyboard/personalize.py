@@ -243,23 +243,6 @@ def active_model_dir(device_dir: Path, *, current: Installed | None = None) -> P
     return personal if usable else current.path
 
 
-def personalization_delta(records: Sequence[Mapping]) -> dict:
-    """Mean global and personal recall@1/@3 over devices (each device once) and the relative change.
-
-    Records with no held-out predictions carry no evidence and are skipped; ``devices`` counts the
-    rest. A relative change is None when the global mean is 0.
-    """
-    used = [r for r in records if r["global"]["predictions"] > 0]
-    out: dict = {"devices": len(used), "use_personal_devices": sum(bool(r["use_personal"]) for r in used),
-                 "global": {}, "personal": {}, "relative_change": {}}
-    for key in ("recall_at_1", "recall_at_3"):
-        g = float(np.mean([r["global"][key] for r in used])) if used else 0.0
-        p = float(np.mean([r["personal"][key] for r in used])) if used else 0.0
-        out["global"][key], out["personal"][key] = g, p
-        out["relative_change"][key] = (p - g) / g if g > 0 else None
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m keyboard.personalize --device-dir DIR [--epochs N]``: one JSON line, or one error line."""
     parser = argparse.ArgumentParser(prog="python -m keyboard.personalize", description=__doc__.split("\n")[0])

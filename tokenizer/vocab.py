@@ -20,7 +20,7 @@ import sentencepiece as spm
 
 from common.atomic import atomic_write
 from common.errors import ConfigError, FedkbError
-from tokenizer.specials import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, UNK, UNK_ID, WORD_START
+from tokenizer.specials import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, UNK, UNK_ID
 
 MODEL_FILE = "spm.model"
 CONFIG_FILE = "tokenizer.json"
@@ -139,9 +139,6 @@ class Tokenizer:
             return self._sp.id_to_piece(piece_id)
         except (IndexError, TypeError):
             raise TokenizerError(f"{self.source}: {_describe_bad_ids([piece_id], self.vocab_size)}") from None
-
-    def starts_word(self, piece_id: int) -> bool:
-        return self.piece(piece_id).startswith(WORD_START)
 
 
 def _describe_bad_text(text: object) -> str:
