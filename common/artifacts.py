@@ -18,8 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from common.errors import FedkbError
+from common.layout import TOKENIZER_MODEL
 
-WEIGHTS, CONFIG, TOKENIZER, MANIFEST = "weights.npz", "model.json", "spm.model", "manifest.json"
+WEIGHTS, CONFIG, MANIFEST = "weights.npz", "model.json", "manifest.json"
+TOKENIZER = TOKENIZER_MODEL
 ONDEVICE = "ondevice.npz"
 NGRAMS = "ngrams.tsv.gz"
 FILES = (WEIGHTS, CONFIG, TOKENIZER)  # every version has these

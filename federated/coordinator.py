@@ -126,7 +126,7 @@ class Coordinator:
         self.authenticate = False  # set by serve(tls=...): device ids must match the peer's certificate
         self.installed: dict[str, str | None] = {}  # device id -> the version it said it runs, at check-in
         home = session.home
-        self.evaluation = LiveEvaluation(home.models, home.server / "evals", min_devices=live.eval_min_devices,
+        self.evaluation = LiveEvaluation(home.models, home.evals, min_devices=live.eval_min_devices,
                                          deadline=live.eval_deadline, threshold_points=live.promotion_threshold,
                                          refuse=self._refused)
 

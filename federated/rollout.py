@@ -182,7 +182,7 @@ def run_eval(
         result = evaluation.evaluate(home, group, name, ver.path, preds, on_device=tick)
         rows = result.pop("baselines")  # the references' rows: kept apart from what left the devices
         result = _describe(home, ver, result, devices_requested=devices, seed=seed)
-        path = home.server / "evals" / f"{name}.json"
+        path = home.evals / f"{name}.json"
         if record:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, json.dumps(result, indent=2).encode())
@@ -192,7 +192,7 @@ def run_eval(
             outcome.references = {"model_version": name, "created": result["created"], "devices": result["devices"],
                                   "pooled": json.loads((home.references / POOLED_RECORD).read_text()),
                                   "baselines": rows}
-            outcome.references_path = home.references / "evals" / f"{name}.json"
+            outcome.references_path = home.reference_evals / f"{name}.json"
             if record:
                 outcome.references_path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(outcome.references_path, json.dumps(outcome.references, indent=2).encode())
@@ -221,7 +221,7 @@ def _ledger_total(home: Home) -> dict:
     from federated import ledger
     from federated.population import members
 
-    run = home.state / "run.json"
+    run = home.run_json
     dp_delta = (json.loads(run.read_text()).get("privacy") or {}).get("dp_delta") if run.is_file() else None
     return ledger.total(home.server, population=len(members(home)), dp_delta=dp_delta)
 

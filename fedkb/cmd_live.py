@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from common.layout import Home
+from common.layout import DeviceLayout, Home
 from common.messages import DEFAULT_ADDRESS as DEFAULT_LISTEN
 from common.messages import is_loopback
 
@@ -31,7 +31,7 @@ def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
 
     console = Console(highlight=False, soft_wrap=True)
     log = lambda msg: console.print(f"[dim]{dt.datetime.now():%H:%M:%S}[/] {msg}")  # noqa: E731
-    if not (home.tokenizer / "spm.model").is_file():
+    if not home.tokenizer_model.is_file():
         raise UserError(f"no tokenizer in {home.tokenizer}; run `fedkb tokenizer train` first")
     train = train_config_from(args)
     privacy = privacy_config_from(args)
@@ -198,11 +198,10 @@ def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
     _configure_logging(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from keyboard.agent import DeviceAgent, channel_for, connect, host_conditions, modelled_conditions
-    from keyboard.store import DB_NAME
 
     dirs = [home.device(d) for d in args.device]
     for d in dirs:
-        if not (d / DB_NAME).is_file():
+        if not DeviceLayout(d).db.is_file():
             raise UserError(f"no device {d.name!r} in {home.devices}")
     stop = threading.Event()
     conditions = {d: modelled_conditions(d) if args.conditions == "model" else host_conditions for d in dirs}

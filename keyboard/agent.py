@@ -28,6 +28,7 @@ import numpy as np
 
 from common import messages
 from common.errors import ConfigError
+from common.layout import DeviceLayout
 from keyboard import client_work, install, pull
 from keyboard.availability import Availability, draw_now
 from keyboard.store import Device
@@ -113,7 +114,7 @@ def connect(target: str, tls_dir: Path | None = None) -> grpc.Channel:
 def channel_for(device_dir: Path, target: str, tls: bool = False) -> grpc.Channel:
     """TLS with the device's own credential when asked or when ``target`` is not loopback."""
     use_tls = tls or not messages.is_loopback(target)
-    return connect(target, Path(device_dir) / "tls" if use_tls else None)
+    return connect(target, DeviceLayout(device_dir).tls if use_tls else None)
 
 
 class DeviceAgent:
@@ -336,7 +337,7 @@ class BackgroundAgent:
     def command(self) -> list[str]:
         import sys
 
-        tls = ["--tls"] if (self.device_dir / "tls").is_dir() and not messages.is_loopback(self.server) else []
+        tls = ["--tls"] if DeviceLayout(self.device_dir).tls.is_dir() and not messages.is_loopback(self.server) else []
         return [sys.executable, "-m", "keyboard.agent", "--device-dir", str(self.device_dir), "--server", self.server,
                 *tls]
 
@@ -348,7 +349,7 @@ class BackgroundAgent:
         if eligible and not self.running:
             import subprocess
 
-            with open(self.device_dir / "agent.log", "ab") as log_file:
+            with open(DeviceLayout(self.device_dir).agent_log, "ab") as log_file:
                 self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log_file,
                                                 stderr=log_file, preexec_fn=_die_with_parent)
             self.starts += 1

@@ -24,9 +24,8 @@ import numpy as np
 
 from common import artifacts, signing
 from common.atomic import atomic_write, fsync_dir
+from common.layout import INSTALLED_POINTER, DeviceLayout
 from tokenizer.vocab import Tokenizer, TokenizerError
-
-POINTER = "installed.json"
 
 
 @dataclass(frozen=True)
@@ -37,13 +36,9 @@ class Installed:
     fell_back: bool = False  # the current copy was damaged and the previous one is used
 
 
-def _model_dir(device_dir: Path) -> Path:
-    return Path(device_dir) / "model"
-
-
 def read_pointer(device_dir: Path) -> dict:
     """``{"current": name or None, "previous": name or None}``; a damaged pointer reads as nothing installed."""
-    path = _model_dir(device_dir) / POINTER
+    path = DeviceLayout(device_dir).installed_pointer
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -55,7 +50,7 @@ def read_pointer(device_dir: Path) -> dict:
 def _folder_name(value: object) -> str | None:
     """A version folder name from the pointer, or None for anything that is not one (such as ``../x``)."""
     try:
-        return artifacts.version_name(value, POINTER)
+        return artifacts.version_name(value, INSTALLED_POINTER)
     except artifacts.ArtifactError:
         return None
 
@@ -67,7 +62,7 @@ def installed(device_dir: Path) -> Installed | None:
         name = pointer.get(key)
         if not name:
             continue
-        path = _model_dir(device_dir) / name
+        path = DeviceLayout(device_dir).installed / name
         try:
             return Installed(name, path, artifacts.verify(path), fell_back=key == "previous")
         except artifacts.ArtifactError:
@@ -96,7 +91,7 @@ def install(device_dir: Path, version_dir: Path, *, rollback: dict | None = None
         return current
     if current is not None and int(name) < int(current.version):
         signing.check_rollback(rollback, to=name, current=current.version, pinned=key, where=f"device {device_dir}")
-    models = _model_dir(device_dir)
+    models = DeviceLayout(device_dir).installed
     models.mkdir(parents=True, exist_ok=True)
     tmp = models / f".incoming-{name}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -116,7 +111,7 @@ def install(device_dir: Path, version_dir: Path, *, rollback: dict | None = None
     if newly_pinned:
         signing.pin(device_dir, key)
     previous = current.version if current is not None else pointer.get("current")
-    atomic_write(models / POINTER, json.dumps({"current": name, "previous": previous}).encode())
+    atomic_write(DeviceLayout(device_dir).installed_pointer, json.dumps({"current": name, "previous": previous}).encode())
     for old in models.iterdir():  # keep current and previous only
         if old.is_dir() and old.name not in (name, previous):
             shutil.rmtree(old, ignore_errors=True)

@@ -34,6 +34,8 @@ from common import artifacts
 from common.artifacts import CONFIG, MANIFEST, TOKENIZER, WEIGHTS
 from common.atomic import atomic_write, fsync_dir
 from common.errors import ConfigError, FedkbError
+from common.layout import PERSONAL_DIR, DeviceLayout
+from common.layout import PERSONALIZATION_RECORD as RECORD  # noqa: F401  (keyboard/app.py and screens.py import it)
 from keyboard.install import Installed, installed
 from keyboard.lm import NumpyLM
 from keyboard.store import Device, DeviceError, Splits
@@ -43,8 +45,6 @@ from lm.examples import encode_examples
 from lm.recall import recall_counts
 from tokenizer.vocab import Tokenizer, TokenizerError
 
-PERSONAL_DIR = "personal"
-RECORD = "personalization.json"  # under <device>/eval/
 MIN_TRAIN_SENTENCES = 2  # one sentence is a memorized phrase, not a person's style
 CLIP_NORM = 1.0  # global-norm clipping: a few large LSTM gradients must not wreck the global model
 # Plain SGD, as in Wang et al. and the federated client; with clipping at 1.0 one step moves the
@@ -131,8 +131,8 @@ def personalize(
         personal_weights_sha256=manifest["files"][WEIGHTS])
     # Written after the personal model, so a crash in between leaves a record that does not
     # match its sha256, and active_model_dir falls back to the global model.
-    (device_dir / "eval").mkdir(exist_ok=True)
-    atomic_write(device_dir / "eval" / RECORD, json.dumps(result.to_record(), indent=2).encode())
+    DeviceLayout(device_dir).eval.mkdir(exist_ok=True)
+    atomic_write(DeviceLayout(device_dir).personalization, json.dumps(result.to_record(), indent=2).encode())
     return result
 
 
@@ -192,7 +192,7 @@ def _write_personal(device_dir: Path, weights: Mapping[str, np.ndarray], config_
         "fine_tuned_from": source.version, "fine_tuned_from_sha256": source.manifest["files"][WEIGHTS],
     }
     tmp, old = device_dir / f".personal-tmp-{os.getpid()}", device_dir / f".personal-old-{os.getpid()}"
-    target = device_dir / PERSONAL_DIR
+    target = DeviceLayout(device_dir).personal
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -224,12 +224,12 @@ def active_model_dir(device_dir: Path, *, current: Installed | None = None) -> P
     current = current or installed(device_dir)
     if current is None:
         return None
-    personal = device_dir / PERSONAL_DIR
+    personal = DeviceLayout(device_dir).personal
     if not personal.is_dir():
         return current.path
     try:
         manifest = artifacts.verify(personal)
-        record = json.loads((device_dir / "eval" / RECORD).read_text())
+        record = json.loads(DeviceLayout(device_dir).personalization.read_text())
     except (artifacts.ArtifactError, OSError, ValueError):
         return current.path
     usable = (

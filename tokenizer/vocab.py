@@ -20,9 +20,10 @@ import sentencepiece as spm
 
 from common.atomic import atomic_write
 from common.errors import ConfigError, FedkbError
+from common.layout import TOKENIZER_MODEL
 from tokenizer.specials import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, UNK, UNK_ID
 
-MODEL_FILE = "spm.model"
+MODEL_FILE = TOKENIZER_MODEL
 CONFIG_FILE = "tokenizer.json"
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from common import artifacts
 from common.errors import FedkbError
+from common.layout import DeviceLayout
 from federated import registry
 from keyboard import install
 from keyboard.app import KeyboardApp
@@ -203,7 +204,7 @@ def test_a_damaged_installed_copy_falls_back_and_then_to_word_counts(device_with
                          ids=["empty", "not-json", "not-utf8", "a-list", "a-number", "outside", "not-installed"])
 def test_a_damaged_pointer_reads_as_nothing_installed_and_a_reinstall_repairs_it(device_with_v1, pointer):
     _, device_dir, _, v2 = device_with_v1
-    (device_dir / "model" / install.POINTER).write_bytes(pointer)
+    DeviceLayout(device_dir).installed_pointer.write_bytes(pointer)
     assert install.installed(device_dir) is None
     assert isinstance(load_predictor(device_dir), FrequencyPredictor)  # typing goes on without a model
     assert install.install(device_dir, v2.path).version == "0002"
