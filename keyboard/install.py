@@ -16,14 +16,12 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from common import artifacts, signing
-from common.atomic import atomic_write, fsync_dir
+from common import version_dir as version_files  # `version_dir` names the argument here
+from common.atomic import atomic_write
 from common.layout import INSTALLED_POINTER, DeviceLayout
 from tokenizer.vocab import Tokenizer, TokenizerError
 
@@ -92,22 +90,16 @@ def install(device_dir: Path, version_dir: Path, *, rollback: dict | None = None
     if current is not None and int(name) < int(current.version):
         signing.check_rollback(rollback, to=name, current=current.version, pinned=key, where=f"device {device_dir}")
     models = DeviceLayout(device_dir).installed
-    models.mkdir(parents=True, exist_ok=True)
-    tmp = models / f".incoming-{name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
-        for fname in (*artifacts.listed_files(manifest), artifacts.MANIFEST, signing.SIGNATURE):
-            atomic_write(tmp / fname, (version_dir / fname).read_bytes())
-        manifest = artifacts.verify(tmp)  # the copy, not just the source
-        signing.check(tmp, key)
-        target = models / name
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-        fsync_dir(models)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    def check_copy(copy: Path) -> dict:  # the copy, not just the source
+        copied = artifacts.verify(copy)
+        signing.check(copy, key)
+        return copied
+
+    files = {fname: (version_dir / fname).read_bytes()
+             for fname in (*artifacts.listed_files(manifest), artifacts.MANIFEST, signing.SIGNATURE)}
+    manifest = version_files.write(models / name, files, staging=models / f".incoming-{name}", check=check_copy,
+                                   replace=True)
     if newly_pinned:
         signing.pin(device_dir, key)
     previous = current.version if current is not None else pointer.get("current")
@@ -175,11 +167,7 @@ def _check_coherent(version_dir: str, files_key: tuple) -> None:
 
 def _check_vocab_rows(weights_file: Path, vocab: int, config_file: Path) -> None:
     """The embedding has one row and the output bias one entry per piece of the vocabulary."""
-    try:
-        with np.load(weights_file, allow_pickle=False) as npz:
-            shapes = {key: npz[key].shape for key in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise artifacts.ArtifactError(f"{weights_file}: unreadable weights ({exc})") from None
+    shapes = {key: array.shape for key, array in version_files.read_arrays(weights_file).items()}
     for key, shape in shapes.items():
         if key.removesuffix(".int8") in ("embedding/embeddings", "output_bias") and shape[:1] != (vocab,):
             raise artifacts.ArtifactError(

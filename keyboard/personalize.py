@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
-import io
 import json
 import os
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -30,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import artifacts
+from common import artifacts, version_dir
 from common.artifacts import CONFIG, MANIFEST, TOKENIZER, WEIGHTS
-from common.atomic import atomic_write, fsync_dir
+from common.atomic import atomic_write
 from common.errors import ConfigError, FedkbError
 from common.layout import PERSONAL_DIR, DeviceLayout
 from common.layout import PERSONALIZATION_RECORD as RECORD  # noqa: F401  (keyboard/app.py and screens.py import it)
@@ -109,8 +106,7 @@ def personalize(
     config_text = (current.path / CONFIG).read_text()
     config = ModelConfig.from_json(config_text)
     tok = Tokenizer.load(current.path / TOKENIZER)
-    with np.load(current.path / WEIGHTS) as npz:
-        global_weights = {k: npz[k] for k in npz.files}
+    global_weights = version_dir.read_weights(current.path)
     examples = encode_examples(tok.encode, splits.train, config.sequence_length)
     weights = _fine_tune(config, global_weights, examples, epochs=epochs, learning_rate=learning_rate,
                          batch_size=batch_size, seed=seed)
@@ -181,35 +177,18 @@ def _write_personal(device_dir: Path, weights: Mapping[str, np.ndarray], config_
                     tokenizer_proto: bytes, source: Installed, created: str, metrics: Mapping[str, float],
                     details: Mapping[str, object]) -> dict:
     """Builds the personal version in a temporary folder, verifies it, then renames it into place."""
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v, np.float32) for k, v in weights.items()})
-    files = {WEIGHTS: buf.getvalue(), CONFIG: config_text.encode(), TOKENIZER: tokenizer_proto}
+    files = {WEIGHTS: version_dir.npz_bytes(weights, np.float32), CONFIG: config_text.encode(), TOKENIZER: tokenizer_proto}
     manifest = {
         "version": PERSONAL_DIR, "round": source.manifest.get("round"), "created": created,
-        "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
+        "files": version_dir.file_hashes(files),
         "metrics": dict(metrics), "personalization": dict(details),
         # Both the name and the weights' hash: a re-seeded server may publish another "0001".
         "fine_tuned_from": source.version, "fine_tuned_from_sha256": source.manifest["files"][WEIGHTS],
     }
-    tmp, old = device_dir / f".personal-tmp-{os.getpid()}", device_dir / f".personal-old-{os.getpid()}"
-    target = DeviceLayout(device_dir).personal
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        for name, data in files.items():
-            atomic_write(tmp / name, data)
-        atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
-        artifacts.verify(tmp)
-        # A directory cannot replace a non-empty one in one rename; between the two renames there
-        # is no personal model, which active_model_dir reads as "use the global one".
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        fsync_dir(device_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    # Between the two renames of a replacement there is no personal model, which
+    # active_model_dir reads as "use the global one".
+    version_dir.write(DeviceLayout(device_dir).personal, {**files, MANIFEST: version_dir.manifest_bytes(manifest)},
+                      staging=device_dir / f".personal-tmp-{os.getpid()}", check=artifacts.verify, replace=True)
     return manifest
 
 
