@@ -118,13 +118,13 @@ def test_ctrl_c_exits_130_even_when_a_library_turns_it_into_another_error(tmp_pa
     # TFF's gRPC and asyncio layers can re-raise an interrupt as some other exception.
     code = (
         "import os, signal, sys\n"
-        "from fedkb import cli\n"
+        "from fedkb import cli, cmd_population\n"
         "def converted(home, args):\n"
         "    try:\n"
         "        os.kill(os.getpid(), signal.SIGINT)\n"
         "    except KeyboardInterrupt:\n"
         "        raise ValueError('cancelled by the library')\n"
-        "cli.cmd_population_show = converted\n"
+        "cmd_population.cmd_population_show = converted\n"
         f"sys.exit(cli.main(['--home', {str(tmp_path)!r}, 'population', 'show']))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
