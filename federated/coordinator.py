@@ -55,6 +55,7 @@ from common import messages
 from common.errors import ConfigError
 from common.secagg import SecAggError, UpdateCodec
 from federated import sampling, training
+from federated.configs import RolloutConfig
 from federated.live_eval import LiveEvaluation
 from federated.live_secagg import STAGES, SecureCollection
 from federated.tls import ServerTLS, peer_device
@@ -79,7 +80,7 @@ class LiveConfig:
     stage_timeout: float = 30.0  # secure aggregation: seconds each stage after the keys waits for stragglers
     eval_min_devices: int = 20  # evaluation sums are released only from at least this many devices
     eval_deadline: float = 300.0  # seconds an evaluation task waits for reports
-    promotion_threshold: float = 0.5  # points of recall@1 a candidate may lose against latest and be promoted
+    promotion_threshold: float = RolloutConfig.threshold  # recall@1 points a candidate may lose against latest
 
     def __post_init__(self) -> None:
         if not self.overselect >= 1.0:

@@ -25,6 +25,7 @@ from common.errors import FedkbError
 from common.layout import Home
 from eval.ngram import KneserNeyTrigram, UnigramPredictor
 from federated import evaluation, promotion, registry
+from federated.configs import RolloutConfig
 from federated.population import members
 from keyboard import install as device_install
 from keyboard.store import Device
@@ -235,7 +236,8 @@ class RolloutReport:
 
 
 def rollout(
-    home: Home, *, threshold_points: float = 0.5, devices: int | None = 100, seed: int = 0,
+    home: Home, *, threshold_points: float = RolloutConfig.threshold, devices: int | None = RolloutConfig.devices,
+    seed: int = RolloutConfig.seed,
     progress: Progress | None = None, decide: bool = True,
 ) -> RolloutReport:
     """Decides on the newest candidate (older undecided ones are superseded; not if ``decide`` is

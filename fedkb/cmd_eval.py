@@ -8,7 +8,8 @@ from pathlib import Path
 
 from common import artifacts
 from common.layout import Home
-from fedkb.options import UserError
+from federated.configs import RolloutConfig
+from fedkb.options import UserError, add_config_arguments
 
 
 def _console():
@@ -153,9 +154,10 @@ def _check_devices(devices: int | None) -> None:
 
 def cmd_rollout(home: Home, args: argparse.Namespace) -> None:
     console = _console()
-    _check_devices(args.devices)
+    config = RolloutConfig(threshold=args.threshold, devices=args.devices, seed=args.seed)
+    _check_devices(config.devices)
     with tff_runtime(home, console):
-        do_rollout(home, console, threshold=args.threshold, devices=args.devices, seed=args.seed,
+        do_rollout(home, console, threshold=config.threshold, devices=config.devices, seed=config.seed,
                    roll_back_to=args.roll_back_to, reason=args.reason)
 
 
@@ -183,10 +185,7 @@ def add_references_option(p) -> None:
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("rollout", help="promote or hold back the newest version, then install latest on devices")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="hold a version back if its recall@1 is more than this many points below latest (default 0.5)")
-    p.add_argument("--devices", type=int, default=100, help="devices sampled to compare versions (default 100)")
-    p.add_argument("--seed", type=int, default=0)
+    add_config_arguments(p, RolloutConfig, ("threshold", "devices", "seed"))
     p.add_argument("--roll-back-to", metavar="VERSION",
                    help="make this older version latest again, signed so that devices accept the rollback, and "
                         "install it (no candidate is decided)")

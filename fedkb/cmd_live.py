@@ -271,7 +271,8 @@ def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
 
 def add_parsers(sub) -> None:
     from fedkb.cmd_demo import cmd_serve
-    from fedkb.options import add_train_options
+    from federated.configs import RolloutConfig
+    from fedkb.options import add_config_arguments, add_train_options
 
     p = sub.add_parser("serve", help="the coordinator of live rounds: devices check in, train on their own data "
                                      "and upload updates (--simulate: the in-process loop)")
@@ -300,7 +301,7 @@ def add_parsers(sub) -> None:
                    help="run rounds in this process on the devices' logs instead (the simulation)")
     p.add_argument("--interval", type=float, default=5.0, help="--simulate: seconds between eligibility checks")
     p.add_argument("--max-rounds", type=int, default=None, help="stop after this many rounds in all")
-    p.add_argument("--threshold", type=float, default=0.5, help="promotion threshold in recall@1 points (default 0.5)")
+    add_config_arguments(p, RolloutConfig, ("threshold",))
     p.add_argument("--eval-min-devices", type=int, default=20,
                    help="live: evaluation sums are released only from at least this many devices (default 20)")
     p.add_argument("--eval-deadline", type=float, default=300.0,

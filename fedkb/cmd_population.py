@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from common.layout import Home
-from fedkb.options import UserError
+from federated.configs import TrainConfig
+from fedkb.options import UserError, add_config_arguments
 from fedkb.options import console as _console
 
 
@@ -81,5 +82,5 @@ def add_parsers(sub) -> None:
     p = pop_sub.add_parser("show", help="devices, sentences, and how many are eligible now")
     p.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
     p.add_argument("--all", action="store_true", help="show every device")
-    p.add_argument("--min-examples", type=int, default=5, help="train sentences a device needs to be eligible (default 5)")
+    add_config_arguments(p, TrainConfig, ("min_examples",))
     p.set_defaults(func=cmd_population_show)

@@ -7,6 +7,8 @@ none of them, so the CLI stays a leaf that nothing imports.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from collections.abc import Mapping, Sequence
 
 from common.errors import FedkbError
 from common.layout import Home
@@ -23,9 +25,9 @@ def console():
 
 
 def train_config_from(args: argparse.Namespace):
-    from federated import training
+    from federated.configs import TrainConfig
 
-    return training.TrainConfig(
+    return TrainConfig(
         preset=args.preset, clients_per_round=args.clients_per_round, server_optimizer=args.server_optimizer,
         client_lr=args.client_lr, client_clip_norm=args.client_clip_norm, server_lr=args.server_lr,
         local_epochs=args.local_epochs,
@@ -111,20 +113,34 @@ def parse_targets(value: str) -> list[str]:
     return targets
 
 
-def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int = 10) -> None:
-    """Options shared by ``train``, ``serve`` and ``demo``."""
-    p.add_argument("--clients-per-round", type=int, default=clients_per_round,
-                   help=f"devices sampled per round (default {clients_per_round})")
-    p.add_argument("--preset", choices=("tiny", "small", "gboard"), default="small",
-                   help="model size: small (default), gboard (Hard et al. 2018, 1.4M parameters), tiny (for tests)")
-    p.add_argument("--server-optimizer", choices=("sgdm", "adam", "yogi"), default="adam")
-    p.add_argument("--client-lr", type=float, default=0.5, help="local SGD learning rate (default 0.5)")
-    p.add_argument("--client-clip-norm", type=float, default=1.0,
-                   help="clip local gradients to this global norm (default 1.0)")
-    p.add_argument("--server-lr", type=float, default=0.03, help="server learning rate (default 0.03)")
-    p.add_argument("--local-epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--min-examples", type=int, default=5, help="train sentences a device needs to take part (default 5)")
+def add_config_arguments(parser, config: type, names: Sequence[str], *, flags: Mapping[str, str] | None = None,
+                         defaults: Mapping[str, object] | None = None) -> None:
+    """One option per named field of the config dataclass ``config``, with the field's default and help.
+
+    The flag is ``--field-name`` unless ``flags`` renames it; ``defaults`` overrides a default for
+    one command (``fedkb demo`` trains with other settings). A field's ``metadata`` gives its
+    ``help`` and may give ``choices`` and ``type`` (else the type of its default).
+    """
+    by_name = {f.name: f for f in dataclasses.fields(config)}
+    for name in names:
+        spec = by_name[name]
+        default = (defaults or {}).get(name, spec.default)
+        kwargs = {"default": default, "help": f"{spec.metadata['help']} (default {default})"}
+        if "choices" in spec.metadata:
+            kwargs["choices"] = spec.metadata["choices"]
+        else:
+            kwargs["type"] = spec.metadata.get("type", type(spec.default))
+        parser.add_argument((flags or {}).get(name, "--" + name.replace("_", "-")), **kwargs)
+
+
+def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int | None = None) -> None:
+    """Options shared by ``train``, ``serve`` and ``demo``; defaults and help from ``TrainConfig``."""
+    from federated.configs import TrainConfig
+
+    add_config_arguments(p, TrainConfig, ("clients_per_round", "preset", "server_optimizer", "client_lr",
+                                          "client_clip_norm", "server_lr", "local_epochs", "batch_size",
+                                          "min_examples"),
+                         defaults={} if clients_per_round is None else {"clients_per_round": clients_per_round})
     p.add_argument("--seed", type=int, default=None,
                    help="make the run reproducible, for research: participants are drawn from this seed, so the "
                         "sampling is public and ε holds without amplification by sampling (default: a secret key "

@@ -131,3 +131,53 @@ def test_ctrl_c_exits_130_even_when_a_library_turns_it_into_another_error(tmp_pa
     assert proc.returncode == 130, proc.stderr
     assert "interrupted" in proc.stderr
     assert "cancelled by the library" not in proc.stderr
+
+
+def test_option_defaults_and_help_come_from_the_config_fields():
+    from dataclasses import fields
+
+    from federated.configs import RolloutConfig, TrainConfig
+    from fedkb.cli import build_parser
+
+    parser = build_parser()
+    train = vars(parser.parse_args(["train", "--rounds", "1"]))
+    for f in fields(TrainConfig):
+        if f.name in train and f.name != "seed":  # --seed: None means a secret key (public_sampling off)
+            assert train[f.name] == f.default, f.name
+    assert train["min_examples"] == 5 and train["clients_per_round"] == 10
+    rollout = vars(parser.parse_args(["rollout"]))
+    assert (rollout["threshold"], rollout["devices"], rollout["seed"]) == (0.5, 100, 0)
+    assert RolloutConfig() == RolloutConfig(rollout["threshold"], rollout["devices"], rollout["seed"])
+    assert vars(parser.parse_args(["population", "show"]))["min_examples"] == TrainConfig.min_examples
+    assert vars(parser.parse_args(["serve"]))["threshold"] == RolloutConfig.threshold
+    assert vars(parser.parse_args(["demo"]))["clients_per_round"] == 10
+
+
+def test_add_config_arguments_reads_type_choices_and_help():
+    import argparse
+
+    from federated.configs import TrainConfig
+    from fedkb.options import add_config_arguments
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, TrainConfig, ("min_examples", "server_optimizer", "client_lr"),
+                         flags={"client_lr": "--lr"}, defaults={"min_examples": 7})
+    args = parser.parse_args(["--lr", "0.25"])
+    assert (args.min_examples, args.server_optimizer, args.lr) == (7, "adam", 0.25)
+    assert "train sentences a device needs to take part (default 7)" in " ".join(parser.format_help().split())
+    import pytest
+
+    with pytest.raises(SystemExit):  # not one of the field's choices
+        parser.parse_args(["--server-optimizer", "sgd"])
+
+
+def test_rollout_config_refuses_a_negative_threshold():
+    import pytest
+
+    from common.errors import ConfigError
+    from federated.configs import RolloutConfig
+
+    with pytest.raises(ConfigError, match="--threshold must be at least 0 points, got -1"):
+        RolloutConfig(threshold=-1)
+    with pytest.raises(ConfigError, match="--devices must be at least 1, got 0"):
+        RolloutConfig(devices=0)
