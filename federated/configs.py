@@ -1,4 +1,4 @@
-"""The frozen configs of training and of rollout (promotion): light, so that the command line reads
+"""The frozen configs of training, rollout (promotion), evaluation and seeding: light, so that the command line reads
 their defaults and help without importing TensorFlow.
 
 Each default is declared once, on its field, with its help (``metadata["help"]``); argparse reads
@@ -69,5 +69,34 @@ class RolloutConfig:
     def __post_init__(self) -> None:
         if not self.threshold >= 0:
             raise ConfigError(f"--threshold must be at least 0 points, got {self.threshold}")
+        if self.devices is not None and self.devices < 1:
+            raise ConfigError(f"--devices must be at least 1, got {self.devices}")
+
+
+@dataclass(frozen=True)
+class SeedConfig:
+    """How ``fedkb population seed`` makes devices from a corpus."""
+
+    min_sentences: int = field(default=10, metadata={"help": "leave out users with fewer sentences"})
+    max_devices: int | None = field(default=None, metadata={
+        "help": "keep only the first N users, in file order", "type": int})
+    seed: int = field(default=0, metadata={"help": "seed of the devices' availability models"})
+
+    def __post_init__(self) -> None:
+        if self.min_sentences < 1:
+            raise ConfigError(f"--min-sentences must be at least 1, got {self.min_sentences}")
+        if self.max_devices is not None and self.max_devices < 1:
+            raise ConfigError(f"--max-devices must be at least 1, got {self.max_devices}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Which devices ``fedkb eval`` measures a version on (``federated/evaluation.py`` runs it)."""
+
+    devices: int | None = field(default=None, metadata={
+        "help": "evaluate on a seeded sample of N devices (None: all)", "type": int})
+    seed: int = field(default=0, metadata={"help": "seed of the devices' sample"})
+
+    def __post_init__(self) -> None:
         if self.devices is not None and self.devices < 1:
             raise ConfigError(f"--devices must be at least 1, got {self.devices}")

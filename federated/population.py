@@ -27,6 +27,7 @@ from common import signing
 from common.errors import FedkbError
 from common.layout import Home
 from federated import tls
+from federated.configs import SeedConfig
 from federated.corpus import Record, group_by_user, read_records
 from keyboard.availability import NIGHT_HOURS, Availability, draw_conditions  # noqa: F401  (re-exported)
 from keyboard.store import Device, devices_of_users, new_device_id
@@ -106,10 +107,10 @@ def seed(
     home: Home,
     corpus: Path,
     *,
-    min_sentences: int = 10,
-    max_devices: int | None = None,
+    min_sentences: int = SeedConfig.min_sentences,
+    max_devices: int | None = SeedConfig.max_devices,
     append: bool = False,
-    seed: int = 0,
+    seed: int = SeedConfig.seed,
 ) -> SeedReport:
     """Creates one device per corpus user, all or nothing.
 

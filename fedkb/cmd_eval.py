@@ -8,7 +8,7 @@ from pathlib import Path
 
 from common import artifacts
 from common.layout import Home
-from federated.configs import RolloutConfig
+from federated.configs import EvalConfig, RolloutConfig
 from fedkb.options import UserError, add_config_arguments
 
 
@@ -163,9 +163,10 @@ def cmd_rollout(home: Home, args: argparse.Namespace) -> None:
 
 def cmd_eval(home: Home, args: argparse.Namespace) -> None:
     console = _console()
-    _check_devices(args.devices)
+    config = EvalConfig(devices=args.devices, seed=args.seed)
+    _check_devices(config.devices)
     with tff_runtime(home, console):
-        do_eval(home, console, version=args.version, devices=args.devices, seed=args.seed,
+        do_eval(home, console, version=args.version, devices=config.devices, seed=config.seed,
                 references=args.references, json_path=Path(args.json) if args.json else None)
 
 
@@ -194,8 +195,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("eval", help="on-device evaluation: recall@1/3/5 on devices' held-out sentences")
     p.add_argument("--version", help="evaluate this published version (default: what each device has installed)")
-    p.add_argument("--devices", type=int, default=None, help="evaluate on a seeded sample of N devices (default: all)")
-    p.add_argument("--seed", type=int, default=0)
+    add_config_arguments(p, EvalConfig, ("devices", "seed"))
     p.add_argument("--json", help="also write the aggregate result to this JSON file")
     add_references_option(p)
     p.set_defaults(func=cmd_eval)

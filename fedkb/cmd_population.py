@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from common.layout import Home
-from federated.configs import TrainConfig
+from federated.configs import SeedConfig, TrainConfig
 from fedkb.options import UserError, add_config_arguments
 from fedkb.options import console as _console
 
@@ -14,9 +14,10 @@ def cmd_population_seed(home: Home, args: argparse.Namespace) -> None:
     from federated.corpus import resolve_corpus
     from federated.population import seed
 
+    config = SeedConfig(min_sentences=args.min_sentences, max_devices=args.max_devices, seed=args.seed)
     corpus = resolve_corpus(args.corpus)
-    report = seed(home, corpus, min_sentences=args.min_sentences, max_devices=args.max_devices,
-                  append=args.append, seed=args.seed)
+    report = seed(home, corpus, min_sentences=config.min_sentences, max_devices=config.max_devices,
+                  append=args.append, seed=config.seed)
     _console().print(
         f"Seeded [bold]{report.devices_created}[/] new devices"
         + (f" and appended to {report.devices_appended}" if report.devices_appended else "")
@@ -74,10 +75,9 @@ def add_parsers(sub) -> None:
     pop_sub = pop.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = pop_sub.add_parser("seed", help="create one device per user of a JSONL corpus")
     p.add_argument("--corpus", required=True, help="'shakespeare' (bundled) or a JSONL / JSONL.gz file of {user, text[, timestamp]}")
-    p.add_argument("--min-sentences", type=int, default=10, help="leave out users with fewer sentences (default 10)")
-    p.add_argument("--max-devices", type=int, default=None, help="keep only the first N users, in file order")
+    add_config_arguments(p, SeedConfig, ("min_sentences", "max_devices"))
     p.add_argument("--append", action="store_true", help="add to an existing population")
-    p.add_argument("--seed", type=int, default=0, help="seed of the devices' availability models (default 0)")
+    add_config_arguments(p, SeedConfig, ("seed",))
     p.set_defaults(func=cmd_population_seed)
     p = pop_sub.add_parser("show", help="devices, sentences, and how many are eligible now")
     p.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")

@@ -7,9 +7,8 @@ none of them, so the CLI stays a leaf that nothing imports.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from collections.abc import Mapping, Sequence
 
+from common.config_options import add_config_arguments  # noqa: F401  (the cmd_* modules use it from here)
 from common.errors import FedkbError
 from common.layout import Home
 
@@ -111,26 +110,6 @@ def parse_targets(value: str) -> list[str]:
     if len(set(targets)) != len(targets):
         raise argparse.ArgumentTypeError(f"--workers lists a worker twice: {value}")
     return targets
-
-
-def add_config_arguments(parser, config: type, names: Sequence[str], *, flags: Mapping[str, str] | None = None,
-                         defaults: Mapping[str, object] | None = None) -> None:
-    """One option per named field of the config dataclass ``config``, with the field's default and help.
-
-    The flag is ``--field-name`` unless ``flags`` renames it; ``defaults`` overrides a default for
-    one command (``fedkb demo`` trains with other settings). A field's ``metadata`` gives its
-    ``help`` and may give ``choices`` and ``type`` (else the type of its default).
-    """
-    by_name = {f.name: f for f in dataclasses.fields(config)}
-    for name in names:
-        spec = by_name[name]
-        default = (defaults or {}).get(name, spec.default)
-        kwargs = {"default": default, "help": f"{spec.metadata['help']} (default {default})"}
-        if "choices" in spec.metadata:
-            kwargs["choices"] = spec.metadata["choices"]
-        else:
-            kwargs["type"] = spec.metadata.get("type", type(spec.default))
-        parser.add_argument((flags or {}).get(name, "--" + name.replace("_", "-")), **kwargs)
 
 
 def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int | None = None) -> None:

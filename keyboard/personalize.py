@@ -22,7 +22,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ import numpy as np
 from common import artifacts, version_dir
 from common.artifacts import CONFIG, MANIFEST, TOKENIZER, WEIGHTS
 from common.atomic import atomic_write
+from common.config_options import add_config_arguments
 from common.errors import ConfigError, FedkbError
 from common.layout import PERSONAL_DIR, DeviceLayout
 from common.layout import PERSONALIZATION_RECORD as RECORD  # noqa: F401  (keyboard/app.py and screens.py import it)
@@ -51,6 +52,21 @@ CLIP_NORM = 1.0  # global-norm clipping: a few large LSTM gradients must not wre
 # learn it, and Adam 1e-2 overshoots. On devices without such a phrase no rate helped (0.5 cost
 # 0.7 points on average): that is what the held-out check, use_personal, is for.
 LEARNING_RATE = 0.5
+
+
+@dataclass(frozen=True)
+class PersonalizationConfig:
+    """How the installed global model is fine-tuned into the personal one."""
+
+    epochs: int = field(default=5, metadata={"help": "fine-tuning epochs over the train split"})
+    learning_rate: float = field(default=LEARNING_RATE, metadata={"help": "plain SGD learning rate (see LEARNING_RATE)"})
+    batch_size: int = field(default=16, metadata={"help": "examples per step"})
+    seed: int = field(default=0, metadata={"help": "the order of the examples"})
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
+            raise ConfigError(f"epochs, batch_size and learning_rate must be positive, "
+                              f"got {self.epochs}, {self.batch_size}, {self.learning_rate}")
 
 
 class PersonalizationError(FedkbError):
@@ -87,7 +103,9 @@ class PersonalResult:
 
 
 def personalize(
-    device_dir: Path, *, epochs: int = 5, learning_rate: float = LEARNING_RATE, batch_size: int = 16, seed: int = 0
+    device_dir: Path, *, epochs: int = PersonalizationConfig.epochs,
+    learning_rate: float = PersonalizationConfig.learning_rate, batch_size: int = PersonalizationConfig.batch_size,
+    seed: int = PersonalizationConfig.seed,
 ) -> PersonalResult:
     """Fine-tunes the installed global model on the device's train split and compares it on held-out.
 
@@ -98,9 +116,7 @@ def personalize(
         PersonalizationError: no device, no installed model version, or fewer than 2 train sentences.
         ValueError: a non-positive ``epochs``, ``learning_rate`` or ``batch_size``.
     """
-    if epochs < 1 or batch_size < 1 or not learning_rate > 0:
-        raise ConfigError(f"epochs, batch_size and learning_rate must be positive, "
-                         f"got {epochs}, {batch_size}, {learning_rate}")
+    PersonalizationConfig(epochs, learning_rate, batch_size, seed)  # raises ConfigError for a bad one
     device_dir = Path(device_dir)
     splits, current = _inputs(device_dir)
     config_text = (current.path / CONFIG).read_text()
@@ -226,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m keyboard.personalize --device-dir DIR [--epochs N]``: one JSON line, or one error line."""
     parser = argparse.ArgumentParser(prog="python -m keyboard.personalize", description=__doc__.split("\n")[0])
     parser.add_argument("--device-dir", type=Path, required=True, help="the device directory (holds log.sqlite)")
-    parser.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs over the train split")
+    add_config_arguments(parser, PersonalizationConfig, ("epochs",))
     args = parser.parse_args(argv)
     try:
         result = personalize(args.device_dir, epochs=args.epochs)
