@@ -24,7 +24,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: type, names: S
     for name in names:
         spec = by_name[name]
         default = (defaults or {}).get(name, spec.default)
-        kwargs = {"default": default, "help": f"{spec.metadata['help']} (default {default})"}
+        shown = "" if default is None else f" (default {default})"  # a None default's help says what it means
+        kwargs = {"default": default, "help": spec.metadata["help"] + shown}
         if "choices" in spec.metadata:
             kwargs["choices"] = spec.metadata["choices"]
         else:

@@ -94,7 +94,7 @@ class EvalConfig:
     """Which devices ``fedkb eval`` measures a version on (``federated/evaluation.py`` runs it)."""
 
     devices: int | None = field(default=None, metadata={
-        "help": "evaluate on a seeded sample of N devices (None: all)", "type": int})
+        "help": "evaluate on a seeded sample of N devices (default: all)", "type": int})
     seed: int = field(default=0, metadata={"help": "seed of the devices' sample"})
 
     def __post_init__(self) -> None:
