@@ -30,6 +30,8 @@ from pathlib import Path
 
 from fedbench import DEFAULT_WORK, emit  # first: repo on sys.path
 
+from common.layout import Home  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 ROWS = ("global LSTM alone", " + personal model", " + private n-grams", " + pretraining", "the product",
         "unigram (reference)", "KN trigram (pooled reference)", "centralized LSTM (pooled reference)")
@@ -47,11 +49,11 @@ def demo(home: Path, corpus: str, extra: list[str]) -> tuple[dict, float]:
                          cwd=REPO, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"fedkb demo {' '.join(extra)} failed:\n{out.stderr[-3000:]}")
-    evals = sorted((home / "server" / "evals").glob("*.json"))
+    evals = sorted(Home(home).evals.glob("*.json"))
     if not evals:
-        raise SystemExit(f"fedkb demo left no evaluation in {home / 'server' / 'evals'}")
+        raise SystemExit(f"fedkb demo left no evaluation in {Home(home).evals}")
     result = json.loads(evals[-1].read_text())
-    refs = home / "references" / "evals" / evals[-1].name
+    refs = Home(home).reference_evals / evals[-1].name
     if refs.is_file():
         result["baselines"] = json.loads(refs.read_text())["baselines"]
     return result, time.monotonic() - started

@@ -301,12 +301,13 @@ def recall_of(predictor, sentences: list[str]) -> dict:
 
 def recall_at_1(version_dir: Path, sentences: list[str], *, on_device: bool) -> dict:
     """recall@1/@3 with the keyboard's beam, from the int8 on-device weights or the float ones."""
+    from common.layout import TOKENIZER_MODEL
     from keyboard.lm import NumpyLM
     from keyboard.suggest import WordSuggester
     from tokenizer.vocab import Tokenizer
 
     lm = NumpyLM.load(version_dir, on_device=on_device)
-    return recall_of(WordSuggester(lm, Tokenizer.load(version_dir / "spm.model")), sentences)
+    return recall_of(WordSuggester(lm, Tokenizer.load(version_dir / TOKENIZER_MODEL)), sentences)
 
 
 def latency(runs: list[tuple[np.ndarray, np.ndarray]]) -> dict:

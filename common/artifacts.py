@@ -17,7 +17,11 @@ import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
-WEIGHTS, CONFIG, TOKENIZER, MANIFEST = "weights.npz", "model.json", "spm.model", "manifest.json"
+from common.errors import FedkbError
+from common.layout import TOKENIZER_MODEL
+
+WEIGHTS, CONFIG, MANIFEST = "weights.npz", "model.json", "manifest.json"
+TOKENIZER = TOKENIZER_MODEL
 ONDEVICE = "ondevice.npz"
 NGRAMS = "ngrams.tsv.gz"
 FILES = (WEIGHTS, CONFIG, TOKENIZER)  # every version has these
@@ -29,7 +33,7 @@ NGRAM_BOS = "<s>"
 NgramCounts = dict[int, dict[tuple[str, ...], int]]  # order -> n-gram (its words) -> count
 
 
-class ArtifactError(Exception):
+class ArtifactError(FedkbError):
     """A version is missing, incomplete or does not match its manifest; the message names the file."""
 
 

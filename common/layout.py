@@ -8,6 +8,10 @@ A *home* holds two rooms that never share files, and, only when asked for, a scr
     <home>/references/     the references of ``fedkb eval --references``, fitted on every device's
                            pooled text: not server state (a real server never holds that text);
                            deleting any device's data deletes it
+
+Every path name of a home and of a device directory is spelled here once: ``Home`` for the home,
+``DeviceLayout`` for one device's directory, and the names relative to ``server/`` for modules
+that are handed the server directory rather than a home.
 """
 
 from __future__ import annotations
@@ -17,6 +21,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV_VAR = "FEDKB_HOME"
+
+# Relative to <home>/server/, for modules handed the server directory.
+EVALS = "evals"  # one JSON per evaluated version (federated evaluation's released sums)
+RUN_JSON = Path("state") / "run.json"  # the settings of the training run the checkpoints belong to
+METRICS_CSV = "metrics.csv"
+TOKENIZER_MODEL = "spm.model"  # in the tokenizer directory and in every version directory
+
+# Relative to a device's directory.
+DEVICE_DB = "log.sqlite"  # the typing log (keyboard/store.py)
+INSTALLED_DIR = "model"  # installed global versions: the current one and the previous one
+INSTALLED_POINTER = "installed.json"  # in INSTALLED_DIR: {"current": name, "previous": name}
+PERSONAL_DIR = "personal"  # the personal model, in the published-version format
+EVAL_DIR = "eval"  # what this device measured (personalization.json)
+PERSONALIZATION_RECORD = "personalization.json"  # in EVAL_DIR
+CACHE_DIR = "cache"  # token ids of the text (lm/examples.py): never leave the device either
+INCOMING_DIR = "incoming"  # a pulled version, until it is installed (keyboard/pull.py)
+DEVICE_TLS_DIR = "tls"  # the device's credential, issued at enrolment
+AGENT_LOG = "agent.log"
 
 
 def default_home() -> Path:
@@ -80,7 +102,19 @@ class Home:
 
     @property
     def metrics_csv(self) -> Path:
-        return self.server / "metrics.csv"
+        return self.server / METRICS_CSV
+
+    @property
+    def evals(self) -> Path:  # server/evals/<version>.json
+        return self.server / EVALS
+
+    @property
+    def run_json(self) -> Path:
+        return self.server / RUN_JSON
+
+    @property
+    def tokenizer_model(self) -> Path:
+        return self.tokenizer / TOKENIZER_MODEL
 
     @property
     def tensorboard(self) -> Path:
@@ -94,5 +128,59 @@ class Home:
     def references(self) -> Path:  # pooled-text references, outside server/ (keyboard/forget.py deletes it)
         return self.root / "references"
 
+    @property
+    def reference_evals(self) -> Path:  # references/evals/<version>.json
+        return self.references / EVALS
+
     def device(self, device_id: str) -> Path:
         return self.devices / device_id
+
+
+@dataclass(frozen=True)
+class DeviceLayout:
+    """Paths inside one device's directory. Nothing here touches the disk."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def db(self) -> Path:
+        return self.root / DEVICE_DB
+
+    @property
+    def installed(self) -> Path:
+        return self.root / INSTALLED_DIR
+
+    @property
+    def installed_pointer(self) -> Path:
+        return self.installed / INSTALLED_POINTER
+
+    @property
+    def personal(self) -> Path:
+        return self.root / PERSONAL_DIR
+
+    @property
+    def eval(self) -> Path:
+        return self.root / EVAL_DIR
+
+    @property
+    def personalization(self) -> Path:
+        return self.eval / PERSONALIZATION_RECORD
+
+    @property
+    def cache(self) -> Path:
+        return self.root / CACHE_DIR
+
+    @property
+    def incoming(self) -> Path:
+        return self.root / INCOMING_DIR
+
+    @property
+    def tls(self) -> Path:
+        return self.root / DEVICE_TLS_DIR
+
+    @property
+    def agent_log(self) -> Path:
+        return self.root / AGENT_LOG

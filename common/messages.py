@@ -48,7 +48,6 @@ MAGIC = b"FKB1"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # the transport's limit; a small-preset task is ~5 MB
 SERVICE = "fedkb.Coordinator"
 DEFAULT_ADDRESS = "127.0.0.1:50151"  # where `fedkb serve` listens and devices look for it by default
-METHODS = ("CheckIn", "Upload", "Tokenizer", "SecureAggregation", "Version", "EvalReport")
 
 
 def is_loopback(address: str) -> bool:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.version_dir import read_arrays
+
 FORMAT = "int8, symmetric, one float16 scale per output channel; vectors float16"
 # The output channel of each matrix: the tied embedding's rows are both the pieces looked up and
 # the logits produced, so one scale per piece; Keras kernels are [inputs, outputs].
@@ -74,5 +76,4 @@ def to_bytes(weights: Mapping[str, np.ndarray]) -> bytes:
 
 def load(path: Path) -> dict[str, np.ndarray]:
     """Named float32 weights from an ``ondevice.npz`` file (verify the version first)."""
-    with np.load(Path(path)) as npz:
-        return dequantize({k: npz[k] for k in npz.files})
+    return dequantize(read_arrays(path))

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from common.errors import FedkbError
+
 FILE = "ablation.json"
 COLUMNS = ("ablation", "recall@1", "recall@3", "recall@5")
 
 
-class AblationError(Exception):
+class AblationError(FedkbError):
     """``ablation.json`` cannot be read; the message names the file."""
 
 

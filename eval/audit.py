@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import FedkbError
 from tokenizer.specials import BOS_ID, WORD_START
 from tokenizer.words import words as words_of
 
@@ -36,7 +37,7 @@ RESULT_FILE = "audit.json"  # in <home>/server/, for `fedkb report`, and in the 
 MAX_ENUMERATED_ROWS = 1 << 17  # W^(S-1) model outputs of V logits each; beyond this enumeration is too slow
 
 
-class AuditError(ValueError):
+class AuditError(FedkbError, ValueError):
     """An audit that cannot be set up as asked; the message says what and why."""
 
 

@@ -19,6 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from common.layout import METRICS_CSV, RUN_JSON
+
 
 def _read(path: Path) -> dict[str, Any] | None:
     try:
@@ -55,11 +57,11 @@ def ngrams_line(server_dir: Path) -> str:
 
 
 def updates_line(server_dir: Path, privacy_spent: dict[str, Any] | None) -> str:
-    run = _read(server_dir / "state" / "run.json")
+    run = _read(server_dir / RUN_JSON)
     if run is None:
         return "model updates: no training run recorded"
     p = run.get("privacy") or {}
-    masked = _masking(p.get("secure_agg"), *_rounds_by_mode(server_dir / "metrics.csv"))
+    masked = _masking(p.get("secure_agg"), *_rounds_by_mode(server_dir / METRICS_CSV))
     if p.get("dp_noise"):
         eps = (privacy_spent or {}).get("epsilon")
         eps_text = f"ε = {eps:.2f}, δ = {privacy_spent.get('delta'):.2g}" if isinstance(eps, (int, float)) else "ε not computed"
@@ -131,7 +133,7 @@ def ledger_lines(server_dir: Path) -> list[str]:
     """The privacy ledger (``federated/ledger.py``): the total and each part of what left the devices."""
     from federated import ledger
 
-    run = _read(server_dir / "state" / "run.json") or {}
+    run = _read(server_dir / RUN_JSON) or {}
     total = ledger.total(server_dir, dp_delta=(run.get("privacy") or {}).get("dp_delta"))
     if not total["parts"] and not total["outside_epsilon"]:
         return ["privacy ledger: no release recorded in state/ledger.jsonl (releases made before the ledger "

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from common.errors import ConfigError
 from tokenizer.words import words as words_of
 
 BOS = "<s>"  # sentence-start padding, only ever a context
@@ -27,7 +28,7 @@ UNK = "<unk>"  # stands for training words cut by ``max_vocab``; never suggested
 def _vocabulary(token_lists: list[list[str]], max_vocab: int | None, model: str) -> tuple[list[str], int]:
     """Words by descending count, ties by word, cut to ``max_vocab``; also returns the word count."""
     if max_vocab is not None and max_vocab < 1:
-        raise ValueError(f"max_vocab must be at least 1, got {max_vocab}")
+        raise ConfigError(f"max_vocab must be at least 1, got {max_vocab}")
     counts = collections.Counter(w for words in token_lists for w in words)
     if not counts:
         raise ValueError(f"cannot fit the {model} model: the training sentences contain no words")
@@ -37,7 +38,7 @@ def _vocabulary(token_lists: list[list[str]], max_vocab: int | None, model: str)
 
 def _check_k(k: int) -> None:
     if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+        raise ConfigError(f"k must be at least 1, got {k}")
 
 
 class UnigramPredictor:
@@ -145,7 +146,7 @@ class KneserNeyTrigram:
         """
         # D <= 1 keeps every seen event's discounted count >= 0, so each level sums to 1.
         if not 0.0 < discount <= 1.0:
-            raise ValueError(f"discount must be in (0, 1], got {discount}")
+            raise ConfigError(f"discount must be in (0, 1], got {discount}")
         token_lists = [words_of(s) for s in sentences]
         words, distinct = _vocabulary(token_lists, max_vocab, cls.name)
         v = len(words)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common.errors import FedkbError
 from eval import ablation, disclosure, live
 from eval.results import BASELINE_LABELS, BaselineResult, EvalResult, RoundMetrics  # noqa: F401  (re-exported)
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 DASH = "–"
 
 
-class ReportError(Exception):
+class ReportError(FedkbError):
     """An input file of the report cannot be read."""
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from common.atomic import atomic_write
-from common.layout import Home
+from common.layout import DeviceLayout, Home
 from eval.audit import (
     RESULT_FILE,
     AuditError,
@@ -38,9 +38,8 @@ from eval.audit import (
     draw_canaries,
     space_size,
 )
-from keyboard.store import DB_NAME, Device
+from keyboard.store import Device
 from tokenizer.vocab import Tokenizer
-
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def check_home(home: Home, config: AuditConfig) -> Tokenizer:
 
     if not members(home):
         raise AuditError(f"no devices in {home.devices}; run `fedkb population seed --corpus shakespeare` first")
-    if not (home.tokenizer / "spm.model").is_file():
+    if not home.tokenizer_model.is_file():
         raise AuditError(f"no tokenizer in {home.tokenizer}; run `fedkb tokenizer train` first")
     tokenizer = Tokenizer.load(home.tokenizer)
     found = len(candidate_words(tokenizer, config.space))
@@ -103,7 +102,7 @@ def scratch_population(home: Home, work: Path, devices: int | None) -> tuple[Hom
     chosen = population[:devices] if devices else population
     scratch = Home(work / "planted")
     for m in chosen:
-        copy_log(home.device(m.device_id) / DB_NAME, scratch.device(m.device_id) / DB_NAME)
+        copy_log(DeviceLayout(home.device(m.device_id)).db, DeviceLayout(scratch.device(m.device_id)).db)
     register(scratch, chosen)
     shutil.copytree(home.tokenizer, scratch.tokenizer)
     if home.pretrained.is_dir():
@@ -134,7 +133,7 @@ def plant(scratch: Home, canaries: list[Canary], device_ids: list[str], config: 
         hosts = picked[k * config.canary_devices : (k + 1) * config.canary_devices]
         where[canary.text] = hosts
         for d in hosts:
-            db = sqlite3.connect(scratch.device(d) / DB_NAME)
+            db = sqlite3.connect(DeviceLayout(scratch.device(d)).db)
             try:
                 with db:
                     low = db.execute("SELECT MIN(id) FROM sentences").fetchone()[0] or 1

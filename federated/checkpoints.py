@@ -18,11 +18,12 @@ from pathlib import Path
 
 from common.artifacts import sha256_file
 from common.atomic import atomic_write, fsync_dir
+from common.errors import FedkbError
 
 SEAL = "fedkb-checkpoint.json"
 
 
-class CheckpointError(Exception):
+class CheckpointError(FedkbError):
     """A sealed checkpoint's files do not match its manifest; the message names the file."""
 
 

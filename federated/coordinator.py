@@ -52,8 +52,10 @@ import grpc
 import numpy as np
 
 from common import messages
+from common.errors import ConfigError
 from common.secagg import SecAggError, UpdateCodec
 from federated import sampling, training
+from federated.configs import RolloutConfig
 from federated.live_eval import LiveEvaluation
 from federated.live_secagg import STAGES, SecureCollection
 from federated.tls import ServerTLS, peer_device
@@ -78,15 +80,15 @@ class LiveConfig:
     stage_timeout: float = 30.0  # secure aggregation: seconds each stage after the keys waits for stragglers
     eval_min_devices: int = 20  # evaluation sums are released only from at least this many devices
     eval_deadline: float = 300.0  # seconds an evaluation task waits for reports
-    promotion_threshold: float = 0.5  # points of recall@1 a candidate may lose against latest and be promoted
+    promotion_threshold: float = RolloutConfig.threshold  # recall@1 points a candidate may lose against latest
 
     def __post_init__(self) -> None:
         if not self.overselect >= 1.0:
-            raise ValueError(f"over-selection must be at least 1, got {self.overselect}")
+            raise ConfigError(f"over-selection must be at least 1, got {self.overselect}")
         if not 0 < self.min_report_fraction <= 1:
-            raise ValueError(f"min report fraction must be in (0, 1], got {self.min_report_fraction}")
+            raise ConfigError(f"min report fraction must be in (0, 1], got {self.min_report_fraction}")
         if self.eval_min_devices < 1:
-            raise ValueError(f"eval min devices must be at least 1, got {self.eval_min_devices}")
+            raise ConfigError(f"eval min devices must be at least 1, got {self.eval_min_devices}")
 
 
 @dataclass
@@ -103,7 +105,7 @@ class Coordinator:
 
     def __init__(self, session, live: LiveConfig = LiveConfig()):
         if session.privacy.dp:
-            raise ValueError("live rounds do not run DP yet; use the simulation (`fedkb train --dp-noise`)")
+            raise ConfigError("live rounds do not run DP yet; use the simulation (`fedkb train --dp-noise`)")
         self.session, self.live = session, live
         self.train = session.train
         self.settings = training.local_training(self.train, session.privacy)
@@ -125,7 +127,7 @@ class Coordinator:
         self.authenticate = False  # set by serve(tls=...): device ids must match the peer's certificate
         self.installed: dict[str, str | None] = {}  # device id -> the version it said it runs, at check-in
         home = session.home
-        self.evaluation = LiveEvaluation(home.models, home.server / "evals", min_devices=live.eval_min_devices,
+        self.evaluation = LiveEvaluation(home.models, home.evals, min_devices=live.eval_min_devices,
                                          deadline=live.eval_deadline, threshold_points=live.promotion_threshold,
                                          refuse=self._refused)
 
@@ -446,7 +448,7 @@ def serve(coordinator: Coordinator, listen: str = "127.0.0.1:0", *, max_workers:
     must be that certificate's common name.
     """
     if tls is None and not messages.is_loopback(listen):
-        raise ValueError(f"--listen {listen}: only a loopback address is served without TLS; make a CA with "
+        raise ConfigError(f"--listen {listen}: only a loopback address is served without TLS; make a CA with "
                          "`fedkb serve --init-tls` (or pass --tls-cert/--tls-key/--tls-ca)")
     opts = [("grpc.max_send_message_length", messages.MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", messages.MAX_MESSAGE_BYTES)]
@@ -467,6 +469,6 @@ def serve(coordinator: Coordinator, listen: str = "127.0.0.1:0", *, max_workers:
     else:
         port = server.add_insecure_port(listen)
     if port == 0:
-        raise OSError(f"cannot listen on {listen}")
+        raise ConfigError(f"--listen {listen}: cannot listen there (the port is taken or the address is not this host's)")
     server.start()
     return server, port

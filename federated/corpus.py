@@ -14,6 +14,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import FedkbError
 from keyboard.store import DeviceError, clean_sentence
 
 BUNDLED = {"shakespeare": Path(__file__).parent / "corpora" / "shakespeare.jsonl.gz"}
@@ -22,7 +23,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"  # some editors start UTF-8 files with it; it belong
 _SHOWN = 60  # characters of a bad value quoted in an error message
 
 
-class CorpusError(ValueError):
+class CorpusError(FedkbError, ValueError):
     """A corpus file is missing or holds a bad record; the message names file and line."""
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from lm.recall import KS, RecallCounts, quantiles_from_histogram, recall_counts
 from common import live_counts
 from common.atomic import atomic_write
+from common.errors import FedkbError
 from common.layout import Home
 from federated import live_release
 from keyboard.evaluate import load_suggester, model_scores
@@ -259,7 +260,7 @@ def live_totals(total: Mapping) -> live_release.Totals:
     return totals
 
 
-class TooFewDevices(ValueError):
+class TooFewDevices(FedkbError, ValueError):
     """An evaluation over fewer devices than may be released."""
 
 

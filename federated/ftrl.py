@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from common.atomic import atomic_write
+from common.errors import FedkbError
 
 MECHANISMS = ("gaussian", "ftrl")
 PARTICIPATION_FILE = "participation.json"
 
 
-class FtrlError(ValueError):
+class FtrlError(FedkbError, ValueError):
     """Settings DP-FTRL cannot run with, or a participation record that cannot be read."""
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.errors import ConfigError, FedkbError
 from tokenizer.private_counts import GaussianThreshold, calibrate_gaussian_threshold, release
 
 # The first capacity tried when none is given: it decodes the 584-device Shakespeare population
@@ -42,7 +43,7 @@ DEFAULT_CAPACITY = 20_000
 MAX_ATTEMPTS = 4  # capacity doubles after a failed decode: up to 8x the first guess
 
 
-class HeavyHittersError(Exception):
+class HeavyHittersError(FedkbError):
     """The sketch could not be decoded, or there was nothing to sketch."""
 
 
@@ -57,17 +58,17 @@ class HeavyHittersConfig:
 
     def __post_init__(self) -> None:
         if self.max_words_per_device < 1:
-            raise ValueError(f"max_words_per_device must be at least 1, got {self.max_words_per_device}")
+            raise ConfigError(f"max_words_per_device must be at least 1, got {self.max_words_per_device}")
         if self.k_anonymity < 1:
-            raise ValueError(f"k_anonymity must be at least 1, got {self.k_anonymity}")
+            raise ConfigError(f"k_anonymity must be at least 1, got {self.k_anonymity}")
         if not 1 <= self.max_word_bytes <= 1024:
-            raise ValueError(f"max_word_bytes must be in [1, 1024], got {self.max_word_bytes}")
+            raise ConfigError(f"max_word_bytes must be in [1, 1024], got {self.max_word_bytes}")
         if self.capacity is not None and self.capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {self.capacity}")
+            raise ConfigError(f"capacity must be at least 1, got {self.capacity}")
         if self.dp_epsilon is not None and not self.dp_epsilon > 0:
-            raise ValueError(f"dp_epsilon must be positive, got {self.dp_epsilon}")
+            raise ConfigError(f"dp_epsilon must be positive, got {self.dp_epsilon}")
         if not 0 < self.dp_delta < 1:
-            raise ValueError(f"dp_delta must be in (0, 1), got {self.dp_delta}")
+            raise ConfigError(f"dp_delta must be in (0, 1), got {self.dp_delta}")
 
 
 @dataclass(frozen=True)

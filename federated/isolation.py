@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from common.errors import ConfigError
+
 INNER_PORT = 8000  # worker_binary's port inside its namespace: nothing else lives there
 RELAY = Path(__file__).with_name("relay.py")
 NETNS = Path(__file__).with_name("netns.py")
@@ -63,7 +65,7 @@ def split_host_port(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT (e.g. 10.0.0.5:8001 or [::1]:8001), got {address!r}")
+        raise ConfigError(f"expected HOST:PORT (e.g. 10.0.0.5:8001 or [::1]:8001), got {address!r}")
     return host, int(port)
 
 

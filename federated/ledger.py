@@ -20,13 +20,15 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from common.errors import FedkbError
+
 LEDGER_FILE = "ledger.jsonl"  # under server/state: private
 MIN_RELEASE_DEVICES = 20  # sums over fewer devices are never released (per-round metrics, evaluation)
 ACCOUNTANT = "RDP (dp_accounting.rdp.RdpAccountant) for training rounds; basic composition across parts"
 ADJACENCY = "add or remove one device with all of its data (user-level)"
 
 
-class LedgerError(ValueError):
+class LedgerError(FedkbError, ValueError):
     """The ledger cannot be read; the message names the file and line."""
 
 

@@ -32,12 +32,13 @@ from pathlib import Path
 
 from common import eval_sums, messages, version_message
 from common.atomic import atomic_write
+from common.errors import FedkbError
 from federated import ledger, live_release, promotion, registry
 
 log = logging.getLogger("fedkb.coordinator")
 
 
-class TooFewDevices(Exception):
+class TooFewDevices(FedkbError):
     """Fewer devices reported than the minimum; nothing is released and the candidate stays undecided."""
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from common import live_counts, version_message
 from common.atomic import atomic_write
+from common.errors import FedkbError
 from common.messages import MessageError
 from federated import ledger
 
@@ -40,7 +41,7 @@ SOURCE_LABELS = {"typed": "typed by people", "replayed": "replayed (simulated ty
 Totals = dict[tuple[str, str], tuple[int, dict[str, int]]]  # (version, source) -> (devices, summed counts)
 
 
-class LiveMetricsError(ValueError):
+class LiveMetricsError(FedkbError, ValueError):
     """``live_metrics.json`` is not what this module writes; the message names the file."""
 
 

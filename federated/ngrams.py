@@ -47,6 +47,7 @@ import numpy as np
 
 from common import artifacts
 from common.atomic import atomic_write
+from common.errors import ConfigError, FedkbError
 from common.layout import Home
 from tokenizer.private_counts import GaussianThreshold, calibrate_gaussian_threshold, release
 
@@ -60,7 +61,7 @@ DISTINCT_SHARE_HIGHER = 0.4
 SUBROUND_SKETCH_BYTES = 256 << 20  # client sketches the worker holds at once (see ``subrounds``)
 
 
-class NgramError(Exception):
+class NgramError(FedkbError):
     """The n-grams cannot be gathered: no devices, or a sketch that does not decode."""
 
 
@@ -78,17 +79,17 @@ class NgramConfig:
     def __post_init__(self) -> None:
         for name in ("max_per_device", "max_count", "k_anonymity"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 1 <= self.max_order <= 5:
-            raise ValueError(f"max_order must be in [1, 5], got {self.max_order}")
+            raise ConfigError(f"max_order must be in [1, 5], got {self.max_order}")
         if not 1 <= self.max_bytes <= 1024:
-            raise ValueError(f"max_bytes must be in [1, 1024], got {self.max_bytes}")
+            raise ConfigError(f"max_bytes must be in [1, 1024], got {self.max_bytes}")
         if self.capacity is not None and self.capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {self.capacity}")
+            raise ConfigError(f"capacity must be at least 1, got {self.capacity}")
         if self.dp_epsilon is not None and not self.dp_epsilon > 0:
-            raise ValueError(f"dp_epsilon must be positive, got {self.dp_epsilon}")
+            raise ConfigError(f"dp_epsilon must be positive, got {self.dp_epsilon}")
         if not 0 < self.dp_delta < 1:
-            raise ValueError(f"dp_delta must be in (0, 1), got {self.dp_delta}")
+            raise ConfigError(f"dp_delta must be in (0, 1), got {self.dp_delta}")
 
     @property
     def orders(self) -> range:

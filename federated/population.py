@@ -24,8 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from common import signing
+from common.errors import FedkbError
 from common.layout import Home
 from federated import tls
+from federated.configs import SeedConfig
 from federated.corpus import Record, group_by_user, read_records
 from keyboard.availability import NIGHT_HOURS, Availability, draw_conditions  # noqa: F401  (re-exported)
 from keyboard.controls import takes_part
@@ -34,7 +36,7 @@ from keyboard.store import Device, devices_of_users, new_device_id
 INDEX_NAME = "population.sqlite"
 
 
-class PopulationError(Exception):
+class PopulationError(FedkbError):
     """Seeding or reading the population failed; the message says what to do."""
 
 
@@ -119,10 +121,10 @@ def seed(
     home: Home,
     corpus: Path,
     *,
-    min_sentences: int = 10,
-    max_devices: int | None = None,
+    min_sentences: int = SeedConfig.min_sentences,
+    max_devices: int | None = SeedConfig.max_devices,
     append: bool = False,
-    seed: int = 0,
+    seed: int = SeedConfig.seed,
 ) -> SeedReport:
     """Creates one device per corpus user, all or nothing.
 
@@ -236,44 +238,14 @@ class Selection:
     rate: float | None = None  # the Poisson sampling rate q = K / eligible (None: a fixed-size draw)
 
 
-def select_clients(
-    home: Home, population: Sequence[Member], round_num: int, k: int, *, seed: int, min_examples: int,
-    utc_hour: int | None = None, draw: int = 0, arrays: dict[str, np.ndarray] | None = None,
-) -> Selection:
-    """Samples up to ``k`` eligible devices uniformly at random, deterministically for (seed, round).
-
-    Eligible = idle, charging and unmetered at this round, with at least ``min_examples``
-    sentences in the train split, and not opted out by its owner (``keyboard/controls.py``). With ``utc_hour`` the devices' conditions are drawn at that
-    hour (``draw`` numbers repeated checks) instead of the round's simulated hour. Only the candidates actually considered are opened, so the
-    cost depends on ``k``, not on the population size.
-    """
-    arrays = arrays or availability_arrays(population)  # a caller running many rounds passes them once
-    if utc_hour is None:
-        ok = available(round_conditions(population, round_num, seed, arrays))
-    else:  # a live server (``fedkb serve``): conditions at the real hour, a fresh draw per check
-        cond_rng = np.random.default_rng([seed, round_num, draw, 0xE11])
-        ok = available(draw_conditions(arrays, utc_hour, cond_rng))
-    candidates = np.flatnonzero(ok)
-    rng = np.random.default_rng([seed, round_num, draw, 0x5A])
-    chosen: list[str] = []
-    for index in rng.permutation(candidates):
-        device_id = population[int(index)].device_id
-        with Device(home.device(device_id)) as device:
-            status = device.status()
-        if status["train_sentences"] >= min_examples and takes_part(status):
-            chosen.append(device_id)
-            if len(chosen) == k:
-                break
-    return Selection(chosen, int(ok.sum()), len(population))
-
-
 def poisson_select(
     home: Home, population: Sequence[Member], round_num: int, k: int, *, key, seed: int, min_examples: int,
     utc_hour: int | None = None, draw: int = 0, arrays: dict[str, np.ndarray] | None = None,
 ) -> Selection:
     """Poisson sampling: each eligible device takes part with probability q = K / eligible.
 
-    Eligible is as in ``select_clients``. The availability draws (the simulated world) follow
+    Eligible = idle, charging and unmetered at this round, with at least ``min_examples`` sentences
+    in the train split, and not opted out by its owner (``keyboard/controls.py``). The availability draws (the simulated world) follow
     ``seed``; who takes part follows ``key`` (``federated/sampling.py``), a secret unless the run
     was given ``--seed``. Every available device is opened to learn whether it is eligible, since
     q divides by the eligible devices.

@@ -23,17 +23,18 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from common.atomic import atomic_write, fsync_dir
+from common.errors import ConfigError, FedkbError
 from common.layout import Home
 from federated import central, public_text
-from lm.examples import encode_examples
 from lm.config import ModelConfig, preset
+from lm.examples import encode_examples
 from tokenizer.specials import PAD_ID, UNK_ID
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ FORMAT = 1
 RANDOM_INIT = {"from": "random"}  # what run.json records for a run that did not start pretrained
 
 
-class PretrainError(Exception):
+class PretrainError(FedkbError):
     """Pretraining cannot run, or a pretrained model cannot be used; the message says what to do."""
 
 
@@ -64,19 +65,15 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         preset(self.preset)  # raises ValueError for an unknown preset
         if self.tokens is None and self.seconds is None:
-            raise ValueError("pretraining needs a token budget, a wall-clock budget, or both")
+            raise ConfigError("pretraining needs a token budget, a wall-clock budget, or both")
         if self.tokens is not None and self.tokens < 1:
-            raise ValueError(f"the token budget must be at least 1, got {self.tokens}")
+            raise ConfigError(f"the token budget must be at least 1, got {self.tokens}")
         if self.seconds is not None and not self.seconds > 0:
-            raise ValueError(f"the wall-clock budget must be positive, got {self.seconds}")
+            raise ConfigError(f"the wall-clock budget must be positive, got {self.seconds}")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning rate must be positive, got {self.learning_rate}")
+            raise ConfigError(f"learning rate must be positive, got {self.learning_rate}")
         if self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
-
-    @classmethod
-    def help(cls, name: str) -> str:
-        return next(f.metadata["help"] for f in fields(cls) if f.name == name)
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ This module holds no TensorFlow at import time; ``model_aggregator`` imports TFF
 from __future__ import annotations
 
 import collections
-import csv
 import math
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+
+from common.errors import FedkbError
 
 
-class PrivacyError(ValueError):
+class PrivacyError(FedkbError, ValueError):
     """Bad privacy settings, or a ledger that cannot be read."""
 
 
@@ -84,10 +84,6 @@ class PrivacyConfig:
             del out["dp_mechanism"], out["min_separation"]
         return out
 
-    @classmethod
-    def from_dict(cls, data: dict | None) -> "PrivacyConfig":
-        return cls(**(data or {}))
-
 
 def clipped_count_stddev(noise: float, clients_per_round: int) -> float:
     """Noise on the adaptive clip's count of unclipped devices.
@@ -147,23 +143,6 @@ class RoundSample:
 
     clients: int
     available: int
-
-
-def ledger_from_metrics(metrics_csv: Path, *, up_to_round: int | None = None) -> list[RoundSample]:
-    """The rounds' sampling (``clients``, ``available_devices``) as recorded in ``metrics.csv``."""
-    if not metrics_csv.is_file():
-        return []
-    try:
-        with open(metrics_csv, newline="") as f:
-            rows = list(csv.DictReader(f))
-        ledger = []
-        for row in rows:
-            if up_to_round is not None and int(float(row["round"])) > up_to_round:
-                continue
-            ledger.append(RoundSample(int(float(row["clients"])), int(float(row["available_devices"]))))
-    except (KeyError, ValueError, csv.Error) as exc:
-        raise PrivacyError(f"{metrics_csv}: cannot read the rounds' sampling ({exc})") from None
-    return ledger
 
 
 def spent(privacy: PrivacyConfig, ledger: list[RoundSample], population: int) -> dict:

@@ -26,21 +26,21 @@ import numpy as np
 import tensorflow_federated as tff
 
 from common.atomic import atomic_write
+from common.errors import FedkbError
 from common.layout import Home
 from federated import checkpoints, ledger, ngrams, pretrain, registry, sampling, training
 from federated.faults import crash_point
-from lm.model import build_model, named_weights
-from lm.config import ModelConfig, preset
 from federated.privacy import PrivacyConfig
 from federated.secagg import SecAggError
 from keyboard import client_work
+from lm.config import ModelConfig, preset
+from lm.model import build_model, named_weights
 from tokenizer.vocab import Tokenizer, TokenizerError
 
-RUN_FILE = "run.json"
 MAX_DRAWS = 48  # availability draws a round waits through before it fails for want of devices
 
 
-class TrainError(Exception):
+class TrainError(FedkbError):
     """Training cannot start or go on; the message says what to run first."""
 
 
@@ -72,7 +72,7 @@ def _run_record(model: ModelConfig, train: training.TrainConfig, privacy: Privac
 
 def read_run_record(home: Home) -> dict | None:
     """The settings of the run whose checkpoints are in ``home`` (None before the first run)."""
-    path = home.state / RUN_FILE
+    path = home.run_json
     if not path.is_file():
         return None
     try:
@@ -83,7 +83,7 @@ def read_run_record(home: Home) -> dict | None:
 
 def check_resumable(home: Home, record: dict, *, fresh: bool) -> None:
     """Refuses to resume from a checkpoint made with other settings, saying what differs."""
-    path = home.state / RUN_FILE
+    path = home.run_json
     if fresh or not path.is_file():
         return
     saved = read_run_record(home)
@@ -95,7 +95,7 @@ def check_resumable(home: Home, record: dict, *, fresh: bool) -> None:
             if a != b:
                 diffs.append(f"{key}: checkpoint {a!r}, now {b!r}")
     if saved.get("tokenizer_sha256") != record["tokenizer_sha256"]:
-        diffs.append(f"the tokenizer {home.tokenizer / 'spm.model'} was retrained since the checkpoint")
+        diffs.append(f"the tokenizer {home.tokenizer_model} was retrained since the checkpoint")
     started = saved.get("init", pretrain.RANDOM_INIT)  # runs from before pretraining started from random weights
     if started != record.get("init", pretrain.RANDOM_INIT):
         diffs.append(f"the checkpoint started from {pretrain.describe_init(started)}, "
@@ -183,7 +183,7 @@ class Session:
                                                     fresh=fresh)
         except sampling.SamplingError as exc:
             raise TrainError(str(exc)) from None
-        atomic_write(home.state / RUN_FILE, json.dumps(record, indent=2, sort_keys=True).encode())
+        atomic_write(home.run_json, json.dumps(record, indent=2, sort_keys=True).encode())
         self.process = training.build_rounds(self.model_config, train, privacy=self.privacy)
         self.state = self.process.initialize()
         if start is not None:

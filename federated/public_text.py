@@ -17,6 +17,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import FedkbError
 from tokenizer.words import words
 
 BUNDLED = {"public": Path(__file__).parent / "corpora" / "public.txt.gz"}  # the demo's public-domain corpus
@@ -25,7 +26,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 MAX_PASSAGE_CHARS = 100_000  # a longer "line" is almost surely not text split into passages
 
 
-class PublicTextError(ValueError):
+class PublicTextError(FedkbError, ValueError):
     """A public corpus is missing, unreadable or holds a bad line; the message names file and line."""
 
 

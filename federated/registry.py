@@ -15,28 +15,25 @@ install.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import io
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from common.atomic import atomic_write, fsync_dir
+from common import artifacts, ondevice, signing, version_dir
+from common.artifacts import CONFIG, MANIFEST, NGRAMS, ONDEVICE, TOKENIZER, WEIGHTS
+from common.atomic import atomic_write
+from common.errors import FedkbError
 from federated.faults import crash_point
 from lm.config import ModelConfig
-
-from common import artifacts, ondevice, signing
-from common.artifacts import CONFIG, MANIFEST, NGRAMS, ONDEVICE, TOKENIZER, WEIGHTS
 
 REGISTRY = "registry.json"
 
 
-class RegistryError(Exception):
+class RegistryError(FedkbError):
     """A version is missing, incomplete or does not match its manifest."""
 
 
@@ -75,37 +72,28 @@ def publish(
     models_dir.mkdir(parents=True, exist_ok=True)
     names = _version_names(models_dir)
     name = f"{int(names[-1]) + 1 if names else 1:04d}"
-    tmp = models_dir / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        buf = io.BytesIO()
-        np.savez(buf, **{k: np.asarray(v) for k, v in weights.items()})
-        files = {WEIGHTS: buf.getvalue(), CONFIG: config.to_json().encode(), TOKENIZER: tokenizer_proto,
-                 ONDEVICE: ondevice.to_bytes(weights)}
-        if ngrams is not None:
-            files[NGRAMS] = ngrams
-        for i, (fname, data) in enumerate(files.items()):
-            atomic_write(tmp / fname, data)
-            if i == 0:
-                crash_point(round_num, "publish")  # tests: a crash with half of the version written
-        manifest = {
-            "version": name,
-            "round": round_num,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "files": {fname: hashlib.sha256(data).hexdigest() for fname, data in files.items()},
-            "metrics": dict(metrics),
-            "ondevice": ondevice.FORMAT,
-            **(extra or {}),
-        }
-        manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        atomic_write(tmp / MANIFEST, manifest_bytes)
-        atomic_write(tmp / signing.SIGNATURE, signing.sign(signing.load_or_create(keys_dir(models_dir)), manifest_bytes))
-        os.rename(tmp, models_dir / name)
-        fsync_dir(models_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    files = {WEIGHTS: version_dir.npz_bytes(weights), CONFIG: config.to_json().encode(), TOKENIZER: tokenizer_proto,
+             ONDEVICE: ondevice.to_bytes(weights)}
+    if ngrams is not None:
+        files[NGRAMS] = ngrams
+    manifest = {
+        "version": name,
+        "round": round_num,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "files": version_dir.file_hashes(files),
+        "metrics": dict(metrics),
+        "ondevice": ondevice.FORMAT,
+        **(extra or {}),
+    }
+    manifest_bytes = version_dir.manifest_bytes(manifest)
+    signature = signing.sign(signing.load_or_create(keys_dir(models_dir)), manifest_bytes)
+
+    def crash_after_weights(fname: str) -> None:  # tests: a crash with half of the version written
+        if fname == WEIGHTS:
+            crash_point(round_num, "publish")
+
+    version_dir.write(models_dir / name, {**files, MANIFEST: manifest_bytes, signing.SIGNATURE: signature},
+                      staging=models_dir / f".tmp-{name}-{os.getpid()}", on_file_written=crash_after_weights)
     return Version(name, models_dir / name, manifest)
 
 
@@ -214,5 +202,4 @@ def list_versions(models_dir: Path) -> list[str]:
 
 
 def load_weights(version: Version) -> dict[str, np.ndarray]:
-    with np.load(version.path / WEIGHTS) as npz:
-        return {k: npz[k] for k in npz.files}
+    return version_dir.read_weights(version.path)

@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.ngram import KneserNeyTrigram, UnigramPredictor
 from common import artifacts, live_counts
 from common.atomic import atomic_write
+from common.errors import FedkbError
 from common.layout import Home
+from eval.ngram import KneserNeyTrigram, UnigramPredictor
 from federated import evaluation, live_release, promotion, registry
+from federated.configs import RolloutConfig
 from federated.ledger import MIN_RELEASE_DEVICES
 from lm.examples import encode_examples
 from federated.population import members
@@ -34,7 +36,7 @@ from keyboard.store import Device
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
-class RolloutError(Exception):
+class RolloutError(FedkbError):
     """Nothing to evaluate or roll out; the message says what to run first."""
 
 
@@ -192,7 +194,7 @@ def run_eval(
         result = evaluation.evaluate(home, group, name, ver.path, preds, on_device=tick, on_live=add_live)
         rows = result.pop("baselines")  # the references' rows: kept apart from what left the devices
         result = _describe(home, ver, result, devices_requested=devices, seed=seed)
-        path = home.server / "evals" / f"{name}.json"
+        path = home.evals / f"{name}.json"
         if record:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, json.dumps(result, indent=2).encode())
@@ -202,7 +204,7 @@ def run_eval(
             outcome.references = {"model_version": name, "created": result["created"], "devices": result["devices"],
                                   "pooled": json.loads((home.references / POOLED_RECORD).read_text()),
                                   "baselines": rows}
-            outcome.references_path = home.references / "evals" / f"{name}.json"
+            outcome.references_path = home.reference_evals / f"{name}.json"
             if record:
                 outcome.references_path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(outcome.references_path, json.dumps(outcome.references, indent=2).encode())
@@ -238,7 +240,7 @@ def _ledger_total(home: Home) -> dict:
     from federated import ledger
     from federated.population import members
 
-    run = home.state / "run.json"
+    run = home.run_json
     dp_delta = (json.loads(run.read_text()).get("privacy") or {}).get("dp_delta") if run.is_file() else None
     return ledger.total(home.server, population=len(members(home)), dp_delta=dp_delta)
 
@@ -253,7 +255,8 @@ class RolloutReport:
 
 
 def rollout(
-    home: Home, *, threshold_points: float = 0.5, devices: int | None = 100, seed: int = 0,
+    home: Home, *, threshold_points: float = RolloutConfig.threshold, devices: int | None = RolloutConfig.devices,
+    seed: int = RolloutConfig.seed,
     progress: Progress | None = None, decide: bool = True, min_live_savings_ratio: float | None = None,
 ) -> RolloutReport:
     """Decides on the newest candidate (older undecided ones are superseded; not if ``decide`` is

@@ -16,9 +16,9 @@ import atexit
 import ctypes
 import importlib.util
 import os
+import shutil
 import signal
 import socket
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import grpc
 
+from common.errors import FedkbError
 from federated import isolation
 
 _PR_SET_PDEATHSIG = 1
@@ -37,7 +38,7 @@ _GRPC_OPTIONS = [
 ]
 
 
-class RuntimeStartError(RuntimeError):
+class RuntimeStartError(FedkbError, RuntimeError):
     """The TFF worker could not be started."""
 
 

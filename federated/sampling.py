@@ -28,10 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import FedkbError
+
 SAMPLING_FILE = "sampling.json"  # under server/state: private, never published
 
 
-class SamplingError(ValueError):
+class SamplingError(FedkbError, ValueError):
     """The sampling key cannot be read, or does not match the run's settings."""
 
 

@@ -146,11 +146,3 @@ def secure_sum(
     return total, survivors
 
 
-def secure_float_sum(
-    updates: Sequence[np.ndarray], quantizer: Quantizer, *, rng: np.random.Generator | None = None, **protocol
-) -> tuple[np.ndarray, int]:
-    """Quantize on each client, run the protocol, dequantize: (sum over survivors, survivor count)."""
-    if len(updates) > quantizer.max_clients:
-        raise ValueError(f"{len(updates)} clients exceed the quantizer's max_clients={quantizer.max_clients}; the sum could wrap")
-    total, survivors = secure_sum([quantizer.quantize(u, rng) for u in updates], **protocol)
-    return quantizer.dequantize(total), len(survivors)

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from common.errors import ConfigError
 from federated import secagg
 
 _SIGMA = np.frombuffer(b"expand 32-byte k", dtype="<u4")  # ChaCha20's constant words
@@ -52,12 +53,12 @@ class SecAggConfig:
 
     def __post_init__(self) -> None:
         if self.clip_mode not in ("l2", "range"):
-            raise ValueError(f"clip_mode must be 'l2' or 'range', got {self.clip_mode!r}")
+            raise ConfigError(f"clip_mode must be 'l2' or 'range', got {self.clip_mode!r}")
         if not self.clip > 0 or not self.max_weight > 0 or self.max_clients < 2:
-            raise ValueError(f"clip and max_weight must be positive and max_clients >= 2, got "
+            raise ConfigError(f"clip and max_weight must be positive and max_clients >= 2, got "
                              f"{self.clip}, {self.max_weight}, {self.max_clients}")
         if not 0.5 <= self.threshold_fraction < 1:
-            raise ValueError(f"threshold_fraction must be in [0.5, 1), got {self.threshold_fraction}")
+            raise ConfigError(f"threshold_fraction must be in [0.5, 1), got {self.threshold_fraction}")
 
     def threshold(self, n: int) -> int:
         return min(n, math.floor(self.threshold_fraction * n) + 1)

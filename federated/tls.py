@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from common.atomic import atomic_write
+from common.errors import FedkbError
+from common.layout import DeviceLayout
 
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
 SERVER_CERT, SERVER_KEY = "server.pem", "server.key"
@@ -40,7 +42,7 @@ VALID_DAYS = 3650
 CLOCK_SKEW_MARGIN = dt.timedelta(days=2)
 
 
-class TLSError(Exception):
+class TLSError(FedkbError):
     """TLS files are missing or do not fit together; the text says which and what to run."""
 
 
@@ -134,7 +136,7 @@ def issue_device(tls_dir: Path, device_dir: Path) -> Path:
     cert = (_builder(_name(device_dir.name), ca.subject, key.public_key(), ca_key.public_key())
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    out = device_dir / "tls"
+    out = DeviceLayout(device_dir).tls
     out.mkdir(exist_ok=True)
     _write_key(out / DEVICE_KEY, key)
     atomic_write(out / DEVICE_CERT, cert.public_bytes(serialization.Encoding.PEM))

@@ -10,54 +10,17 @@ from __future__ import annotations
 import collections
 import collections.abc
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from lm.model import MaskedAccuracy, MaskedCrossEntropy, NumTokens, build_model
-from lm.config import ModelConfig
+from federated.configs import SERVER_OPTIMIZERS, TrainConfig  # noqa: F401  (re-exported: the builders take it)
 from federated.optimizers import ClippedSGD
 from federated.privacy import PrivacyConfig
 from federated.privacy import model_aggregator as privacy_aggregator
-
-SERVER_OPTIMIZERS = ("sgdm", "adam", "yogi")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How rounds are run. Saved beside the checkpoints; a resumed run must agree on it."""
-
-    preset: str = "small"  # model preset (see lm/config.py)
-    clients_per_round: int = 10  # K devices sampled from the eligible ones each round
-    server_optimizer: str = "adam"  # sgdm | adam | yogi
-    client_lr: float = 0.5  # local SGD learning rate
-    client_clip_norm: float = 1.0  # local gradients are clipped to this global norm (LSTMs explode)
-    server_lr: float = 0.03  # server optimizer learning rate (1.0 with sgdm is plain FedAvg)
-    server_momentum: float = 0.9  # for sgdm only
-    local_epochs: int = 1  # passes over a device's train split per round
-    batch_size: int = 16  # examples per local step
-    min_examples: int = 5  # a device needs at least this many train sentences to take part
-    max_examples_per_client: int = 512  # cap on examples a device trains on per round (Gboard caps too)
-    seed: int = 0  # availability draws, model initialization and local shuffling
-    public_sampling: bool = False  # participants drawn from ``seed`` (reproducible, public), not a secret key
-
-    def __post_init__(self) -> None:
-        if self.server_optimizer not in SERVER_OPTIMIZERS:
-            raise ValueError(f"server optimizer must be one of {', '.join(SERVER_OPTIMIZERS)}, got {self.server_optimizer!r}")
-        for name in ("clients_per_round", "local_epochs", "batch_size", "min_examples", "max_examples_per_client"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("client_lr", "server_lr", "client_clip_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.server_momentum < 1:
-            raise ValueError(f"server momentum must be in [0, 1), got {self.server_momentum}")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
+from lm.config import ModelConfig
+from lm.model import MaskedAccuracy, MaskedCrossEntropy, NumTokens, build_model
 
 def input_spec(config: ModelConfig):
     spec = tf.TensorSpec([None, config.sequence_length], tf.int32)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from common.errors import FedkbError
 from common.layout import Home
 from federated import public_text
 from federated.heavy_hitters import HeavyHitters, HeavyHittersConfig
@@ -30,11 +31,10 @@ from keyboard.store import Device
 from tokenizer import vocab
 from tokenizer.private_counts import device_words
 
-
 PIECE_SOURCES = ("devices", "public", "both")
 
 
-class VocabularyError(Exception):
+class VocabularyError(FedkbError):
     """No devices to count words on."""
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from common.layout import Home
+from federated.configs import RolloutConfig
 
 PUBLIC_CORPUS = "public"  # the bundled public-domain text (federated/corpora/PUBLIC-SOURCE.md)
 PRETRAIN_SECONDS = 45.0  # the demo's wall-clock budget for pretraining
@@ -88,7 +89,7 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
                                 publish_every=args.publish_every, fresh=False,
                                 console=console, pretrained=not args.no_pretrained)
         stage("4. Rollout[/] — the newest version is evaluated against latest, then installed")
-        do_rollout(home, console, threshold=0.5, devices=args.eval_devices, seed=args.seed or 0)
+        do_rollout(home, console, threshold=RolloutConfig.threshold, devices=args.eval_devices, seed=args.seed or 0)
         stage(f"4b. Typing[/] — simulated typists on up to {args.typists} devices each type {args.typed_sentences} of "
               "their newest held-out sentences with the installed keyboard; the device keeps the live counts")
         demo_typing(home, console, devices=args.typists, sentences=args.typed_sentences)

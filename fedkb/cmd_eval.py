@@ -8,7 +8,8 @@ from pathlib import Path
 
 from common import artifacts
 from common.layout import Home
-from fedkb.options import UserError
+from federated.configs import EvalConfig, RolloutConfig
+from fedkb.options import UserError, add_config_arguments
 
 
 def _console():
@@ -164,18 +165,20 @@ def _check_devices(devices: int | None) -> None:
 
 def cmd_rollout(home: Home, args: argparse.Namespace) -> None:
     console = _console()
-    _check_devices(args.devices)
+    config = RolloutConfig(threshold=args.threshold, devices=args.devices, seed=args.seed)
+    _check_devices(config.devices)
     with tff_runtime(home, console):
-        do_rollout(home, console, threshold=args.threshold, devices=args.devices, seed=args.seed,
+        do_rollout(home, console, threshold=config.threshold, devices=config.devices, seed=config.seed,
                    roll_back_to=args.roll_back_to, reason=args.reason,
                    min_live_savings_ratio=args.min_live_savings_ratio)
 
 
 def cmd_eval(home: Home, args: argparse.Namespace) -> None:
     console = _console()
-    _check_devices(args.devices)
+    config = EvalConfig(devices=args.devices, seed=args.seed)
+    _check_devices(config.devices)
     with tff_runtime(home, console):
-        do_eval(home, console, version=args.version, devices=args.devices, seed=args.seed,
+        do_eval(home, console, version=args.version, devices=config.devices, seed=config.seed,
                 references=args.references, json_path=Path(args.json) if args.json else None)
 
 
@@ -205,10 +208,7 @@ def add_references_option(p) -> None:
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("rollout", help="promote or hold back the newest version, then install latest on devices")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="hold a version back if its recall@1 is more than this many points below latest (default 0.5)")
-    p.add_argument("--devices", type=int, default=100, help="devices sampled to compare versions (default 100)")
-    p.add_argument("--seed", type=int, default=0)
+    add_config_arguments(p, RolloutConfig, ("threshold", "devices", "seed"))
     p.add_argument("--roll-back-to", metavar="VERSION",
                    help="make this older version latest again, signed so that devices accept the rollback, and "
                         "install it (no candidate is decided)")
@@ -221,8 +221,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("eval", help="on-device evaluation: recall@1/3/5 on devices' held-out sentences")
     p.add_argument("--version", help="evaluate this published version (default: what each device has installed)")
-    p.add_argument("--devices", type=int, default=None, help="evaluate on a seeded sample of N devices (default: all)")
-    p.add_argument("--seed", type=int, default=0)
+    add_config_arguments(p, EvalConfig, ("devices", "seed"))
     p.add_argument("--json", help="also write the aggregate result to this JSON file")
     add_references_option(p)
     p.set_defaults(func=cmd_eval)

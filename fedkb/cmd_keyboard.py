@@ -90,7 +90,7 @@ def cmd_keyboard(home: Home, args: argparse.Namespace) -> None:
 
     device = open_device(home, device_id=args.device, user=args.user)
     try:
-        app = KeyboardApp(device, models_dir=home.models, evals_dir=home.server / "evals", references_dir=home.references,
+        app = KeyboardApp(device, models_dir=home.models, evals_dir=home.evals, references_dir=home.references,
                           idle_after=args.idle_after, check_every=args.check_every,
                           server=None if args.no_federated else args.server, once=args.once)
         if args.print:

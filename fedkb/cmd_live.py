@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from common.layout import Home
+from common.layout import DeviceLayout, Home
 from common.messages import DEFAULT_ADDRESS as DEFAULT_LISTEN
 from common.messages import is_loopback
 
@@ -31,7 +31,7 @@ def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
 
     console = Console(highlight=False, soft_wrap=True)
     log = lambda msg: console.print(f"[dim]{dt.datetime.now():%H:%M:%S}[/] {msg}")  # noqa: E731
-    if not (home.tokenizer / "spm.model").is_file():
+    if not home.tokenizer_model.is_file():
         raise UserError(f"no tokenizer in {home.tokenizer}; run `fedkb tokenizer train` first")
     train = train_config_from(args)
     privacy = privacy_config_from(args)
@@ -42,17 +42,14 @@ def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
 
         session = Session(home, train, privacy=privacy, publish_every=args.publish_every,
                           pretrained=not args.no_pretrained, live=True)
-        try:
-            coordinator = Coordinator(session, LiveConfig(overselect=args.overselect,
-                                                          selection_window=args.selection_window,
-                                                          report_deadline=args.report_deadline,
-                                                          stage_timeout=args.stage_timeout,
-                                                          eval_min_devices=args.eval_min_devices,
-                                                          eval_deadline=args.eval_deadline,
-                                                          promotion_threshold=args.threshold))
-            server, port = serve(coordinator, args.listen, tls=server_tls)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        coordinator = Coordinator(session, LiveConfig(overselect=args.overselect,
+                                                      selection_window=args.selection_window,
+                                                      report_deadline=args.report_deadline,
+                                                      stage_timeout=args.stage_timeout,
+                                                      eval_min_devices=args.eval_min_devices,
+                                                      eval_deadline=args.eval_deadline,
+                                                      promotion_threshold=args.threshold))
+        server, port = serve(coordinator, args.listen, tls=server_tls)
         host = args.listen.rsplit(":", 1)[0]
         if server_tls is not None:
             log(f"mutual TLS: devices present the credential `fedkb serve --init-tls` issued them ({home.tls})")
@@ -111,10 +108,7 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
     if session.done >= rounds:
         log(f"   {session.done} rounds already done")
         return
-    try:
-        coordinator = Coordinator(session, live_config or LiveConfig())
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    coordinator = Coordinator(session, live_config or LiveConfig())
     server, port = serve(coordinator, "127.0.0.1:0")
     count = ["--count", str(devices)] if devices else []
     evaluate_live = devices is None or devices >= coordinator.live.eval_min_devices
@@ -204,22 +198,18 @@ def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
     _configure_logging(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from keyboard.agent import DeviceAgent, channel_for, connect, host_conditions, modelled_conditions
-    from keyboard.store import DB_NAME
 
     dirs = [home.device(d) for d in args.device]
     for d in dirs:
-        if not (d / DB_NAME).is_file():
+        if not DeviceLayout(d).db.is_file():
             raise UserError(f"no device {d.name!r} in {home.devices}")
     stop = threading.Event()
-    try:
-        conditions = {d: modelled_conditions(d) if args.conditions == "model" else host_conditions for d in dirs}
-        if args.tls or not is_loopback(args.server):  # each device presents its own credential
-            agents = [DeviceAgent(d, channel_for(d, args.server, True), conditions=conditions[d]) for d in dirs]
-        else:
-            channel = connect(args.server)
-            agents = [DeviceAgent(d, channel, conditions=conditions[d]) for d in dirs]
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    conditions = {d: modelled_conditions(d) if args.conditions == "model" else host_conditions for d in dirs}
+    if args.tls or not is_loopback(args.server):  # each device presents its own credential
+        agents = [DeviceAgent(d, channel_for(d, args.server, True), conditions=conditions[d]) for d in dirs]
+    else:
+        channel = connect(args.server)
+        agents = [DeviceAgent(d, channel, conditions=conditions[d]) for d in dirs]
     threads = [threading.Thread(target=a.run, args=(stop,), kwargs={"max_rounds": args.rounds}, daemon=True,
                                 name=a.device_id) for a in agents]
     for t in threads:
@@ -282,7 +272,8 @@ def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
 
 def add_parsers(sub) -> None:
     from fedkb.cmd_demo import cmd_serve
-    from fedkb.options import add_train_options
+    from federated.configs import RolloutConfig
+    from fedkb.options import add_config_arguments, add_train_options
 
     p = sub.add_parser("serve", help="the coordinator of live rounds: devices check in, train on their own data "
                                      "and upload updates (--simulate: the in-process loop)")
@@ -311,7 +302,7 @@ def add_parsers(sub) -> None:
                    help="run rounds in this process on the devices' logs instead (the simulation)")
     p.add_argument("--interval", type=float, default=5.0, help="--simulate: seconds between eligibility checks")
     p.add_argument("--max-rounds", type=int, default=None, help="stop after this many rounds in all")
-    p.add_argument("--threshold", type=float, default=0.5, help="promotion threshold in recall@1 points (default 0.5)")
+    add_config_arguments(p, RolloutConfig, ("threshold",))
     p.add_argument("--eval-min-devices", type=int, default=20,
                    help="live: evaluation sums are released only from at least this many devices (default 20)")
     p.add_argument("--eval-deadline", type=float, default=300.0,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from common.errors import ConfigError
 from common.layout import Home
 from federated.ngrams import NgramConfig
 
 
 def config_from(args: argparse.Namespace) -> NgramConfig:
     if args.dp_delta is not None and args.dp_epsilon is None:
-        raise ValueError("--dp-delta needs --dp-epsilon")
+        raise ConfigError("--dp-delta needs --dp-epsilon")
     return NgramConfig(max_per_device=args.max_per_device, max_count=args.max_count, k_anonymity=args.k_anonymity,
                        max_order=args.max_order, dp_epsilon=args.dp_epsilon,
                        dp_delta=NgramConfig.dp_delta if args.dp_delta is None else args.dp_delta)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 
+from common.config_options import add_config_arguments  # noqa: F401  (the cmd_* modules use it from here)
+from common.errors import FedkbError
 from common.layout import Home
 
 
-class UserError(Exception):
+class UserError(FedkbError):
     """An error the user can fix; printed without a traceback."""
 
 
@@ -22,9 +24,9 @@ def console():
 
 
 def train_config_from(args: argparse.Namespace):
-    from federated import training
+    from federated.configs import TrainConfig
 
-    return training.TrainConfig(
+    return TrainConfig(
         preset=args.preset, clients_per_round=args.clients_per_round, server_optimizer=args.server_optimizer,
         client_lr=args.client_lr, client_clip_norm=args.client_clip_norm, server_lr=args.server_lr,
         local_epochs=args.local_epochs,
@@ -110,20 +112,14 @@ def parse_targets(value: str) -> list[str]:
     return targets
 
 
-def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int = 10) -> None:
-    """Options shared by ``train``, ``serve`` and ``demo``."""
-    p.add_argument("--clients-per-round", type=int, default=clients_per_round,
-                   help=f"devices sampled per round (default {clients_per_round})")
-    p.add_argument("--preset", choices=("tiny", "small", "gboard"), default="small",
-                   help="model size: small (default), gboard (Hard et al. 2018, 1.4M parameters), tiny (for tests)")
-    p.add_argument("--server-optimizer", choices=("sgdm", "adam", "yogi"), default="adam")
-    p.add_argument("--client-lr", type=float, default=0.5, help="local SGD learning rate (default 0.5)")
-    p.add_argument("--client-clip-norm", type=float, default=1.0,
-                   help="clip local gradients to this global norm (default 1.0)")
-    p.add_argument("--server-lr", type=float, default=0.03, help="server learning rate (default 0.03)")
-    p.add_argument("--local-epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--min-examples", type=int, default=5, help="train sentences a device needs to take part (default 5)")
+def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int | None = None) -> None:
+    """Options shared by ``train``, ``serve`` and ``demo``; defaults and help from ``TrainConfig``."""
+    from federated.configs import TrainConfig
+
+    add_config_arguments(p, TrainConfig, ("clients_per_round", "preset", "server_optimizer", "client_lr",
+                                          "client_clip_norm", "server_lr", "local_epochs", "batch_size",
+                                          "min_examples"),
+                         defaults={} if clients_per_round is None else {"clients_per_round": clients_per_round})
     p.add_argument("--seed", type=int, default=None,
                    help="make the run reproducible, for research: participants are drawn from this seed, so the "
                         "sampling is public and ε holds without amplification by sampling (default: a secret key "

@@ -27,6 +27,8 @@ import grpc
 import numpy as np
 
 from common import live_counts, messages
+from common.errors import ConfigError
+from common.layout import DeviceLayout
 from keyboard import client_work, install, pull
 from keyboard.availability import Availability, draw_now
 from keyboard.controls import OptedOut, takes_part
@@ -76,7 +78,7 @@ def modelled_conditions(device_dir: Path, *, hold_seconds: float = 60.0, clock=t
     try:
         model = Availability.from_dict(status.get("availability"))
     except ValueError as exc:
-        raise ValueError(f"device {Path(device_dir).name}: {exc}") from None
+        raise ConfigError(f"device {Path(device_dir).name}: {exc}") from None
     rng, drawn = np.random.default_rng(), {}
 
     def conditions() -> dict[str, bool]:
@@ -97,7 +99,7 @@ def connect(target: str, tls_dir: Path | None = None) -> grpc.Channel:
             ("grpc.max_reconnect_backoff_ms", 30_000)]
     if tls_dir is None:
         if not messages.is_loopback(target):
-            raise ValueError(f"{target} is not loopback: the connection needs TLS and this device's credential "
+            raise ConfigError(f"{target} is not loopback: the connection needs TLS and this device's credential "
                              "(enrol it with `fedkb serve --init-tls`, then pass --tls)")
         return grpc.insecure_channel(target, opts)
     tls_dir = Path(tls_dir)
@@ -106,7 +108,7 @@ def connect(target: str, tls_dir: Path | None = None) -> grpc.Channel:
                                              private_key=(tls_dir / "device.key").read_bytes(),
                                              certificate_chain=(tls_dir / "device.pem").read_bytes())
     except FileNotFoundError as exc:
-        raise ValueError(f"{exc.filename}: missing; this device has no credential (enrol it with "
+        raise ConfigError(f"{exc.filename}: missing; this device has no credential (enrol it with "
                          "`fedkb serve --init-tls`)") from None
     return grpc.secure_channel(target, creds, opts)
 
@@ -114,7 +116,7 @@ def connect(target: str, tls_dir: Path | None = None) -> grpc.Channel:
 def channel_for(device_dir: Path, target: str, tls: bool = False) -> grpc.Channel:
     """TLS with the device's own credential when asked or when ``target`` is not loopback."""
     use_tls = tls or not messages.is_loopback(target)
-    return connect(target, Path(device_dir) / "tls" if use_tls else None)
+    return connect(target, DeviceLayout(device_dir).tls if use_tls else None)
 
 
 def _live_counts(device: Device) -> dict[str, dict[str, dict[str, int]]]:
@@ -368,7 +370,7 @@ class BackgroundAgent:
     def command(self) -> list[str]:
         import sys
 
-        tls = ["--tls"] if (self.device_dir / "tls").is_dir() and not messages.is_loopback(self.server) else []
+        tls = ["--tls"] if DeviceLayout(self.device_dir).tls.is_dir() and not messages.is_loopback(self.server) else []
         return [sys.executable, "-m", "keyboard.agent", "--device-dir", str(self.device_dir), "--server", self.server,
                 *tls]
 
@@ -380,7 +382,7 @@ class BackgroundAgent:
         if eligible and not self.running:
             import subprocess
 
-            with open(self.device_dir / "agent.log", "ab") as log_file:
+            with open(DeviceLayout(self.device_dir).agent_log, "ab") as log_file:
                 self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log_file,
                                                 stderr=log_file, preexec_fn=_die_with_parent)
             self.starts += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from common import eval_sums
+from common import artifacts, eval_sums
 from keyboard.lm import NumpyLM
 from keyboard.suggest import WordSuggester
 from lm.recall import KS, RecallCounts, recall_counts, token_nll
@@ -20,7 +20,7 @@ from tokenizer.vocab import Tokenizer
 
 def load_suggester(version_dir: Path) -> WordSuggester:
     """The whole-word predictor for a (verified) version directory."""
-    return WordSuggester(NumpyLM.load(version_dir), Tokenizer.load(Path(version_dir) / "spm.model"))
+    return WordSuggester(NumpyLM.load(version_dir), Tokenizer.load(Path(version_dir) / artifacts.TOKENIZER))
 
 
 def model_scores(suggester: WordSuggester, heldout: Sequence[str]) -> tuple[RecallCounts, float, int]:

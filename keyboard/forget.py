@@ -18,6 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.layout import DeviceLayout
 from keyboard.controls import LEARN_AFTER
 from keyboard.personalize import PERSONAL_DIR, RECORD as PERSONAL_RECORD
 from keyboard.store import Device
@@ -36,7 +37,7 @@ def what_would_go(device: Device, references_dir: Path | None) -> str:
     """The confirmation question: what :func:`forget` would delete, in words."""
     n = device.count()
     extra = []
-    if (device.directory / PERSONAL_DIR).exists():
+    if DeviceLayout(device.directory).personal.exists():
         extra.append("this device's personal model")
     if references_dir is not None and Path(references_dir).exists():
         extra.append(f"the references fitted on every device's pooled text ({references_dir})")
@@ -52,7 +53,7 @@ def forget(device: Device, references_dir: Path | None) -> Forgotten:
     """
     sentences = device.count()
     device.delete_log()
-    personal = device.directory / PERSONAL_DIR
+    personal = DeviceLayout(device.directory).personal
     had_personal = personal.exists()
     shutil.rmtree(personal, ignore_errors=True)
     removed = None

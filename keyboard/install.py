@@ -16,17 +16,14 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from common import artifacts, signing
-from common.atomic import atomic_write, fsync_dir
+from common import version_dir as version_files  # `version_dir` names the argument here
+from common.atomic import atomic_write
+from common.layout import INSTALLED_POINTER, DeviceLayout
 from tokenizer.vocab import Tokenizer, TokenizerError
-
-POINTER = "installed.json"
 
 
 @dataclass(frozen=True)
@@ -37,13 +34,9 @@ class Installed:
     fell_back: bool = False  # the current copy was damaged and the previous one is used
 
 
-def _model_dir(device_dir: Path) -> Path:
-    return Path(device_dir) / "model"
-
-
 def read_pointer(device_dir: Path) -> dict:
     """``{"current": name or None, "previous": name or None}``; a damaged pointer reads as nothing installed."""
-    path = _model_dir(device_dir) / POINTER
+    path = DeviceLayout(device_dir).installed_pointer
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -55,7 +48,7 @@ def read_pointer(device_dir: Path) -> dict:
 def _folder_name(value: object) -> str | None:
     """A version folder name from the pointer, or None for anything that is not one (such as ``../x``)."""
     try:
-        return artifacts.version_name(value, POINTER)
+        return artifacts.version_name(value, INSTALLED_POINTER)
     except artifacts.ArtifactError:
         return None
 
@@ -67,7 +60,7 @@ def installed(device_dir: Path) -> Installed | None:
         name = pointer.get(key)
         if not name:
             continue
-        path = _model_dir(device_dir) / name
+        path = DeviceLayout(device_dir).installed / name
         try:
             return Installed(name, path, artifacts.verify(path), fell_back=key == "previous")
         except artifacts.ArtifactError:
@@ -96,27 +89,21 @@ def install(device_dir: Path, version_dir: Path, *, rollback: dict | None = None
         return current
     if current is not None and int(name) < int(current.version):
         signing.check_rollback(rollback, to=name, current=current.version, pinned=key, where=f"device {device_dir}")
-    models = _model_dir(device_dir)
-    models.mkdir(parents=True, exist_ok=True)
-    tmp = models / f".incoming-{name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
-        for fname in (*artifacts.listed_files(manifest), artifacts.MANIFEST, signing.SIGNATURE):
-            atomic_write(tmp / fname, (version_dir / fname).read_bytes())
-        manifest = artifacts.verify(tmp)  # the copy, not just the source
-        signing.check(tmp, key)
-        target = models / name
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-        fsync_dir(models)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    models = DeviceLayout(device_dir).installed
+
+    def check_copy(copy: Path) -> dict:  # the copy, not just the source
+        copied = artifacts.verify(copy)
+        signing.check(copy, key)
+        return copied
+
+    files = {fname: (version_dir / fname).read_bytes()
+             for fname in (*artifacts.listed_files(manifest), artifacts.MANIFEST, signing.SIGNATURE)}
+    manifest = version_files.write(models / name, files, staging=models / f".incoming-{name}", check=check_copy,
+                                   replace=True)
     if newly_pinned:
         signing.pin(device_dir, key)
     previous = current.version if current is not None else pointer.get("current")
-    atomic_write(models / POINTER, json.dumps({"current": name, "previous": previous}).encode())
+    atomic_write(DeviceLayout(device_dir).installed_pointer, json.dumps({"current": name, "previous": previous}).encode())
     for old in models.iterdir():  # keep current and previous only
         if old.is_dir() and old.name not in (name, previous):
             shutil.rmtree(old, ignore_errors=True)
@@ -180,11 +167,7 @@ def _check_coherent(version_dir: str, files_key: tuple) -> None:
 
 def _check_vocab_rows(weights_file: Path, vocab: int, config_file: Path) -> None:
     """The embedding has one row and the output bias one entry per piece of the vocabulary."""
-    try:
-        with np.load(weights_file, allow_pickle=False) as npz:
-            shapes = {key: npz[key].shape for key in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise artifacts.ArtifactError(f"{weights_file}: unreadable weights ({exc})") from None
+    shapes = {key: array.shape for key, array in version_files.read_arrays(weights_file).items()}
     for key, shape in shapes.items():
         if key.removesuffix(".int8") in ("embedding/embeddings", "output_bias") and shape[:1] != (vocab,):
             raise artifacts.ArtifactError(

@@ -60,14 +60,13 @@ class NumpyLM:
         """Loads a version directory (verify it first): its int8 on-device weights when its manifest
         lists them and ``on_device`` is set, else its float ``weights.npz``."""
         from common import artifacts, ondevice
+        from common import version_dir as version_files
 
         version_dir = Path(version_dir)
         config = json.loads((version_dir / artifacts.CONFIG).read_text())
         if on_device and artifacts.ONDEVICE in artifacts.read_manifest(version_dir)["files"]:
             return cls(config, ondevice.load(version_dir / artifacts.ONDEVICE))
-        with np.load(version_dir / artifacts.WEIGHTS) as npz:
-            weights = {k: npz[k] for k in npz.files}
-        return cls(config, weights)
+        return cls(config, version_files.read_weights(version_dir))
 
     def zero_state(self, batch: int) -> State:
         return (np.zeros((batch, self.embedding_dim), np.float32), np.zeros((batch, self.units), np.float32))

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import ConfigError
 from keyboard.ngram import NgramModel
 from tokenizer.words import split_typed, words as words_of
 
@@ -51,7 +52,7 @@ class MixWeights:
     def __post_init__(self) -> None:
         values = [getattr(self, p) for p in PARTS]
         if any(not (v >= 0.0) for v in values) or not sum(values) > 0:
-            raise ValueError(f"mix weights must be non-negative with a positive sum, got {values}")
+            raise ConfigError(f"mix weights must be non-negative with a positive sum, got {values}")
 
     @classmethod
     def prior(cls, parts: Sequence[str]) -> "MixWeights":

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -56,13 +56,6 @@ class NgramModel:
         self._ranked: dict[tuple[str, str], list[tuple[float, str]]] = {}  # per context, best first
 
     # -- counts ------------------------------------------------------------------------------
-    @classmethod
-    def from_sentences(cls, sentences: Iterable[Sequence[str]], **kwargs) -> "NgramModel":
-        model = cls(**kwargs)
-        for words in sentences:
-            model.observe(words)
-        return model
-
     @classmethod
     def from_counts(cls, tables: Mapping[int, Mapping[tuple[str, ...], int]], **kwargs) -> "NgramModel":
         """A model from released counts: ``{1: {(w,): c}, 2: {(v, w): c}, 3: {(u, v, w): c}}``.

@@ -18,33 +18,32 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
-import io
 import json
 import os
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from lm.recall import recall_counts
-from common import artifacts
+from common import artifacts, version_dir
 from common.artifacts import CONFIG, MANIFEST, TOKENIZER, WEIGHTS
-from common.atomic import atomic_write, fsync_dir
-from lm.examples import encode_examples
-from lm.config import ModelConfig
+from common.atomic import atomic_write
+from common.config_options import add_config_arguments
+from common.errors import ConfigError, FedkbError
+from common.layout import PERSONAL_DIR, DeviceLayout
+from common.layout import PERSONALIZATION_RECORD as RECORD  # noqa: F401  (keyboard/app.py and screens.py import it)
 from keyboard.controls import learnable_splits
+from lm.config import ModelConfig
+from lm.examples import encode_examples
 from keyboard.install import Installed, installed
 from keyboard.lm import NumpyLM
 from keyboard.store import Device, DeviceError, Splits
 from keyboard.suggest import WordSuggester
+from lm.recall import recall_counts
 from tokenizer.vocab import Tokenizer, TokenizerError
 
-PERSONAL_DIR = "personal"
-RECORD = "personalization.json"  # under <device>/eval/
 MIN_TRAIN_SENTENCES = 2  # one sentence is a memorized phrase, not a person's style
 CLIP_NORM = 1.0  # global-norm clipping: a few large LSTM gradients must not wreck the global model
 # Plain SGD, as in Wang et al. and the federated client; with clipping at 1.0 one step moves the
@@ -56,7 +55,22 @@ CLIP_NORM = 1.0  # global-norm clipping: a few large LSTM gradients must not wre
 LEARNING_RATE = 0.5
 
 
-class PersonalizationError(Exception):
+@dataclass(frozen=True)
+class PersonalizationConfig:
+    """How the installed global model is fine-tuned into the personal one."""
+
+    epochs: int = field(default=5, metadata={"help": "fine-tuning epochs over the train split"})
+    learning_rate: float = field(default=LEARNING_RATE, metadata={"help": "plain SGD learning rate (see LEARNING_RATE)"})
+    batch_size: int = field(default=16, metadata={"help": "examples per step"})
+    seed: int = field(default=0, metadata={"help": "the order of the examples"})
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
+            raise ConfigError(f"epochs, batch_size and learning_rate must be positive, "
+                              f"got {self.epochs}, {self.batch_size}, {self.learning_rate}")
+
+
+class PersonalizationError(FedkbError):
     """The device cannot be personalized (no device, no installed model, too little text)."""
 
 
@@ -90,7 +104,9 @@ class PersonalResult:
 
 
 def personalize(
-    device_dir: Path, *, epochs: int = 5, learning_rate: float = LEARNING_RATE, batch_size: int = 16, seed: int = 0
+    device_dir: Path, *, epochs: int = PersonalizationConfig.epochs,
+    learning_rate: float = PersonalizationConfig.learning_rate, batch_size: int = PersonalizationConfig.batch_size,
+    seed: int = PersonalizationConfig.seed,
 ) -> PersonalResult:
     """Fine-tunes the installed global model on the device's train split and compares it on held-out.
 
@@ -101,16 +117,13 @@ def personalize(
         PersonalizationError: no device, no installed model version, or fewer than 2 train sentences.
         ValueError: a non-positive ``epochs``, ``learning_rate`` or ``batch_size``.
     """
-    if epochs < 1 or batch_size < 1 or not learning_rate > 0:
-        raise ValueError(f"epochs, batch_size and learning_rate must be positive, "
-                         f"got {epochs}, {batch_size}, {learning_rate}")
+    PersonalizationConfig(epochs, learning_rate, batch_size, seed)  # raises ConfigError for a bad one
     device_dir = Path(device_dir)
     splits, current = _inputs(device_dir)
     config_text = (current.path / CONFIG).read_text()
     config = ModelConfig.from_json(config_text)
     tok = Tokenizer.load(current.path / TOKENIZER)
-    with np.load(current.path / WEIGHTS) as npz:
-        global_weights = {k: npz[k] for k in npz.files}
+    global_weights = version_dir.read_weights(current.path)
     examples = encode_examples(tok.encode, splits.train, config.sequence_length)
     weights = _fine_tune(config, global_weights, examples, epochs=epochs, learning_rate=learning_rate,
                          batch_size=batch_size, seed=seed)
@@ -131,8 +144,8 @@ def personalize(
         personal_weights_sha256=manifest["files"][WEIGHTS])
     # Written after the personal model, so a crash in between leaves a record that does not
     # match its sha256, and active_model_dir falls back to the global model.
-    (device_dir / "eval").mkdir(exist_ok=True)
-    atomic_write(device_dir / "eval" / RECORD, json.dumps(result.to_record(), indent=2).encode())
+    DeviceLayout(device_dir).eval.mkdir(exist_ok=True)
+    atomic_write(DeviceLayout(device_dir).personalization, json.dumps(result.to_record(), indent=2).encode())
     return result
 
 
@@ -181,35 +194,18 @@ def _write_personal(device_dir: Path, weights: Mapping[str, np.ndarray], config_
                     tokenizer_proto: bytes, source: Installed, created: str, metrics: Mapping[str, float],
                     details: Mapping[str, object]) -> dict:
     """Builds the personal version in a temporary folder, verifies it, then renames it into place."""
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v, np.float32) for k, v in weights.items()})
-    files = {WEIGHTS: buf.getvalue(), CONFIG: config_text.encode(), TOKENIZER: tokenizer_proto}
+    files = {WEIGHTS: version_dir.npz_bytes(weights, np.float32), CONFIG: config_text.encode(), TOKENIZER: tokenizer_proto}
     manifest = {
         "version": PERSONAL_DIR, "round": source.manifest.get("round"), "created": created,
-        "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
+        "files": version_dir.file_hashes(files),
         "metrics": dict(metrics), "personalization": dict(details),
         # Both the name and the weights' hash: a re-seeded server may publish another "0001".
         "fine_tuned_from": source.version, "fine_tuned_from_sha256": source.manifest["files"][WEIGHTS],
     }
-    tmp, old = device_dir / f".personal-tmp-{os.getpid()}", device_dir / f".personal-old-{os.getpid()}"
-    target = device_dir / PERSONAL_DIR
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        for name, data in files.items():
-            atomic_write(tmp / name, data)
-        atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
-        artifacts.verify(tmp)
-        # A directory cannot replace a non-empty one in one rename; between the two renames there
-        # is no personal model, which active_model_dir reads as "use the global one".
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        fsync_dir(device_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    # Between the two renames of a replacement there is no personal model, which
+    # active_model_dir reads as "use the global one".
+    version_dir.write(DeviceLayout(device_dir).personal, {**files, MANIFEST: version_dir.manifest_bytes(manifest)},
+                      staging=device_dir / f".personal-tmp-{os.getpid()}", check=artifacts.verify, replace=True)
     return manifest
 
 
@@ -224,12 +220,12 @@ def active_model_dir(device_dir: Path, *, current: Installed | None = None) -> P
     current = current or installed(device_dir)
     if current is None:
         return None
-    personal = device_dir / PERSONAL_DIR
+    personal = DeviceLayout(device_dir).personal
     if not personal.is_dir():
         return current.path
     try:
         manifest = artifacts.verify(personal)
-        record = json.loads((device_dir / "eval" / RECORD).read_text())
+        record = json.loads(DeviceLayout(device_dir).personalization.read_text())
     except (artifacts.ArtifactError, OSError, ValueError):
         return current.path
     usable = (
@@ -243,28 +239,11 @@ def active_model_dir(device_dir: Path, *, current: Installed | None = None) -> P
     return personal if usable else current.path
 
 
-def personalization_delta(records: Sequence[Mapping]) -> dict:
-    """Mean global and personal recall@1/@3 over devices (each device once) and the relative change.
-
-    Records with no held-out predictions carry no evidence and are skipped; ``devices`` counts the
-    rest. A relative change is None when the global mean is 0.
-    """
-    used = [r for r in records if r["global"]["predictions"] > 0]
-    out: dict = {"devices": len(used), "use_personal_devices": sum(bool(r["use_personal"]) for r in used),
-                 "global": {}, "personal": {}, "relative_change": {}}
-    for key in ("recall_at_1", "recall_at_3"):
-        g = float(np.mean([r["global"][key] for r in used])) if used else 0.0
-        p = float(np.mean([r["personal"][key] for r in used])) if used else 0.0
-        out["global"][key], out["personal"][key] = g, p
-        out["relative_change"][key] = (p - g) / g if g > 0 else None
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m keyboard.personalize --device-dir DIR [--epochs N]``: one JSON line, or one error line."""
     parser = argparse.ArgumentParser(prog="python -m keyboard.personalize", description=__doc__.split("\n")[0])
     parser.add_argument("--device-dir", type=Path, required=True, help="the device directory (holds log.sqlite)")
-    parser.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs over the train split")
+    add_config_arguments(parser, PersonalizationConfig, ("epochs",))
     args = parser.parse_args(argv)
     try:
         result = personalize(args.device_dir, epochs=args.epochs)

@@ -19,10 +19,10 @@ import numpy as np
 
 from common import artifacts, signing, version_message
 from common.atomic import atomic_write
+from common.layout import DeviceLayout
 from common.messages import MessageError
 from keyboard import install
 
-STAGING = "incoming"  # in the device dir: a pulled version, until it is installed
 SCRATCH = "eval-versions"  # in the device dir: a candidate pulled to be evaluated, never installed
 
 Ask = Callable[[dict], tuple[dict, dict[str, np.ndarray]]]  # one Version call: request header -> reply
@@ -94,7 +94,7 @@ def pull_latest(device_dir: Path, ask: Ask) -> tuple[str | None, install.Install
     """
     device_dir = Path(device_dir)
     reply, arrays = ask(request(device_dir))
-    staging = device_dir / STAGING
+    staging = DeviceLayout(device_dir).incoming
     try:
         path = receive(device_dir, reply, arrays, staging)
         if path is not None:

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from common import live_counts
+from common.errors import FedkbError
+from common.layout import DEVICE_DB, DeviceLayout
 from tokenizer.words import words
 
-DB_NAME = "log.sqlite"
 HELDOUT_FRACTION = 0.2
 # A "sentence" is what a person types before Enter; anything longer is a paste, not typing.
 MAX_SENTENCE_CHARS = 10_000
@@ -61,7 +62,7 @@ CREATE TABLE IF NOT EXISTS live_counts (
 """
 
 
-class DeviceError(Exception):
+class DeviceError(FedkbError):
     """A device directory is missing, unreadable, or was given bad input."""
 
 
@@ -87,7 +88,7 @@ def device_user(directory: Path) -> str | None:
     Reads the device's own database read-only, without the WAL set-up of :class:`Device`: this is
     how a person picks their device by name (``fedkb keyboard --user``), on the device side.
     """
-    db_path = Path(directory) / DB_NAME
+    db_path = Path(directory) / DEVICE_DB
     try:
         db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
         try:
@@ -151,9 +152,9 @@ class Device:
     def __init__(self, directory: Path, *, create: bool = False):
         self.directory = Path(directory)
         self.id = self.directory.name
-        db_path = self.directory / DB_NAME
+        db_path = self.directory / DEVICE_DB
         if not create and not db_path.is_file():
-            raise DeviceError(f"no device at {self.directory} (missing {DB_NAME})")
+            raise DeviceError(f"no device at {self.directory} (missing {DEVICE_DB})")
         if create:
             self.directory.mkdir(parents=True, exist_ok=True)
         try:
@@ -235,7 +236,7 @@ class Device:
                 self._db.execute("DELETE FROM live_counts")  # how this person typed is theirs too
         self._db.execute("VACUUM")
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nothing of the old text left in the WAL
-        shutil.rmtree(self.directory / "cache", ignore_errors=True)  # token ids of the text (lm/examples.py)
+        shutil.rmtree(DeviceLayout(self.directory).cache, ignore_errors=True)  # token ids of the text (lm/examples.py)
 
     # -- live counts (common/live_counts.py) ----------------------------------------------
     def add_live_counts(self, version: str, counts: dict[str, int], *, source: str = "typed") -> None:
@@ -296,7 +297,7 @@ class Device:
         try:
             yield
         except sqlite3.Error as exc:
-            raise DeviceError(f"device {self.id}: {doing} in {self.directory / DB_NAME}: {exc}") from exc
+            raise DeviceError(f"device {self.id}: {doing} in {self.directory / DEVICE_DB}: {exc}") from exc
 
     @contextlib.contextmanager
     def _transaction(self, doing: str) -> Iterator[None]:
@@ -327,5 +328,5 @@ def list_device_dirs(devices_root: Path) -> Iterator[Path]:
     if not devices_root.is_dir():
         return
     for entry in sorted(devices_root.iterdir()):
-        if entry.is_dir() and not entry.name.startswith(".") and (entry / DB_NAME).is_file():
+        if entry.is_dir() and not entry.name.startswith(".") and (entry / DEVICE_DB).is_file():
             yield entry

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from common.artifacts import ArtifactError
 from keyboard.lm import NumpyLM, State
 from tokenizer.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID, WORD_START
 from tokenizer.vocab import Tokenizer
@@ -28,7 +29,7 @@ class WordSuggester:
 
     def __init__(self, lm: NumpyLM, tokenizer: Tokenizer, *, beam: int = 4, max_pieces: int = 4):
         if lm.vocab_size != tokenizer.vocab_size:
-            raise ValueError(
+            raise ArtifactError(  # a user-facing error: the files of a version do not belong together
                 f"model has {lm.vocab_size} pieces but tokenizer {tokenizer.source} has {tokenizer.vocab_size}"
             )
         self.lm, self.tok, self.beam, self.max_pieces = lm, tokenizer, beam, max_pieces

@@ -10,12 +10,13 @@ import json
 from pathlib import Path
 
 from common import artifacts
+from common.errors import FedkbError
 from keyboard.install import Installed, install, installed
 
 REGISTRY = "registry.json"  # written by federated/registry.py; devices only read its "latest" key
 
 
-class UpdateError(Exception):
+class UpdateError(FedkbError):
     """The server's registry is unreadable or names a version that is not a plain folder name."""
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 
+from common.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -20,9 +22,9 @@ class ModelConfig:
         for name in ("vocab_size", "embedding_dim", "lstm_units", "sequence_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
         if self.vocab_size < 8:
-            raise ValueError(f"ModelConfig.vocab_size must be at least 8, got {self.vocab_size}")
+            raise ConfigError(f"ModelConfig.vocab_size must be at least 8, got {self.vocab_size}")
 
     @property
     def gates(self) -> int:
@@ -58,5 +60,5 @@ def preset(name: str, *, vocab_size: int | None = None) -> ModelConfig:
     try:
         base = PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
     return base if vocab_size is None else replace(base, vocab_size=vocab_size)

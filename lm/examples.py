@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.layout import DeviceLayout
 from tokenizer.specials import BOS_ID, EOS_ID, PAD_ID
 from tokenizer.words import normalize
 
@@ -40,7 +41,6 @@ def encode_examples(encode, sentences: Iterable[str], sequence_length: int) -> n
     return np.asarray(rows, dtype=np.int32)
 
 
-CACHE_DIR = "cache"  # inside the device's own directory: token ids never leave the device either
 
 
 def cached_examples(device_dir: Path, sentences: list[str], encode, *, tokenizer_sha256: str,
@@ -56,7 +56,7 @@ def cached_examples(device_dir: Path, sentences: list[str], encode, *, tokenizer
     for s in sentences:
         digest.update(s.encode("utf-8", "surrogatepass") + b"\0")
     key = digest.hexdigest()
-    path = device_dir / CACHE_DIR / "examples.npz"
+    path = DeviceLayout(device_dir).cache / "examples.npz"  # token ids never leave the device either
     try:
         with np.load(path, allow_pickle=False) as saved:
             if str(saved["key"]) == key:

@@ -67,11 +67,6 @@ def score_suggestions(words: Sequence[str], suggestions: Sequence[Sequence[str]]
     return counts
 
 
-def sentence_recall(predictor: WordPredictor, sentence: str, ks=KS) -> RecallCounts:
-    words = words_of(sentence)
-    return score_suggestions(words, predictor.suggest_sentence(words, max(ks)), predictor.can_produce, ks)
-
-
 def recall_counts(predictor: WordPredictor, sentences: Iterable[str], ks=KS) -> RecallCounts:
     """Recall counts over many sentences (batched when the predictor offers ``suggest_sentences``)."""
     word_lists = [words_of(s) for s in sentences]

@@ -99,3 +99,33 @@ def resign(version_dir) -> None:
     version_dir = Path(version_dir)
     key = signing.load_or_create(registry.keys_dir(version_dir.parent))
     (version_dir / signing.SIGNATURE).write_bytes(signing.sign(key, (version_dir / artifacts.MANIFEST).read_bytes()))
+
+
+def ngram_model(sentences, **kwargs):
+    """A ``keyboard.ngram.NgramModel`` that has observed ``sentences`` (lists of words)."""
+    from keyboard.ngram import NgramModel
+
+    model = NgramModel(**kwargs)
+    for words in sentences:
+        model.observe(words)
+    return model
+
+
+def select_clients(home, population, round_num: int, k: int, *, seed: int, min_examples: int, arrays=None):
+    """Up to ``k`` eligible devices drawn uniformly, deterministically for (seed, round): a fixed-size
+    draw over the simulated conditions, for tests of what a selection must respect (the program
+    draws with ``federated.sampling``)."""
+    from federated.population import Selection, availability_arrays, available, round_conditions
+    from keyboard.store import Device
+
+    ok = available(round_conditions(population, round_num, seed, arrays or availability_arrays(population)))
+    rng = np.random.default_rng([seed, round_num, 0, 0x5A])
+    chosen: list[str] = []
+    for index in rng.permutation(np.flatnonzero(ok)):
+        device_id = population[int(index)].device_id
+        with Device(home.device(device_id)) as device:
+            if device.status()["train_sentences"] >= min_examples:
+                chosen.append(device_id)
+                if len(chosen) == k:
+                    break
+    return Selection(chosen, int(ok.sum()), len(population))

@@ -37,6 +37,55 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def _main_with_command(monkeypatch, tmp_path, command):
+    """Runs ``cli.main`` in this process with a parser whose only command is ``command``."""
+    import argparse
+    import signal
+
+    from fedkb import cli
+
+    def parser():
+        p = argparse.ArgumentParser(prog="fedkb")
+        p.add_argument("--home")
+        p.set_defaults(func=lambda home, args: command())
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", parser)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        return cli.main(["--home", str(tmp_path)])
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+
+
+def test_an_error_meant_for_the_user_is_one_line(monkeypatch, tmp_path, capsys):
+    from common.errors import ConfigError, FedkbError
+
+    def command():
+        raise FedkbError("devices.jsonl line 3: no 'user' field")
+
+    assert _main_with_command(monkeypatch, tmp_path, command) == 1
+    assert capsys.readouterr().err == "fedkb: error: devices.jsonl line 3: no 'user' field\n"
+
+    def bad_option():  # a config out of range is both a FedkbError and the ValueError it always was
+        raise ConfigError("--clients-per-round must be at least 1, got 0")
+
+    assert _main_with_command(monkeypatch, tmp_path, bad_option) == 1
+    assert capsys.readouterr().err == "fedkb: error: --clients-per-round must be at least 1, got 0\n"
+
+
+def test_a_plain_value_error_is_a_bug_and_keeps_its_traceback(monkeypatch, tmp_path, capsys):
+    import pytest
+
+    def command():
+        raise ValueError("an index out of range somewhere inside")
+
+    with pytest.raises(ValueError, match="out of range somewhere inside"):
+        _main_with_command(monkeypatch, tmp_path, command)
+    assert "fedkb: error" not in capsys.readouterr().err
+
+
 def _fedkb(home, *args):
     return subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home), *args],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
@@ -69,16 +118,66 @@ def test_ctrl_c_exits_130_even_when_a_library_turns_it_into_another_error(tmp_pa
     # TFF's gRPC and asyncio layers can re-raise an interrupt as some other exception.
     code = (
         "import os, signal, sys\n"
-        "from fedkb import cli\n"
+        "from fedkb import cli, cmd_population\n"
         "def converted(home, args):\n"
         "    try:\n"
         "        os.kill(os.getpid(), signal.SIGINT)\n"
         "    except KeyboardInterrupt:\n"
         "        raise ValueError('cancelled by the library')\n"
-        "cli.cmd_population_show = converted\n"
+        "cmd_population.cmd_population_show = converted\n"
         f"sys.exit(cli.main(['--home', {str(tmp_path)!r}, 'population', 'show']))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 130, proc.stderr
     assert "interrupted" in proc.stderr
     assert "cancelled by the library" not in proc.stderr
+
+
+def test_option_defaults_and_help_come_from_the_config_fields():
+    from dataclasses import fields
+
+    from federated.configs import RolloutConfig, TrainConfig
+    from fedkb.cli import build_parser
+
+    parser = build_parser()
+    train = vars(parser.parse_args(["train", "--rounds", "1"]))
+    for f in fields(TrainConfig):
+        if f.name in train and f.name != "seed":  # --seed: None means a secret key (public_sampling off)
+            assert train[f.name] == f.default, f.name
+    assert train["min_examples"] == 5 and train["clients_per_round"] == 10
+    rollout = vars(parser.parse_args(["rollout"]))
+    assert (rollout["threshold"], rollout["devices"], rollout["seed"]) == (0.5, 100, 0)
+    assert RolloutConfig() == RolloutConfig(rollout["threshold"], rollout["devices"], rollout["seed"])
+    assert vars(parser.parse_args(["population", "show"]))["min_examples"] == TrainConfig.min_examples
+    assert vars(parser.parse_args(["serve"]))["threshold"] == RolloutConfig.threshold
+    assert vars(parser.parse_args(["demo"]))["clients_per_round"] == 10
+
+
+def test_add_config_arguments_reads_type_choices_and_help():
+    import argparse
+
+    from federated.configs import TrainConfig
+    from fedkb.options import add_config_arguments
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, TrainConfig, ("min_examples", "server_optimizer", "client_lr"),
+                         flags={"client_lr": "--lr"}, defaults={"min_examples": 7})
+    args = parser.parse_args(["--lr", "0.25"])
+    assert (args.min_examples, args.server_optimizer, args.lr) == (7, "adam", 0.25)
+    assert "train sentences a device needs to take part (default 7)" in " ".join(parser.format_help().split())
+    import pytest
+
+    with pytest.raises(SystemExit):  # not one of the field's choices
+        parser.parse_args(["--server-optimizer", "sgd"])
+
+
+def test_rollout_config_refuses_a_negative_threshold():
+    import pytest
+
+    from common.errors import ConfigError
+    from federated.configs import RolloutConfig
+
+    with pytest.raises(ConfigError, match="--threshold must be at least 0 points, got -1"):
+        RolloutConfig(threshold=-1)
+    with pytest.raises(ConfigError, match="--devices must be at least 1, got 0"):
+        RolloutConfig(devices=0)

@@ -91,13 +91,6 @@ def device_ngram_counts(
     return {g: min(counts[g], max_count) for g in device_words(counts, max_ngrams, max_bytes)}
 
 
-def device_ngrams(
-    sentences: Iterable[str], order: int, m: int, *, max_bytes: int = 32, known: Collection[str] | None = None
-) -> list[str]:
-    """A device's top-``m`` n-grams of ``order``, most frequent first (see ``device_ngram_counts``)."""
-    return list(device_ngram_counts(sentences, order, m, max_bytes=max_bytes, known=known))
-
-
 @dataclass(frozen=True)
 class GaussianThreshold:
     """The Gaussian thresholding mechanism for a table where each device adds 1 (up to c) to <= m words.

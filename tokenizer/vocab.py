@@ -19,14 +19,15 @@ import numpy as np
 import sentencepiece as spm
 
 from common.atomic import atomic_write
+from common.errors import ConfigError, FedkbError
+from common.layout import TOKENIZER_MODEL
+from tokenizer.specials import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, UNK, UNK_ID
 
-from tokenizer.specials import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, UNK, UNK_ID, WORD_START
-
-MODEL_FILE = "spm.model"
+MODEL_FILE = TOKENIZER_MODEL
 CONFIG_FILE = "tokenizer.json"
 
 
-class TokenizerError(Exception):
+class TokenizerError(FedkbError):
     """No tokenizer, a damaged one, or too few words to train one."""
 
 
@@ -39,11 +40,11 @@ class TokenizerConfig:
 
     def __post_init__(self) -> None:
         if self.vocab_size < 16:
-            raise ValueError(f"vocab_size must be at least 16, got {self.vocab_size}")
+            raise ConfigError(f"vocab_size must be at least 16, got {self.vocab_size}")
         if self.model_type not in ("unigram", "bpe"):
-            raise ValueError(f"model_type must be 'unigram' or 'bpe', got {self.model_type!r}")
+            raise ConfigError(f"model_type must be 'unigram' or 'bpe', got {self.model_type!r}")
         if not 0.9 <= self.character_coverage <= 1.0:
-            raise ValueError(f"character_coverage must be in [0.9, 1], got {self.character_coverage}")
+            raise ConfigError(f"character_coverage must be in [0.9, 1], got {self.character_coverage}")
 
 
 def train_from_counts(counts: Mapping[str, int], config: TokenizerConfig = TokenizerConfig()) -> bytes:
@@ -139,9 +140,6 @@ class Tokenizer:
             return self._sp.id_to_piece(piece_id)
         except (IndexError, TypeError):
             raise TokenizerError(f"{self.source}: {_describe_bad_ids([piece_id], self.vocab_size)}") from None
-
-    def starts_word(self, piece_id: int) -> bool:
-        return self.piece(piece_id).startswith(WORD_START)
 
 
 def _describe_bad_text(text: object) -> str:

@@ -4,9 +4,15 @@ import math
 
 import pytest
 
-from lm.recall import RecallCounts, quantiles_from_histogram, recall_counts, score_suggestions, sentence_recall
+from lm.recall import RecallCounts, quantiles_from_histogram, recall_counts, score_suggestions
 from keyboard.suggest import WordSuggester
 from tests.fakes import FakeTokenizer, TableLM, default_table
+from tokenizer.words import words as words_of
+
+
+def sentence_recall(predictor, sentence, ks=(1, 3, 5)):
+    words = words_of(sentence)
+    return score_suggestions(words, predictor.suggest_sentence(words, max(ks)), predictor.can_produce, ks)
 
 
 class Fixed:

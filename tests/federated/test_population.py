@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +22,10 @@ from federated.population import (
     members,
     round_conditions,
     seed,
-    select_clients,
 )
 from keyboard.store import DEVICE_ID_PATTERN, Device, devices_of_users, heldout_count
 from tests.conftest import REPO, write_jsonl
+from tests.fakes import select_clients
 
 
 def _records(path: Path) -> list[dict]:

@@ -45,7 +45,7 @@ def test_training_starts_from_the_pretrained_weights(runtime, seeded_home, tmp_p
     assert set(round0) == set(start.weights)
     for name, value in start.weights.items():
         np.testing.assert_array_equal(round0[name], value, err_msg=name)
-    init = json.loads((seeded_home.state / program.RUN_FILE).read_text())["init"]
+    init = json.loads(seeded_home.run_json.read_text())["init"]
     assert init == start.init_record and init["from"] == "pretrained"
 
     session.run_round()
@@ -57,7 +57,7 @@ def test_training_starts_from_the_pretrained_weights(runtime, seeded_home, tmp_p
     fresh = program.Session(seeded_home, _train_config(), pretrained=False, fresh=True)
     random0 = _round0_weights(fresh)
     assert not np.array_equal(random0["embedding/embeddings"], start.weights["embedding/embeddings"])
-    assert json.loads((seeded_home.state / program.RUN_FILE).read_text())["init"] == {"from": "random"}
+    assert json.loads(seeded_home.run_json.read_text())["init"] == {"from": "random"}
 
 
 def test_a_run_is_refused_when_the_pretrained_model_no_longer_matches(runtime, seeded_home, tmp_path):

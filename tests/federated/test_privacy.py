@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from federated.privacy import PrivacyConfig, PrivacyError, RoundSample, ledger_from_metrics, spent
+from federated.privacy import PrivacyConfig, PrivacyError, RoundSample, spent
 from tests.conftest import REPO
 
 
@@ -43,16 +43,6 @@ def test_epsilon_grows_with_rounds_and_sampling_and_shrinks_with_noise():
     assert spent(PrivacyConfig(dp_noise=1.0), [RoundSample(10, 200)] * 40, 584)["epsilon"] > base
     assert spent(PrivacyConfig(dp_noise=1.0), [RoundSample(20, 200)] * 20, 584)["epsilon"] > base
     assert spent(PrivacyConfig(dp_noise=2.0), [RoundSample(10, 200)] * 20, 584)["epsilon"] < base
-
-
-def test_ledger_reads_metrics_up_to_a_round(tmp_path):
-    path = tmp_path / "metrics.csv"
-    path.write_text("round,loss,clients,available_devices\n1,5.0,10,80\n2,4.9,9,9\n3,4.8,10,120\n")
-    assert ledger_from_metrics(path, up_to_round=2) == [RoundSample(10, 80), RoundSample(9, 9)]
-    assert ledger_from_metrics(tmp_path / "none.csv") == []
-    path.write_text("round,loss\n1,5.0\n")
-    with pytest.raises(PrivacyError, match="metrics.csv"):
-        ledger_from_metrics(path)
 
 
 @pytest.mark.slow
@@ -93,7 +83,6 @@ def test_secure_aggregation_with_adaptive_clipping_is_refused_with_the_fix():
 @pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--dp-noise", "0.5", "--dp-clip", "0.5"]], ids=["secure", "secure+dp"])
 def test_fedkb_train_with_secure_aggregation(seeded_home, extra):
-    import csv
 
     out = subprocess.run(
         [sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root), "train", "--rounds", "2", "--preset",

@@ -11,6 +11,14 @@ from common import shamir
 from federated import secagg
 
 
+def _secure_float_sum(updates, quantizer, *, rng=None, **protocol):
+    """Quantize on each client, run the protocol, dequantize: (sum over survivors, survivor count)."""
+    if len(updates) > quantizer.max_clients:
+        raise ValueError(f"{len(updates)} clients exceed the quantizer's max_clients={quantizer.max_clients}")
+    total, survivors = secagg.secure_sum([quantizer.quantize(u, rng) for u in updates], **protocol)
+    return quantizer.dequantize(total), len(survivors)
+
+
 def _entropy(seed: int):
     """A deterministic byte source (tests only), so statistics and keys are reproducible."""
     state = {"i": 0}
@@ -80,7 +88,7 @@ def test_float_sum_is_the_clipped_sum_within_the_worked_bound(stochastic):
     rng = np.random.default_rng(3)
     updates = [rng.normal(0, 0.4, size=500) for _ in range(8)]
     q = secagg.Quantizer(bound=1.0, max_clients=10, stochastic=stochastic)
-    total, count = secagg.secure_float_sum(updates, q, rng=np.random.default_rng(4), entropy=_entropy(2))
+    total, count = _secure_float_sum(updates, q, rng=np.random.default_rng(4), entropy=_entropy(2))
     clipped = sum(np.clip(u, -1.0, 1.0) for u in updates)
     assert count == 8
     # Worked bound: each client's code is within 1/(2s) (1/s stochastic) of s * x, and 8 add up.
@@ -90,7 +98,7 @@ def test_float_sum_is_the_clipped_sum_within_the_worked_bound(stochastic):
 
 def test_more_clients_than_the_quantizer_allows_is_refused():
     with pytest.raises(ValueError, match="max_clients=3"):
-        secagg.secure_float_sum([np.zeros(3)] * 4, secagg.Quantizer(1.0, 3))
+        _secure_float_sum([np.zeros(3)] * 4, secagg.Quantizer(1.0, 3))
 
 
 # --- the protocol ---------------------------------------------------------------------------

@@ -177,8 +177,9 @@ def test_enrolment_pins_the_coordinator_key_on_every_seeded_device(seeded_home):
 def test_a_version_name_that_is_not_digits_is_refused_everywhere_and_no_device_file_is_touched(seeded_home, name):
     import json
 
+    from common.layout import DeviceLayout
     from federated.rollout import rollout
-    from keyboard.store import DB_NAME, list_device_dirs
+    from keyboard.store import list_device_dirs
     from keyboard.updates import UpdateError, fetch_update
 
     _publish(seeded_home.models, 1)
@@ -197,6 +198,6 @@ def test_a_version_name_that_is_not_digits_is_refused_everywhere_and_no_device_f
         install.install(device, seeded_home.models / name)
     with pytest.raises(registry.RegistryError, match="is not a version name"):
         registry.record_decision(seeded_home.models, name, promoted=True, reason="")
-    assert (device / DB_NAME).is_file()
+    assert DeviceLayout(device).db.is_file()
     assert {p.name: p.read_bytes() for p in device.iterdir() if p.is_file()} == before
     assert install.installed(device).version == "0001"

@@ -8,9 +8,9 @@ import pytest
 from keyboard import install
 from keyboard.app import KeyboardApp
 from keyboard.mix import MixWeights, ProductPredictor, build_product, fit_weights
-from keyboard.ngram import NgramModel
 from keyboard.predictor import load_predictor
 from keyboard.store import Device
+from tests.fakes import ngram_model
 from tests.keyboard.helpers import publish_random
 from tests.keyboard.test_app import settle
 
@@ -33,7 +33,7 @@ class FixedLSTM:
 
 
 def test_mixed_probabilities_are_worked_by_hand():
-    personal = NgramModel.from_sentences([["hello", "zorblax"]])
+    personal = ngram_model([["hello", "zorblax"]])
     lstm = FixedLSTM({"there": 0.5, "world": 0.3, "zorblax": 0.0001})
     product = ProductPredictor(lstm, None, personal, MixWeights(lstm=0.6, ngrams=0.0, personal=0.4))
     scores = dict(product.scored(["hello"], "", 5))
@@ -100,7 +100,7 @@ async def test_a_word_typed_twice_is_suggested_the_third_time(tmp_path):
 def test_observe_many_is_observe_one_sentence_at_a_time():
     """load_predictor's fast path: one LSTM batch and one fit give what sentence-by-sentence observe gives."""
     lstm = FixedLSTM({"there": 0.5, "world": 0.3, "see": 0.1})
-    ngrams = NgramModel.from_sentences([["see", "you", "there"], ["hello", "world"]])
+    ngrams = ngram_model([["see", "you", "there"], ["hello", "world"]])
     sentences = ["see you at the zorblax cafe", "", "hello world", "see you there", "the zorblax cafe again"] * 300
     one, many = build_product([], lstm=lstm, ngrams=ngrams), build_product([], lstm=lstm, ngrams=ngrams)
     fit_from = len(sentences) - 700  # more positions than FIT_POSITIONS: the window is trimmed

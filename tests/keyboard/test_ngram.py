@@ -9,11 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keyboard.ngram import EOS, NgramModel
+from tests.fakes import ngram_model
 
 
 @pytest.fixture
 def model():
-    return NgramModel.from_sentences([["the", "cat", "sat"], ["the", "cat", "ran"], ["a", "dog", "sat"]])
+    return ngram_model([["the", "cat", "sat"], ["the", "cat", "ran"], ["a", "dog", "sat"]])
 
 
 def test_hand_worked_probabilities(model):
@@ -47,7 +48,7 @@ def test_a_word_is_suggested_after_its_first_use():
 
 def test_released_counts_build_the_same_model():
     sentences = [["a", "b"], ["a", "c", "b"]]
-    from_text = NgramModel.from_sentences(sentences)
+    from_text = ngram_model(sentences)
     tables = {1: {}, 2: {}, 3: {}}
     for ws in sentences:
         padded = ["<s>", "<s>", *ws, EOS]
@@ -68,7 +69,7 @@ words = st.sampled_from(["a", "b", "c", "ab", "abc", "b'c"])
 @given(st.lists(st.lists(words, min_size=1, max_size=5), max_size=8), st.lists(words, max_size=3),
        st.sampled_from(["", "a", "ab", "b", "z"]), st.integers(1, 4))
 def test_top_equals_brute_force(sentences, context, prefix, n):
-    model = NgramModel.from_sentences(sentences)
+    model = ngram_model(sentences)
     vocab = sorted({w for s in sentences for w in s if w.startswith(prefix)})
     brute = sorted(((w, model.prob(w, context)) for w in vocab), key=lambda wp: (-wp[1], wp[0]))[:n]
     assert model.top(context, prefix, n) == brute

@@ -213,23 +213,3 @@ def test_keyboard_side_never_imports_tensorflow(tmp_path):
 # -- the aggregate the server may see --------------------------------------------------------------------
 
 
-def _record(g1, g3, p1, p3, predictions=10):
-    return {"global": {"recall_at_1": g1, "recall_at_3": g3, "predictions": predictions},
-            "personal": {"recall_at_1": p1, "recall_at_3": p3, "predictions": predictions}, "use_personal": p1 > g1}
-
-
-def test_personalization_delta_by_hand():
-    records = [_record(0.10, 0.30, 0.20, 0.40), _record(0.30, 0.50, 0.20, 0.50),
-               _record(0.9, 0.9, 0.0, 0.0, predictions=0)]  # no held-out words: skipped
-    delta = pz.personalization_delta(records)
-    assert delta["devices"] == 2 and delta["use_personal_devices"] == 1
-    assert delta["global"] == pytest.approx({"recall_at_1": 0.20, "recall_at_3": 0.40})
-    assert delta["personal"] == pytest.approx({"recall_at_1": 0.20, "recall_at_3": 0.45})
-    # (0.20 - 0.20) / 0.20 = 0 and (0.45 - 0.40) / 0.40 = 0.125
-    assert delta["relative_change"] == pytest.approx({"recall_at_1": 0.0, "recall_at_3": 0.125})
-
-
-def test_personalization_delta_of_nothing():
-    delta = pz.personalization_delta([_record(0.0, 0.0, 0.5, 0.5)])
-    assert delta["devices"] == 1 and delta["relative_change"] == {"recall_at_1": None, "recall_at_3": None}
-    assert pz.personalization_delta([])["devices"] == 0

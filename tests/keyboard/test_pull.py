@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from common import artifacts, messages, signing, version_message
+from common.layout import DeviceLayout
 from federated.live_eval import LiveEvaluation
 from keyboard import install, pull
 from tests.keyboard.helpers import publish_random
@@ -39,7 +40,7 @@ def test_the_version_message_round_trips_and_a_version_the_device_has_is_not_res
 
     latest, now = pull.pull_latest(device, _ask(ev))
     assert latest == v1.name and now.version == v1.name and install.installed(device).version == v1.name
-    assert not (device / pull.STAGING).exists()
+    assert not (DeviceLayout(device).incoming).exists()
     reply, arrays = _ask(ev)(pull.request(device))  # the device has it: only the name comes back
     assert reply == {"latest": v1.name, "version": None} and arrays == {}
 
@@ -84,7 +85,7 @@ def test_a_tampered_or_missigned_pulled_version_is_refused_and_the_device_keeps_
         pull.pull_latest(device, lambda header: (reply, arrays))
     assert "dev-1" in str(err.value)
     assert install.installed(device).version == v1.name
-    assert not (device / pull.STAGING).exists() and not (tmp_path / "evil.sh").exists()
+    assert not (DeviceLayout(device).incoming).exists() and not (tmp_path / "evil.sh").exists()
 
 
 @pytest.mark.parametrize("name", ["..", "../x", "0001/../../x", "", "1e3", None, 7])
@@ -95,13 +96,13 @@ def test_a_version_name_that_is_not_digits_is_refused_by_the_device_and_by_the_c
     arrays = version_message.file_arrays(v1.path)
     if name is not None:
         with pytest.raises(pull.PullRefused, match="is not a version name"):
-            pull.receive(device, {"latest": name, "version": name}, arrays, device / pull.STAGING)
+            pull.receive(device, {"latest": name, "version": name}, arrays, DeviceLayout(device).incoming)
         reply, _ = messages.unpack(_server(tmp_path).version(
             messages.pack({"device_id": "dev-1", "have": None, "want": name}), lambda d: None))
         assert "is not a version name" in reply["error"] and reply["version"] is None
     else:
         with pytest.raises(pull.PullRefused, match="files arrived without a version name"):
-            pull.receive(device, {"latest": None, "version": None}, arrays, device / pull.STAGING)
+            pull.receive(device, {"latest": None, "version": None}, arrays, DeviceLayout(device).incoming)
     assert not (tmp_path / "x").exists() and install.installed(device) is None
 
 

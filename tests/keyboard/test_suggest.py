@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from common.artifacts import ArtifactError
 from keyboard.suggest import WordSuggester
 from tests.fakes import FakeTokenizer, TableLM, default_table
 
@@ -65,7 +66,7 @@ def test_vocab_mismatch_is_refused():
 
     lm = Small(default_table())
     lm.vocab_size = 5
-    with pytest.raises(ValueError, match="pieces"):
+    with pytest.raises(ArtifactError, match="pieces"):  # a user-facing error: the files do not fit together
         WordSuggester(lm, FakeTokenizer())
 
 

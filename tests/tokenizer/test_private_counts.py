@@ -12,11 +12,15 @@ from tokenizer.private_counts import (
     GaussianThreshold,
     calibrate_gaussian_threshold,
     device_ngram_counts,
-    device_ngrams,
     device_words,
     release,
     sentence_ngrams,
 )
+
+
+def device_ngrams(sentences, order, m, **kwargs):
+    """A device's top-``m`` n-grams of ``order``, most frequent first."""
+    return list(device_ngram_counts(sentences, order, m, **kwargs))
 
 
 def test_device_words_are_the_most_frequent_each_once():

@@ -65,8 +65,8 @@ def test_encode_decode_round_trip(tok, counts):
 def test_word_starts_are_marked(tok, counts):
     words = sorted(counts)[:5]
     ids = tok.encode(" ".join(words))
-    assert sum(tok.starts_word(i) for i in ids) == len(words)
-    assert tok.starts_word(ids[0])
+    assert sum(tok.piece(i).startswith(specials.WORD_START) for i in ids) == len(words)
+    assert tok.piece(ids[0]).startswith(specials.WORD_START)
 
 
 def test_unseen_word_still_encodes(tok):

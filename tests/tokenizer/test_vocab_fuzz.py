@@ -56,7 +56,7 @@ def test_text_of_known_words_round_trips_exactly(tok, text):
     ids = tok.encode(text)
     assert UNK_ID not in ids
     assert tok.decode(ids) == text
-    assert sum(tok.starts_word(i) for i in ids) == len(text.split())
+    assert sum(tok.piece(i).startswith(WORD_START) for i in ids) == len(text.split())
 
 
 @given(known_text, st.lists(st.sampled_from(["\x00", "\x1b", "\u200b", "\ufeff", "\t", "\u00a0", "\u3000"]),
@@ -93,16 +93,14 @@ def test_any_ids_decode_or_are_refused_naming_the_id(tok, ids):
 
 
 @pytest.mark.parametrize("piece_id", [-1, 48, 10**12])
-def test_piece_and_starts_word_refuse_unknown_ids(tok, piece_id):
+def test_piece_refuses_unknown_ids(tok, piece_id):
     with pytest.raises(TokenizerError, match=f"piece id {piece_id}: out of range"):
         tok.piece(piece_id)
-    with pytest.raises(TokenizerError, match=f"piece id {piece_id}: out of range"):
-        tok.starts_word(piece_id)
 
 
 def test_every_piece_is_named(tok):
     for i in range(tok.vocab_size):
-        assert isinstance(tok.piece(i), str) and tok.starts_word(i) == tok.piece(i).startswith(WORD_START)
+        assert isinstance(tok.piece(i), str) and tok.piece(i)
 
 
 @pytest.mark.parametrize("bad", [None, 5, 2.5])
