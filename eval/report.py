@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.errors import FedkbError
+from common.layout import EVALS
 from eval import ablation, disclosure, live
 from eval.results import BASELINE_LABELS, BaselineResult, EvalResult, RoundMetrics  # noqa: F401  (re-exported)
 
@@ -181,11 +182,11 @@ def load_report_data(server_dir: Path, references_dir: Path | None = None) -> Re
     computed, are added to its evaluation.
     """
     server_dir = Path(server_dir)
-    evals_dir = server_dir / "evals"
+    evals_dir = server_dir / EVALS
     files = sorted(p for p in evals_dir.glob("*.json") if not p.name.startswith(".")) if evals_dir.is_dir() else []
     evals = sorted((load_eval(p) for p in files), key=_version_key)
     if references_dir is not None:
-        refs = Path(references_dir) / "evals"
+        refs = Path(references_dir) / EVALS
         evals = [replace(e, baselines={**e.baselines, **load_reference_rows(refs / f"{e.version}.json")})
                  if (refs / f"{e.version}.json").is_file() else e for e in evals]
     return ReportData(server_dir, evals, load_metrics(server_dir / "metrics.csv"), references_dir,

@@ -28,6 +28,7 @@ from common import live_counts
 from common.atomic import atomic_write
 from common.errors import FedkbError
 from common.layout import Home
+from common.layout import DeviceLayout
 from federated import live_release
 from keyboard.evaluate import load_suggester, model_scores
 from keyboard.mix import build_product, load_ngrams
@@ -61,7 +62,7 @@ _PERSONAL_FIELDS = ("devices", "predictions", "global_hits_at_1", "global_hits_a
 
 
 def _personal(device_dir: Path, version_name: str) -> Sums:
-    path = Path(device_dir) / "eval" / "personalization.json"
+    path = DeviceLayout(device_dir).personalization
     try:
         rec = json.loads(path.read_text())
         if rec.get("global_version") != version_name:
@@ -179,7 +180,7 @@ def device_contribution(
     for part, value in (("products", rows), ("baselines", refs), ("live", live)):
         if value:  # an empty struct is left out rather than summed
             sums[part] = value
-    eval_dir = Path(device_dir) / "eval"
+    eval_dir = DeviceLayout(device_dir).eval
     eval_dir.mkdir(exist_ok=True)
     atomic_write(eval_dir / f"{version_name}.json", json.dumps(record, indent=2).encode())
     return sums
@@ -300,7 +301,7 @@ def evaluate(
         if on_device:
             on_device(device_id)
     if not contributions:
-        raise ValueError("no devices to evaluate on")
+        raise TooFewDevices("no devices to evaluate on: none has held-out sentences and takes part")
     _pad_live(contributions)
     total = federated_sum(contributions)
     result = aggregate(total)

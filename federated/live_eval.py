@@ -32,7 +32,7 @@ from pathlib import Path
 
 from common import eval_sums, messages, version_message
 from common.atomic import atomic_write
-from common.errors import FedkbError
+from common.errors import ConfigError, FedkbError
 from federated import ledger, live_release, promotion, registry
 
 log = logging.getLogger("fedkb.coordinator")
@@ -117,7 +117,7 @@ class LiveEvaluation:
     def __init__(self, models_dir: Path, evals_dir: Path, *, min_devices: int, deadline: float,
                  threshold_points: float, refuse: Callable[[str, str], None] = lambda device, reason: None):
         if min_devices < 1:
-            raise ValueError(f"the minimum number of evaluating devices must be at least 1, got {min_devices}")
+            raise ConfigError(f"the minimum number of evaluating devices must be at least 1, got {min_devices}")
         self.models, self.evals_dir = Path(models_dir), Path(evals_dir)
         self.min_devices, self.deadline, self.threshold_points = min_devices, deadline, threshold_points
         self.refuse = refuse

@@ -6,6 +6,7 @@ something new to learn from; a thread waits for its one-line JSON result.
 """
 
 from __future__ import annotations
+from common.layout import DeviceLayout
 
 import json
 import subprocess
@@ -17,7 +18,6 @@ from textual import work
 from textual.message import Message
 
 from keyboard.install import read_pointer
-from keyboard.personalize import RECORD as PERSONAL_RECORD
 
 if TYPE_CHECKING:
     from keyboard.app import KeyboardApp
@@ -57,7 +57,7 @@ class TrainingMixin(_Base):
         if key is None or self._training is not None or key == self._trained_for or self.train_command is None:
             return
         try:
-            record = json.loads((self.device.directory / "eval" / PERSONAL_RECORD).read_text())
+            record = json.loads(DeviceLayout(self.device.directory).personalization.read_text())
             if (record.get("global_version"), record.get("trained_on_sentences")) == key:
                 self._trained_for = key  # already trained on exactly this
                 return

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from common.layout import DeviceLayout
 from keyboard.controls import LEARN_AFTER
-from keyboard.personalize import PERSONAL_DIR, RECORD as PERSONAL_RECORD
+
 from keyboard.store import Device
 
 
@@ -75,7 +75,7 @@ class ForgottenLearning:
 def what_learning_would_go(device: Device) -> str:
     """The confirmation question of :func:`forget_learned`, in words."""
     n = device.count()
-    personal = " its personal model," if (device.directory / PERSONAL_DIR).exists() else ""
+    personal = " its personal model," if DeviceLayout(device.directory).personal.exists() else ""
     return (f"Forget what this device learned from your typing:{personal} the words and word pairs it "
             f"learned, and its caches? The {n:,} sentence{'' if n == 1 else 's'} of the log stay; the device "
             "learns again only from what you type from now on.")
@@ -88,11 +88,11 @@ def forget_learned(device: Device) -> ForgottenLearning:
     rebuilds from the log at start, and on-device training, use only sentences typed after it. The
     caller stops on-device training first and drops the predictor's in-memory counts.
     """
-    personal = device.directory / PERSONAL_DIR
+    personal = DeviceLayout(device.directory).personal
     had_personal = personal.exists()
     shutil.rmtree(personal, ignore_errors=True)
-    (device.directory / "eval" / PERSONAL_RECORD).unlink(missing_ok=True)
-    cache = device.directory / "cache"
+    DeviceLayout(device.directory).personalization.unlink(missing_ok=True)
+    cache = DeviceLayout(device.directory).cache
     had_cache = cache.exists()
     shutil.rmtree(cache, ignore_errors=True)
     device.set(**{LEARN_AFTER: device.last_id()})

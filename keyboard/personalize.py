@@ -33,7 +33,6 @@ from common.atomic import atomic_write
 from common.config_options import add_config_arguments
 from common.errors import ConfigError, FedkbError
 from common.layout import PERSONAL_DIR, DeviceLayout
-from common.layout import PERSONALIZATION_RECORD as RECORD  # noqa: F401  (keyboard/app.py and screens.py import it)
 from keyboard.controls import learnable_splits
 from lm.config import ModelConfig
 from lm.examples import encode_examples

@@ -16,7 +16,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Label, Static
 
 from common import live_counts
-from keyboard.personalize import RECORD as PERSONAL_RECORD
+from common.layout import DeviceLayout
 
 _BASELINE_ORDER = ("unigram", "ngram", "centralized_lstm")
 
@@ -183,7 +183,7 @@ class EvalScreen(Screen[None]):
         self.device_dir, self.evals_dir, self.live = device_dir, evals_dir, live or {}
 
     def compose(self) -> ComposeResult:
-        device = load_results(self.device_dir / "eval")
+        device = load_results(DeviceLayout(self.device_dir).eval)
         aggregate = load_results(self.evals_dir)
         yield Header()
         with VerticalScroll():
@@ -193,7 +193,7 @@ class EvalScreen(Screen[None]):
             else:
                 yield Static("This device has not evaluated a model yet (it happens after a rollout, "
                              "in `fedkb eval`).", id="device-results", classes="empty")
-            personal = _read_json(self.device_dir / "eval" / PERSONAL_RECORD)
+            personal = _read_json(DeviceLayout(self.device_dir).personalization)
             if personal is not None:
                 yield Static(personalization_table(personal), id="personal-results")
             if aggregate:

@@ -11,7 +11,7 @@ from keyboard import controls
 from keyboard.agent import DeviceAgent
 from keyboard.app import KeyboardApp
 from keyboard.forget import forget_learned
-from keyboard.personalize import PERSONAL_DIR, RECORD as PERSONAL_RECORD
+from common.layout import EVAL_DIR, PERSONAL_DIR, PERSONALIZATION_RECORD as PERSONAL_RECORD
 from keyboard.predictor import FrequencyPredictor, load_predictor
 from keyboard.screens import ConfirmScreen
 from keyboard.settings import BlockScreen, SettingsScreen
@@ -153,7 +153,7 @@ def _fake_personal(device: Device) -> None:
     (device.directory / PERSONAL_DIR).mkdir()
     (device.directory / PERSONAL_DIR / "weights.npz").write_bytes(b"x")
     (device.directory / "eval").mkdir()
-    (device.directory / "eval" / PERSONAL_RECORD).write_text("{}")
+    (device.directory / EVAL_DIR / PERSONAL_RECORD).write_text("{}")
     (device.directory / "cache").mkdir()
 
 
@@ -164,7 +164,7 @@ def test_forget_learned_keeps_the_log_and_learns_only_from_later_sentences(devic
     gone = forget_learned(device)
     assert gone.kept_sentences == 5 and gone.personal_model and gone.cache
     assert device.sentences() == LOG
-    for path in (PERSONAL_DIR, f"eval/{PERSONAL_RECORD}", "cache"):
+    for path in (PERSONAL_DIR, f"{EVAL_DIR}/{PERSONAL_RECORD}", "cache"):
         assert not (device.directory / path).exists()
     assert controls.learnable_splits(device).train == []
     assert load_predictor(device.directory).suggest("the ") == []  # no model: word counts, of nothing yet

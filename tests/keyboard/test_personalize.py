@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from common import artifacts
+from common.layout import DeviceLayout
 from federated import registry
 from lm.config import ModelConfig
 from federated.population import members, seed
@@ -109,7 +110,7 @@ def test_personal_model_learns_the_devices_own_phrase(device, tokenizer):
     manifest = artifacts.verify(personal_dir)
     assert manifest["fine_tuned_from"] == version.name
     assert "zorblax" in _suggester(personal_dir).suggest("see you at the ", k=3)
-    record = json.loads((device_dir / "eval" / pz.RECORD).read_text())
+    record = json.loads(DeviceLayout(device_dir).personalization.read_text())
     assert record == result.to_record()
     assert record["use_personal"] is True and record["global_version"] == version.name
     assert record["personal"]["recall_at_1"] > record["global"]["recall_at_1"]
@@ -142,7 +143,7 @@ def test_personal_version_is_verifiable_and_replaced_atomically(device, fake_tra
     assert first.personal_weights_sha256 == manifest["files"]["weights.npz"]
 
     again = pz.personalize(device_dir, epochs=2)
-    assert again.epochs == 2 and json.loads((device_dir / "eval" / pz.RECORD).read_text())["epochs"] == 2
+    assert again.epochs == 2 and json.loads(DeviceLayout(device_dir).personalization.read_text())["epochs"] == 2
     assert sorted(p.name for p in device_dir.iterdir() if "personal" in p.name) == [pz.PERSONAL_DIR]
     assert pz.active_model_dir(device_dir) == device_dir / pz.PERSONAL_DIR
 
@@ -151,7 +152,7 @@ def test_personal_version_is_verifiable_and_replaced_atomically(device, fake_tra
 def test_active_model_falls_back_to_global_when_personal_cannot_be_trusted(device, fake_training, damage):
     device_dir, version = device
     pz.personalize(device_dir)
-    record_path = device_dir / "eval" / pz.RECORD
+    record_path = DeviceLayout(device_dir).personalization
     record = json.loads(record_path.read_text())
     if damage == "weights":
         weights = device_dir / pz.PERSONAL_DIR / "weights.npz"
