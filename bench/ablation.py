@@ -30,7 +30,7 @@ from pathlib import Path
 
 from fedbench import DEFAULT_WORK, emit  # first: repo on sys.path
 
-from common.layout import Home  # noqa: E402
+from common.layout import Home
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS = ("global LSTM alone", " + personal model", " + private n-grams", " + pretraining", "the product",

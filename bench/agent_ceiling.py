@@ -32,8 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from bench.fedbench import PeakRss, emit, median, resampled_corpus  # noqa: E402
-from common.layout import Home  # noqa: E402
+from bench.fedbench import PeakRss, emit, median, resampled_corpus
+from common.layout import Home
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,9 +57,9 @@ def population(work: Path, devices: int, vocab_size: int) -> Home:
 def run_step(coordinator, port: int, home: Home, n: int, *, rounds: int, processes: int,
              connect_seconds: float) -> dict:
     """Agents for ``n`` devices against ``coordinator``: connection time, rounds, rates, memory."""
-    from federated.coordinator import RoundAbandoned
-
     import psutil
+
+    from federated.coordinator import RoundAbandoned
 
     with coordinator._cond:  # who checks in during this step
         coordinator.seen.clear()

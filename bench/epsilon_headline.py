@@ -21,8 +21,8 @@ from pathlib import Path
 
 from fedbench import DEFAULT_WORK, Home, Stopwatch, emit  # first: repo on sys.path
 
-from federated import ledger, sampling  # noqa: E402
-from federated.privacy import PrivacyConfig, RoundSample, spent  # noqa: E402
+from federated import ledger, sampling
+from federated.privacy import PrivacyConfig, RoundSample, spent
 
 MAX_DRAWS = 48  # as federated/program.py
 

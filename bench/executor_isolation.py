@@ -41,10 +41,10 @@ def main(argv: list[str] | None = None) -> None:
 
     import numpy as np
     import tensorflow_federated as tff
+    from train_throughput import pick_clients
 
     from federated import program, training
     from federated.runtime import Worker, connect_context, wait_until_serving
-    from train_throughput import pick_clients
 
     home = shakespeare_home(args.work, vocab_size=10000 if args.preset == "gboard" else 8000)
     train = training.TrainConfig(preset=args.preset, clients_per_round=args.clients)

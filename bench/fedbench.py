@@ -14,7 +14,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.layout import Home  # noqa: E402
+from common.layout import Home
 
 DEFAULT_WORK = Path(tempfile.gettempdir()) / "fedkb-bench"
 
@@ -73,7 +73,7 @@ class PeakRss:
             self.sample()
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self._thread.start()
         return self
 
@@ -93,7 +93,7 @@ def emit(figures: dict) -> None:
 
 
 class Stopwatch:
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         self.t0 = time.perf_counter()
         return self
 

@@ -34,8 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from bench.fedbench import emit, median, shakespeare_home  # noqa: E402
-from common.layout import Home  # noqa: E402
+from bench.fedbench import emit, median, shakespeare_home
+from common.layout import Home
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,8 +15,17 @@ import argparse
 import shutil
 from pathlib import Path
 
-from fedbench import (DEFAULT_WORK, Home, Stopwatch, copy_tokenizer, emit, median, resampled_corpus,  # first: repo on sys.path
-                      shakespeare_home, train_subprocess)
+from fedbench import (  # first: repo on sys.path
+    DEFAULT_WORK,
+    Home,
+    Stopwatch,
+    copy_tokenizer,
+    emit,
+    median,
+    resampled_corpus,
+    shakespeare_home,
+    train_subprocess,
+)
 
 
 def main(argv: list[str] | None = None) -> None:

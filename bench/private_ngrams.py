@@ -31,14 +31,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from common.layout import Home  # noqa: E402
-from federated.ngrams import NgramConfig, collect  # noqa: E402
-from federated.population import members  # noqa: E402
-from keyboard.store import Device  # noqa: E402
-from tokenizer.private_counts import device_ngram_counts, sentence_ngrams  # noqa: E402
-from tokenizer.words import words  # noqa: E402
+from common.layout import Home
+from federated.ngrams import NgramConfig, collect
+from federated.population import members
+from keyboard.store import Device
+from tokenizer.private_counts import device_ngram_counts, sentence_ngrams
+from tokenizer.words import words
 
 
 def pooled_counts(train_splits, orders) -> dict[int, collections.Counter]:

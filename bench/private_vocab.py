@@ -28,16 +28,16 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from common.layout import Home  # noqa: E402
-from federated.heavy_hitters import HeavyHittersConfig, discover  # noqa: E402
-from federated.population import members  # noqa: E402
-from federated.vocabulary import summed_word_counts  # noqa: E402
-from keyboard.store import Device  # noqa: E402
-from tokenizer.private_counts import calibrate_gaussian_threshold, device_words, release  # noqa: E402
-from tokenizer.specials import UNK_ID  # noqa: E402
-from tokenizer.vocab import Tokenizer, TokenizerConfig, train_from_counts  # noqa: E402
+from common.layout import Home
+from federated.heavy_hitters import HeavyHittersConfig, discover
+from federated.population import members
+from federated.vocabulary import summed_word_counts
+from keyboard.store import Device
+from tokenizer.private_counts import calibrate_gaussian_threshold, device_words, release
+from tokenizer.specials import UNK_ID
+from tokenizer.vocab import Tokenizer, TokenizerConfig, train_from_counts
 
 
 def reference_sets(counts: collections.Counter[str]) -> dict[str, set[str]]:

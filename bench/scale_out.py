@@ -20,10 +20,10 @@ from fedbench import DEFAULT_WORK, Stopwatch, emit, median, shakespeare_home  # 
 def rounds_on(workers: int, home, preset_name: str, k: int, rounds: int) -> dict:
     import numpy as np
     import tensorflow_federated as tff
+    from train_throughput import pick_clients
 
     from federated import program, training
     from federated.runtime import Worker, connect_context, wait_until_serving
-    from train_throughput import pick_clients
 
     train = training.TrainConfig(preset=preset_name, clients_per_round=k)
     population, tokenizer, model_config = program.prepare(home, train)

@@ -40,10 +40,10 @@ def main() -> None:
     import tensorflow as tf
 
     from federated import training
-    from lm.config import preset
     from federated.runtime import LocalRuntime
     from federated.secagg_factory import SecAggConfig, secure_aggregator
     from federated.secagg_round import SecureRounds
+    from lm.config import preset
 
     model = preset(args.preset)
     train = training.TrainConfig(preset=args.preset, clients_per_round=args.clients)

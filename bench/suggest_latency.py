@@ -63,7 +63,7 @@ from pathlib import Path
 
 from fedbench import DEFAULT_WORK, Home, emit, median, shakespeare_home  # first: puts the repo on sys.path
 
-from fedkb.cmd_keyboard import single_thread_blas  # noqa: E402
+from fedkb.cmd_keyboard import single_thread_blas
 
 single_thread_blas()  # as `fedkb keyboard` does, before numpy is imported
 
@@ -129,11 +129,12 @@ def keystrokes(sentences: list[str], at_least: int) -> list[str]:
 
 def ngram_table(home: Home) -> bytes:
     """``ngrams.tsv.gz`` bytes: what ``fedkb ngrams gather`` releases without DP, computed without TFF (see above)."""
+    from private_ngrams import expected_table
+
     from common import artifacts
     from federated.ngrams import NgramConfig
     from federated.population import members
     from keyboard.store import Device
-    from private_ngrams import expected_table
 
     train_splits = []
     for member in members(home):
@@ -185,11 +186,11 @@ def train_worker(spec: dict) -> None:
     """Child process: the preset trained centrally with Keras (or its initial weights), then published with the table."""
     from eval.centralized import train_centralized
     from federated import registry
-    from lm.examples import encode_examples
-    from lm.model import build_model, named_weights
-    from lm.config import preset
     from federated.population import members
     from keyboard.store import Device
+    from lm.config import preset
+    from lm.examples import encode_examples
+    from lm.model import build_model, named_weights
     from tokenizer.vocab import Tokenizer
 
     home = Home(Path(spec["home"]))
@@ -225,8 +226,8 @@ def install_on_scratch_device(version_dir: Path, device_dir: Path, log: list[str
 
 
 def prepare(work: Path, preset: str, *, train_tokens: int, seed: int, keys: int, recall_sentences: int) -> Setup:
-    from lm.config import PRESETS
     from keyboard.store import Device
+    from lm.config import PRESETS
 
     home = shakespeare_home(work, vocab_size=PRESETS[preset].vocab_size)
     # "-mix": versions published with the n-gram table (the directories of earlier runs have none).

@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     import tensorflow as tf
 
-    from lm.config import preset
     from federated.training import TrainConfig
+    from lm.config import preset
 
     blas = blas_threading()
     sgemm, tf_peak = numpy_sgemm_gflops(), tf_matmul_gflops()

@@ -12,8 +12,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fedbench import (DEFAULT_WORK, Home, copy_tokenizer, emit, resampled_corpus,  # first: repo on sys.path
-                      shakespeare_home, train_subprocess)
+from fedbench import (  # first: repo on sys.path
+    DEFAULT_WORK,
+    Home,
+    copy_tokenizer,
+    emit,
+    resampled_corpus,
+    shakespeare_home,
+    train_subprocess,
+)
 
 TARGET_MB = 3 * 1024
 

@@ -79,8 +79,8 @@ def bench_pair_series(home, preset_name: str, k: int, pairs: int, log) -> dict:
     import tensorflow as tf
 
     from federated import program, training
-    from lm.model import MaskedCrossEntropy, build_model
     from federated.runtime import LocalRuntime
+    from lm.model import MaskedCrossEntropy, build_model
     from tokenizer.specials import PAD_ID
 
     train = training.TrainConfig(preset=preset_name, clients_per_round=k)

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from fedbench import DEFAULT_WORK, Home, emit  # first: puts the repo on sys.path
 
-from fedkb.cmd_keyboard import single_thread_blas  # noqa: E402
+from fedkb.cmd_keyboard import single_thread_blas
 
 single_thread_blas()  # as `fedkb keyboard` does, before numpy is imported
 
@@ -213,9 +213,10 @@ def report(figures: dict) -> None:
 
 def bench_model(work: Path, train_tokens: int, seed: int) -> tuple[Home, Path]:
     """The home and model ``bench/suggest_latency.py`` uses for its small preset (trained once, then cached)."""
-    from lm.config import PRESETS
     from fedbench import shakespeare_home
     from suggest_latency import publish_model
+
+    from lm.config import PRESETS
 
     home = shakespeare_home(work, vocab_size=PRESETS["small"].vocab_size)
     own = work / "suggest-latency" / f"small-{home.root.name}-t{train_tokens}-s{seed}-mix"

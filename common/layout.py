@@ -48,7 +48,7 @@ def default_home() -> Path:
     return Path(platformdirs.user_data_dir("fedkb", appauthor=False))
 
 
-def resolve_home(cli_value: str | os.PathLike | None = None) -> "Home":
+def resolve_home(cli_value: str | os.PathLike | None = None) -> Home:
     """``--home`` wins over ``FEDKB_HOME``, which wins over the platform default."""
     if cli_value:
         return Home(Path(cli_value).expanduser())

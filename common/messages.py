@@ -145,7 +145,7 @@ class LocalTraining:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LocalTraining":
+    def from_dict(cls, d: dict) -> LocalTraining:
         names = {f.name for f in fields(cls)}
         if set(d) != names:
             raise ValueError(f"client settings must have exactly {sorted(names)}, got {sorted(d)}")

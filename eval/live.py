@@ -52,7 +52,7 @@ def _pct(v: float | None) -> str:
     return DASH if v is None else f"{100 * v:.1f}%"
 
 
-def rows(live: Mapping[str, Mapping[str, dict]], evals: Sequence["EvalResult"], labels: Mapping[str, str] = SOURCE_LABELS,
+def rows(live: Mapping[str, Mapping[str, dict]], evals: Sequence[EvalResult], labels: Mapping[str, str] = SOURCE_LABELS,
          withheld: str = "withheld") -> list[tuple[str, ...]]:
     """One row per (version, source), in version order, typed first; withheld figures say so (``withheld``)."""
     offline = {e.version: e.recall_at_3 for e in evals}
@@ -77,7 +77,7 @@ def withheld_notes(live: Mapping[str, Mapping[str, dict]]) -> list[str]:
             for version in sorted(live) for source, entry in sorted(live[version].items()) if "withheld" in entry]
 
 
-def render_terminal(live: Mapping[str, Mapping[str, dict]], evals: Sequence["EvalResult"], console: "Console") -> None:
+def render_terminal(live: Mapping[str, Mapping[str, dict]], evals: Sequence[EvalResult], console: Console) -> None:
     """The live table under the offline one; nothing if no live counts were ever summed."""
     from rich.table import Table
     from rich.text import Text
@@ -95,7 +95,7 @@ def render_terminal(live: Mapping[str, Mapping[str, dict]], evals: Sequence["Eva
         console.print(Text("  " + line, style="yellow"))
 
 
-def html_section(live: Mapping[str, Mapping[str, dict]], evals: Sequence["EvalResult"], table, img) -> str:
+def html_section(live: Mapping[str, Mapping[str, dict]], evals: Sequence[EvalResult], table, img) -> str:
     """The live section of the HTML report (``table`` and ``img`` are the report's own helpers)."""
     from eval import plots
 

@@ -9,7 +9,8 @@ module costs nothing.
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from eval.results import EvalResult, RoundMetrics
@@ -56,7 +57,7 @@ def _percent_axis(ax) -> None:
     ax.set_ylim(bottom=0)
 
 
-def recall_per_version(evals: Sequence["EvalResult"], k: int) -> bytes:
+def recall_per_version(evals: Sequence[EvalResult], k: int) -> bytes:
     """recall@k of the product and of the federated LSTM alone per evaluated version, the baselines dashed."""
     from matplotlib.patheffects import withStroke
 
@@ -98,7 +99,7 @@ def recall_per_version(evals: Sequence["EvalResult"], k: int) -> bytes:
     return _png(fig)
 
 
-def loss_per_round(rounds: Sequence["RoundMetrics"], evals: Sequence["EvalResult"] = ()) -> bytes:
+def loss_per_round(rounds: Sequence[RoundMetrics], evals: Sequence[EvalResult] = ()) -> bytes:
     """Client training loss per round; dotted lines mark the rounds of evaluated versions."""
     fig = _figure()
     ax = fig.add_subplot()
@@ -121,7 +122,7 @@ def loss_per_round(rounds: Sequence["RoundMetrics"], evals: Sequence["EvalResult
     return _png(fig)
 
 
-def device_histogram(ev: "EvalResult") -> bytes:
+def device_histogram(ev: EvalResult) -> bytes:
     """Histogram of per-device recall@1 of one version, with its median and p10/p90."""
     fig = _figure()
     ax = fig.add_subplot()
@@ -155,7 +156,7 @@ LIVE_STYLE = {  # (source, summary key) -> (label, color, linestyle)
 }
 
 
-def live_per_version(evals: Sequence["EvalResult"], live: dict) -> bytes:
+def live_per_version(evals: Sequence[EvalResult], live: dict) -> bytes:
     """Live impression recall@3 and keystroke savings per version (typed solid, replayed dashed), offline recall@3 beside."""
     from eval.live import series
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from common.errors import FedkbError
 from common.layout import EVALS
 from eval import ablation, disclosure, live
-from eval.results import BASELINE_LABELS, BaselineResult, EvalResult, RoundMetrics  # noqa: F401  (re-exported)
+from eval.results import BASELINE_LABELS, BaselineResult, EvalResult, RoundMetrics
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -236,7 +236,7 @@ def _created(e: EvalResult) -> str:
     except ValueError:
         return e.created
     if t.tzinfo is not None:
-        t = t.astimezone(dt.timezone.utc)
+        t = t.astimezone(dt.UTC)
     return t.strftime("%Y-%m-%d %H:%M") + (" UTC" if t.tzinfo else "")
 
 
@@ -318,7 +318,7 @@ def _training_line(data: ReportData) -> str | None:
 
 
 # -- terminal -----------------------------------------------------------------------------------
-def render_terminal(data: ReportData, console: "Console") -> None:
+def render_terminal(data: ReportData, console: Console) -> None:
     from rich.table import Table
     from rich.text import Text
 

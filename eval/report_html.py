@@ -10,8 +10,9 @@ import base64
 import datetime as dt
 import html
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from eval import ablation, disclosure, live
 from eval.report import (
@@ -133,7 +134,7 @@ def render_html(data: ReportData) -> str:
         sections.insert(0, f'<section id="empty"><h2>No evaluation yet</h2><p class="empty">Nothing has been '
                         f"evaluated in {_esc(data.server_dir)}. Run {_esc(what)} and then `fedkb report` again.</p></section>")
         sub = "no evaluated version yet"
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>fedkb report{_esc(' · ' + e.version) if e else ''}</title><style>{CSS}</style></head><body>"

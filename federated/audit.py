@@ -229,7 +229,7 @@ def audit(home: Home, work: Path, config: AuditConfig, train, runs: list[Run], *
         "canaries": [{"text": c.text, "secret": " ".join(c.secret), "devices": where[c.text]} for c in canaries],
         "controls": [{"text": c.text, "secret": " ".join(c.secret)} for c in controls],
         "runs": result_runs, "seconds": time.perf_counter() - t0,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "work": str(work),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "work": str(work),
     }
     atomic_write(work / RESULT_FILE, json.dumps(result, indent=2).encode())
     return result

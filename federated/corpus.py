@@ -111,7 +111,7 @@ def _parse_timestamp(value: object, where: str) -> float | None:
     except ValueError:
         raise CorpusError(f'{where}: "timestamp" {_shorten(value)!r} is not ISO 8601') from None
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.timezone.utc)
+        stamp = stamp.replace(tzinfo=dt.UTC)
     return stamp.timestamp()
 
 

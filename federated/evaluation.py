@@ -23,18 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from lm.recall import KS, RecallCounts, quantiles_from_histogram, recall_counts
 from common import live_counts
 from common.atomic import atomic_write
 from common.errors import FedkbError
-from common.layout import Home
-from common.layout import DeviceLayout
+from common.layout import DeviceLayout, Home
 from federated import live_release
 from keyboard.evaluate import load_suggester, model_scores
 from keyboard.mix import build_product, load_ngrams
 from keyboard.predictor import ModelPredictor
 from keyboard.store import Device
 from keyboard.suggest import WordSuggester
+from lm.recall import KS, RecallCounts, quantiles_from_histogram, recall_counts
 
 HIST_EDGES = np.linspace(0.0, 1.0, 21)  # per-device recall@1 in 5-point bins
 _COUNT_FIELDS = ("predictions", "oov", *(f"hits_at_{k}" for k in KS))

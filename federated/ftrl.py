@@ -105,7 +105,7 @@ class Participation:
         self.rounds: dict[str, list[int]] = rounds or {}
 
     @classmethod
-    def load(cls, state_dir: Path, min_separation: int, *, done: int) -> "Participation":
+    def load(cls, state_dir: Path, min_separation: int, *, done: int) -> Participation:
         """The record in ``state_dir`` up to round ``done`` (a new one when there is none)."""
         path = Path(state_dir) / PARTICIPATION_FILE
         if not path.is_file():

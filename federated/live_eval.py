@@ -258,7 +258,7 @@ class LiveEvaluation:
         self.evals_dir.mkdir(parents=True, exist_ok=True)
         return {
             "model_version": candidate.name, "round": candidate.round,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "devices": devices, **cand, "baselines": {}, "products": {},
             "promotion": decision,
             "live": {"evaluated_on": "devices: each scored its own held-out split and sent only sums",

@@ -61,7 +61,7 @@ def add_device(totals: Totals, device_live: Mapping[str, Mapping[str, Mapping[st
 
 def release(totals: Totals, minimum: int, *, origin: str) -> dict[str, dict[str, dict]]:
     """``{version: {source: entry}}``: the counts and their rates from at least ``minimum`` devices, else why not."""
-    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     out: dict[str, dict[str, dict]] = {}
     for (version, source), (devices, counts) in sorted(totals.items()):
         entry: dict = {"source": source, "devices": devices, "origin": origin, "created": created}

@@ -117,7 +117,7 @@ class NgramTable:
     rounds: tuple[OrderRound, ...]
     mechanism: GaussianThreshold | None
     seconds: float
-    created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     def to_bytes(self) -> bytes:
         return artifacts.ngrams_to_bytes(self.counts)

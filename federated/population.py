@@ -218,7 +218,7 @@ def round_conditions(population: Sequence[Member], round_num: int, seed: int,
 
 def conditions_now(population: Sequence[Member], now: dt.datetime | None = None) -> dict[str, np.ndarray]:
     """Every device's conditions at the current wall-clock hour (for ``population show``)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     hour_key = int(now.timestamp() // 3600)
     return draw_conditions(availability_arrays(population), now.hour, np.random.default_rng([hour_key, 0xE11]))
 

@@ -118,7 +118,7 @@ def pretrain(home: Home, corpus_path: str | Path, config: PretrainConfig = Pretr
         raise PretrainError(f"pretraining diverged: {exc}") from None
     record = {
         "format": FORMAT,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "tokenizer_sha256": tokenizer.sha256,
         "model": asdict(model),
         "config": asdict(config),

@@ -79,7 +79,7 @@ def publish(
     manifest = {
         "version": name,
         "round": round_num,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "files": version_dir.file_hashes(files),
         "metrics": dict(metrics),
         "ondevice": ondevice.FORMAT,
@@ -150,7 +150,7 @@ def record_decision(models_dir: Path, name: str, *, promoted: bool, reason: str,
         raise RegistryError(str(exc)) from None
     reg = read_registry(models_dir)
     decision = {"promoted": promoted, "reason": reason,
-                "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **details}
+                "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **details}
     reg["decisions"][name] = decision
     if promoted:
         reg["latest"] = name
@@ -173,7 +173,7 @@ def roll_back(models_dir: Path, name: str, *, reason: str) -> dict:
     record = signing.sign_rollback(signing.load_or_create(keys_dir(models_dir)), version.name,
                                    _version_names(Path(models_dir))[-1])
     reg["rollbacks"][version.name] = {**record, "from": current, "reason": reason,
-                                      "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                                      "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     reg["latest"] = version.name
     atomic_write(Path(models_dir) / REGISTRY, json.dumps(reg, indent=2, sort_keys=True).encode())
     return reg["rollbacks"][version.name]

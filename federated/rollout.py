@@ -27,11 +27,11 @@ from eval.ngram import KneserNeyTrigram, UnigramPredictor
 from federated import evaluation, live_release, promotion, registry
 from federated.configs import RolloutConfig
 from federated.ledger import MIN_RELEASE_DEVICES
-from lm.examples import encode_examples
 from federated.population import members
 from keyboard import install as device_install
 from keyboard.controls import takes_part
 from keyboard.store import Device
+from lm.examples import encode_examples
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -76,7 +76,7 @@ def record_pooling(home: Home, devices: int, sentences: int) -> None:
     """Writes ``<home>/references/pooled.json`` *before* anything is fitted, so the disclosure names it."""
     home.references.mkdir(parents=True, exist_ok=True)
     record = {"devices": devices, "sentences": sentences,
-              "pooled_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "pooled_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "references": list(REFERENCES), "by": "fedkb eval --references"}
     atomic_write(home.references / POOLED_RECORD, json.dumps(record, indent=2).encode())
 
@@ -224,7 +224,7 @@ def _describe(home: Home, ver: registry.Version, result: dict, *, devices_reques
     return {
         "model_version": ver.name,
         "round": ver.round,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **result,
         "promotion": decision,
         "settings": {"train": ver.manifest.get("train_config", {}), "model": asdict(ver.model_config()),

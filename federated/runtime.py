@@ -240,7 +240,7 @@ class LocalRuntime:
         self._log_path = log_path
         self.worker: Worker | None = None
 
-    def __enter__(self) -> "LocalRuntime":
+    def __enter__(self) -> LocalRuntime:
         import tensorflow_federated as tff
 
         # A worker inheriting SIG_IGN for SIGINT would hang TFF when stopped.

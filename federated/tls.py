@@ -82,7 +82,7 @@ def _name(common_name: str) -> x509.Name:
 def _builder(subject: x509.Name, issuer: x509.Name, public_key, issuer_key,
              days: int = VALID_DAYS) -> x509.CertificateBuilder:
     """A certificate valid from ``CLOCK_SKEW_MARGIN`` ago, with the key identifiers RFC 5280 asks for."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
             .serial_number(x509.random_serial_number()).not_valid_before(now - CLOCK_SKEW_MARGIN)
             .not_valid_after(now + dt.timedelta(days=days))

@@ -22,6 +22,7 @@ from federated.privacy import model_aggregator as privacy_aggregator
 from lm.config import ModelConfig
 from lm.model import MaskedAccuracy, MaskedCrossEntropy, NumTokens, build_model
 
+
 def input_spec(config: ModelConfig):
     spec = tf.TensorSpec([None, config.sequence_length], tf.int32)
     return (spec, spec)

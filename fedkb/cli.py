@@ -12,8 +12,8 @@ import sys
 # Must be set before TensorFlow is imported anywhere in this process.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from common.errors import FedkbError  # noqa: E402  (light: stdlib only)
-from common.layout import ENV_VAR, Home, resolve_home  # noqa: E402  (light: stdlib only)
+from common.errors import FedkbError
+from common.layout import ENV_VAR, Home, resolve_home
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from common.atomic import atomic_write
 from common.layout import Home
-from fedkb.options import UserError, add_train_options, console as _console, privacy_config_from, train_config_from
+from fedkb.options import UserError, add_train_options, privacy_config_from, train_config_from
+from fedkb.options import console as _console
 
 HELP = """\
 Plants canary sentences on devices and measures how much each published model memorized them:

@@ -172,7 +172,7 @@ def cmd_serve(home: Home, args: argparse.Namespace) -> None:
         try:
             while args.max_rounds is None or session.done < args.max_rounds:
                 checks += 1
-                selection = session.select(session.done + 1, utc_hour=dt.datetime.now(dt.timezone.utc).hour, draw=checks)
+                selection = session.select(session.done + 1, utc_hour=dt.datetime.now(dt.UTC).hour, draw=checks)
                 if len(selection.device_ids) < train.clients_per_round:
                     log(f"{len(selection.device_ids)} of {selection.population} devices eligible; waiting")
                 else:

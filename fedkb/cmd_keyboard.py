@@ -69,7 +69,7 @@ def open_device(home: Home, *, device_id: str | None = None, user: str | None = 
         taken = {p.name for p in home.devices.iterdir()} if home.devices.is_dir() else set()
         device = Device(home.device(new_device_id(taken=taken)), create=True)
         device.set(user=user, source="keyboard",
-                   created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+                   created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     else:
         device = Device(home.device(device_id))  # DeviceError naming the folder if there is none
         if device.get("user") is None:

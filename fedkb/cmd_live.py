@@ -271,8 +271,8 @@ def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
 
 
 def add_parsers(sub) -> None:
-    from fedkb.cmd_demo import cmd_serve
     from federated.configs import RolloutConfig
+    from fedkb.cmd_demo import cmd_serve
     from fedkb.options import add_config_arguments, add_train_options
 
     p = sub.add_parser("serve", help="the coordinator of live rounds: devices check in, train on their own data "

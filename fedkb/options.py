@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from common.config_options import add_config_arguments  # noqa: F401  (the cmd_* modules use it from here)
+from common.config_options import add_config_arguments
 from common.errors import FedkbError
 from common.layout import Home
 

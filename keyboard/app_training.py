@@ -6,7 +6,6 @@ something new to learn from; a thread waits for its one-line JSON result.
 """
 
 from __future__ import annotations
-from common.layout import DeviceLayout
 
 import json
 import subprocess
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.message import Message
 
+from common.layout import DeviceLayout
 from keyboard.install import read_pointer
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ class Availability:
     unmetered: float
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> "Availability":
+    def sample(cls, rng: np.random.Generator) -> Availability:
         # Beta priors: phones are mostly busy and unplugged by day, idle and charging at night,
         # and usually on Wi-Fi. The means give about a quarter of devices eligible at a time.
         return cls(
@@ -43,7 +43,7 @@ class Availability:
         )
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Availability":
+    def from_dict(cls, d: dict) -> Availability:
         names = {f.name for f in fields(cls)}
         if not isinstance(d, dict) or set(d) != names:
             raise ValueError(f"an availability model has exactly {sorted(names)}, got {d!r}")
@@ -62,7 +62,7 @@ def draw_conditions(arrays: dict[str, np.ndarray], utc_hour: int, rng: np.random
 
 def draw_now(model: Availability, rng: np.random.Generator, now: dt.datetime | None = None) -> dict[str, bool]:
     """One device's conditions now, drawn from its own model at the current UTC hour."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     arrays = {f.name: np.array([getattr(model, f.name)], np.float64) for f in fields(model)}
     drawn = draw_conditions(arrays, now.hour, rng)
     return {k: bool(drawn[k][0]) for k in CONDITIONS}

@@ -40,7 +40,7 @@ class Node:
     logits: np.ndarray | None = None  # [V] next-piece logits
     log_z: np.float32 | None = None  # their log-normalizer
     end: np.float32 | None = None  # log P(the next piece closes a word: a word start or </s>)
-    children: dict[int, "Node"] = field(default_factory=dict)  # by the piece fed next
+    children: dict[int, Node] = field(default_factory=dict)  # by the piece fed next
     first: np.ndarray | None = None  # [V] next-piece log-probs, once this node served as a context
     first_top: tuple[np.ndarray, np.ndarray] | None = None  # its best word-start pieces and their log-probs
     # Once the beam extended this node with nothing typed in the way: its best continuation pieces

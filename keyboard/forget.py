@@ -20,7 +20,6 @@ from pathlib import Path
 
 from common.layout import DeviceLayout
 from keyboard.controls import LEARN_AFTER
-
 from keyboard.store import Device
 
 

@@ -56,7 +56,7 @@ class NumpyLM:
         self._sigmoid_width = len(sigmoid_gates) * u
 
     @classmethod
-    def load(cls, version_dir: Path, *, on_device: bool = True) -> "NumpyLM":
+    def load(cls, version_dir: Path, *, on_device: bool = True) -> NumpyLM:
         """Loads a version directory (verify it first): its int8 on-device weights when its manifest
         lists them and ``on_device`` is set, else its float ``weights.npz``."""
         from common import artifacts, ondevice

@@ -29,7 +29,8 @@ import numpy as np
 
 from common.errors import ConfigError
 from keyboard.ngram import NgramModel
-from tokenizer.words import split_typed, words as words_of
+from tokenizer.words import split_typed
+from tokenizer.words import words as words_of
 
 # Best words asked of each part per keystroke: the beam's three (its search is the costly part),
 # five of each n-gram model (cheap). Fixed, so the ranking never depends on how many are shown.
@@ -55,7 +56,7 @@ class MixWeights:
             raise ConfigError(f"mix weights must be non-negative with a positive sum, got {values}")
 
     @classmethod
-    def prior(cls, parts: Sequence[str]) -> "MixWeights":
+    def prior(cls, parts: Sequence[str]) -> MixWeights:
         total = sum(PRIOR[p] for p in parts)
         return cls(**{p: (PRIOR[p] / total if p in parts else 0.0) for p in PARTS})
 

@@ -57,7 +57,7 @@ class NgramModel:
 
     # -- counts ------------------------------------------------------------------------------
     @classmethod
-    def from_counts(cls, tables: Mapping[int, Mapping[tuple[str, ...], int]], **kwargs) -> "NgramModel":
+    def from_counts(cls, tables: Mapping[int, Mapping[tuple[str, ...], int]], **kwargs) -> NgramModel:
         """A model from released counts: ``{1: {(w,): c}, 2: {(v, w): c}, 3: {(u, v, w): c}}``.
 
         Contexts may contain ``<s>``; predicted words may be ``</s>``. Counts must be positive.

@@ -34,12 +34,12 @@ from common.config_options import add_config_arguments
 from common.errors import ConfigError, FedkbError
 from common.layout import PERSONAL_DIR, DeviceLayout
 from keyboard.controls import learnable_splits
-from lm.config import ModelConfig
-from lm.examples import encode_examples
 from keyboard.install import Installed, installed
 from keyboard.lm import NumpyLM
 from keyboard.store import Device, DeviceError, Splits
 from keyboard.suggest import WordSuggester
+from lm.config import ModelConfig
+from lm.examples import encode_examples
 from lm.recall import recall_counts
 from tokenizer.vocab import Tokenizer, TokenizerError
 
@@ -131,7 +131,7 @@ def personalize(
     # when it has them, the personal model (float weights only) as it is.
     global_scores = _scores(NumpyLM.load(current.path), tok, splits.heldout)
     personal_scores = _scores(NumpyLM(json.loads(config_text), weights), tok, splits.heldout)
-    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     details = {"epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size, "seed": seed,
                "clip_norm": CLIP_NORM, "train_sentences": len(splits.train)}
     manifest = _write_personal(device_dir, weights, config_text, tok.model_proto, current, created,

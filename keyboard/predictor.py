@@ -30,8 +30,8 @@ from keyboard.store import Device
 from keyboard.suggest import WordSuggester
 from tokenizer.specials import BOS_ID
 from tokenizer.vocab import Tokenizer, TokenizerError
-from tokenizer.words import split_typed, words as words_of
-
+from tokenizer.words import split_typed
+from tokenizer.words import words as words_of
 
 FIT_SENTENCES_AT_START = 200  # held-out sentences the mix weights are fitted on when the keyboard starts
 

@@ -24,8 +24,11 @@ from keyboard.controls import blocked_words, learnable_splits, suggested_words
 from keyboard.impressions import TOP, SentenceTracker, base_version, chips, ends_sentence
 from keyboard.predictor import Learner, Predictor, load_predictor
 from keyboard.store import Device, clean_sentence
-from tokenizer.words import WORD  # the one word notion; its spans locate the word being typed
-from tokenizer.words import normalize, typed_word
+from tokenizer.words import (
+    WORD,  # the one word notion; its spans locate the word being typed
+    normalize,
+    typed_word,
+)
 
 ACCEPT, TYPE, ENTER = "accept", "type", "enter"
 ATTACHING_PUNCTUATION = ",.;:!?"  # as keyboard.widgets: typed after an accepted word, replaces its space

@@ -15,7 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
-from tokenizer.words import normalize, words as words_of
+from tokenizer.words import normalize
+from tokenizer.words import words as words_of
 
 KS = (1, 3, 5)
 
@@ -36,7 +37,7 @@ class RecallCounts:
     oov: int = 0  # next words the predictor cannot produce at all
     hits: dict[int, int] = field(default_factory=lambda: {k: 0 for k in KS})
 
-    def __add__(self, other: "RecallCounts") -> "RecallCounts":
+    def __add__(self, other: RecallCounts) -> RecallCounts:
         return RecallCounts(
             self.predictions + other.predictions, self.oov + other.oov,
             {k: self.hits.get(k, 0) + other.hits.get(k, 0) for k in set(self.hits) | set(other.hits)},

@@ -98,7 +98,7 @@ class Tokenizer:
         self.model_proto = model_proto
 
     @classmethod
-    def load(cls, path: Path) -> "Tokenizer":
+    def load(cls, path: Path) -> Tokenizer:
         """Loads ``spm.model`` from a tokenizer directory, or a model file itself.
 
         From a directory the model is checked against the sha256 that ``tokenizer.json`` records,
