@@ -75,50 +75,50 @@ def run_k(base: Home, work: Path, k: int, rounds: int, preset: str, processes: i
     coordinator = Coordinator(session, LiveConfig(overselect=1.0, selection_window=0.0, report_deadline=1800))
     server, port = serve(coordinator, "127.0.0.1:0")
     rss_before = _rss_mb(os.getpid())
-    agent_log = open(work / f"agents-{k}.log", "w")  # a file, not a pipe nobody reads: a full pipe stalls agents
-    agents = subprocess.Popen(
-        [sys.executable, "-m", "fedkb.cli", "--home", str(live_home.root), "devices", "run", "--count", str(2 * k),
-         "--processes", str(processes), "--server", f"127.0.0.1:{port}"],
-        cwd=REPO, stdout=agent_log, stderr=subprocess.STDOUT, text=True)
-    peak_agents = [0.0]
-    stop = threading.Event()
+    # a file, not a pipe nobody reads: a full pipe stalls agents
+    with open(work / f"agents-{k}.log", "w") as agent_log:
+        agents = subprocess.Popen(
+            [sys.executable, "-m", "fedkb.cli", "--home", str(live_home.root), "devices", "run", "--count", str(2 * k),
+             "--processes", str(processes), "--server", f"127.0.0.1:{port}"],
+            cwd=REPO, stdout=agent_log, stderr=subprocess.STDOUT, text=True)
+        peak_agents = [0.0]
+        stop = threading.Event()
 
-    def sample():
-        while not stop.is_set():
-            try:
-                peak_agents[0] = max(peak_agents[0], _tree_rss_mb(agents.pid))
-            except Exception:
-                pass
-            stop.wait(0.5)
+        def sample():
+            while not stop.is_set():
+                try:
+                    peak_agents[0] = max(peak_agents[0], _tree_rss_mb(agents.pid))
+                except Exception:
+                    pass
+                stop.wait(0.5)
 
-    threading.Thread(target=sample, daemon=True).start()
-    live_times, selections, rss_connected, connected = [], [], None, 0
-    try:
-        for r in range(rounds):
-            t0 = time.perf_counter()
-            if r == 0:  # wait until every agent that can take part is held in check-in, then measure
-                deadline = time.monotonic() + 300
-                while time.monotonic() < deadline:
+        threading.Thread(target=sample, daemon=True).start()
+        live_times, selections, rss_connected, connected = [], [], None, 0
+        try:
+            for r in range(rounds):
+                t0 = time.perf_counter()
+                if r == 0:  # wait until every agent that can take part is held in check-in, then measure
+                    deadline = time.monotonic() + 300
+                    while time.monotonic() < deadline:
+                        with coordinator._cond:
+                            coordinator._selecting = True
+                            connected = len(coordinator._waiting)
+                        if connected >= k and len(coordinator.seen) >= 2 * k:
+                            break
+                        time.sleep(0.5)
+                    time.sleep(2.0)
                     with coordinator._cond:
-                        coordinator._selecting = True
                         connected = len(coordinator._waiting)
-                    if connected >= k and len(coordinator.seen) >= 2 * k:
-                        break
-                    time.sleep(0.5)
-                time.sleep(2.0)
-                with coordinator._cond:
-                    connected = len(coordinator._waiting)
-                rss_connected = _rss_mb(os.getpid())
-            result = coordinator.run_round(on_event=lambda msg: print(f"K={k} {msg}", flush=True))
-            live_times.append(time.perf_counter() - t0)
-            selections.append(list(result.clients))
-            print(f"K={k} live round {r + 1}: {live_times[-1]:.1f} s", flush=True)
-    finally:
-        stop.set()
-        server.stop(grace=1)
-        agents.terminate()
-        agents.wait(60)
-        agent_log.close()
+                    rss_connected = _rss_mb(os.getpid())
+                result = coordinator.run_round(on_event=lambda msg: print(f"K={k} {msg}", flush=True))
+                live_times.append(time.perf_counter() - t0)
+                selections.append(list(result.clients))
+                print(f"K={k} live round {r + 1}: {live_times[-1]:.1f} s", flush=True)
+        finally:
+            stop.set()
+            server.stop(grace=1)
+            agents.terminate()
+            agents.wait(60)
     sim = Session(sim_home, train, publish_every=10_000, pretrained=False, fresh=True)
     sim_times = []
     for r, chosen in enumerate(selections):

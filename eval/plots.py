@@ -9,6 +9,7 @@ module costs nothing.
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -127,7 +128,7 @@ def device_histogram(ev: EvalResult) -> bytes:
     fig = _figure()
     ax = fig.add_subplot()
     edges = [100 * e for e in ev.histogram_edges]
-    widths = [b - a for a, b in zip(edges, edges[1:])]
+    widths = [b - a for a, b in itertools.pairwise(edges)]
     ax.bar(edges[:-1], ev.histogram_counts, width=widths, align="edge", color="#9db8e3",
            edgecolor=FEDERATED_COLOR, linewidth=0.8)
     q = ev.quantiles

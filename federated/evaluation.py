@@ -255,8 +255,8 @@ def live_totals(total: Mapping) -> live_release.Totals:
     totals: live_release.Totals = {}
     for key, row in total.get("live", {}).items():
         version, source = key.split("/")
-        totals[(version, source)] = (int(round(float(row["devices"]))),
-                                     {name: int(round(float(row[name]))) for name in live_counts.FIELDS})
+        totals[(version, source)] = (round(float(row["devices"])),
+                                     {name: round(float(row[name])) for name in live_counts.FIELDS})
     return totals
 
 

@@ -187,7 +187,8 @@ def run_eval(
             progress("references ready", 3, 3)
         done = [0]
 
-        def tick(_device_id: str) -> None:
+        # evaluate() calls tick only during this iteration; the defaults bind this iteration's values explicitly.
+        def tick(_device_id: str, done: list[int] = done, name: str = name, group: list[str] = group) -> None:
             done[0] += 1
             progress(f"evaluating {name} on devices", done[0], len(group))
 

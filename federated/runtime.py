@@ -98,7 +98,8 @@ class Worker:
                                     f"bind all interfaces (pass 0.0.0.0:{port} to accept that knowingly)")
         self.relay: subprocess.Popen | None = None
         self._socket_dir: Path | None = None
-        self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        # The log outlives this call (the worker writes to it until close()), so no context manager.
+        self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         listener = None
         try:
             if reason is None:
@@ -180,7 +181,8 @@ def wait_until_serving(worker: Worker, timeout: float = 60.0) -> None:
                 return
             except grpc.FutureTimeoutError:
                 if time.monotonic() > deadline:
-                    raise RuntimeStartError(f"worker_binary did not serve at {worker.target} within {timeout:.0f} s")
+                    raise RuntimeStartError(
+                        f"worker_binary did not serve at {worker.target} within {timeout:.0f} s") from None
     finally:
         channel.close()
 

@@ -116,46 +116,45 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
         log(f"   {devices} devices are fewer than the {coordinator.live.eval_min_devices} that live evaluation "
             "needs to release sums: new versions are decided by the rollout stage instead")
     agent_log_path = home.root / "agents.log"  # a file: a pipe that nobody reads fills up and stalls the agents
-    agent_log = open(agent_log_path, "a")
-    agents = subprocess.Popen(
-        [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "devices", "run", *count,
-         "--processes", str(processes), "--server", f"127.0.0.1:{port}", "--conditions", conditions],
-        stdout=subprocess.DEVNULL, stderr=agent_log, text=True)
-    log(f"   coordinator on 127.0.0.1:{port}; {devices or 'all'} device agents in {processes} processes train on "
-        f"their own logs and upload only their updates"
-        + ("; each device is eligible as its own availability model draws at its local hour" if conditions == "model"
-           else ""))
-    late = 0
-    try:
-        while session.done < rounds:
-            if agents.poll() is not None:
-                tail = agent_log_path.read_text(errors="replace")[-1000:]
-                raise UserError(f"the device agents exited ({agents.returncode}); the end of {agent_log_path}:\n{tail}")
-            try:
-                r = coordinator.run_round(total_rounds=rounds)
-            except RoundAbandoned as exc:
-                log(f"   {exc}")
-                continue
-            lines, n_late = refusal_lines(coordinator, name_late=False)
-            late += n_late
-            for line in lines:
-                log(f"   {line}")
-            if r.round_num == 1 or r.round_num % 10 == 0 or r.published:
-                log(f"   round {r.round_num}/{rounds}: loss {r.metrics['loss']:.3f}, {len(r.clients)} devices "
-                    f"reported, {r.seconds:.1f} s" + (f"; published {r.published}" if r.published else "")
-                    + (f"; {late} late uploads from over-selected devices refused" if late else ""))
-                late = 0
-            if r.published and evaluate_live:  # devices score it on their held-out splits; only sums come back
-                coordinator.evaluate(r.published, on_event=lambda msg: log(f"   {msg}"))
-    finally:
-        server.stop(grace=1)
-        if agents.poll() is None:
-            agents.terminate()
-            try:
-                agents.wait(30)
-            except subprocess.TimeoutExpired:
-                agents.kill()
-        agent_log.close()
+    with open(agent_log_path, "a") as agent_log:
+        agents = subprocess.Popen(
+            [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "devices", "run", *count,
+             "--processes", str(processes), "--server", f"127.0.0.1:{port}", "--conditions", conditions],
+            stdout=subprocess.DEVNULL, stderr=agent_log, text=True)
+        log(f"   coordinator on 127.0.0.1:{port}; {devices or 'all'} device agents in {processes} processes train on "
+            f"their own logs and upload only their updates"
+            + ("; each device is eligible as its own availability model draws at its local hour" if conditions == "model"
+               else ""))
+        late = 0
+        try:
+            while session.done < rounds:
+                if agents.poll() is not None:
+                    tail = agent_log_path.read_text(errors="replace")[-1000:]
+                    raise UserError(f"the device agents exited ({agents.returncode}); the end of {agent_log_path}:\n{tail}")
+                try:
+                    r = coordinator.run_round(total_rounds=rounds)
+                except RoundAbandoned as exc:
+                    log(f"   {exc}")
+                    continue
+                lines, n_late = refusal_lines(coordinator, name_late=False)
+                late += n_late
+                for line in lines:
+                    log(f"   {line}")
+                if r.round_num == 1 or r.round_num % 10 == 0 or r.published:
+                    log(f"   round {r.round_num}/{rounds}: loss {r.metrics['loss']:.3f}, {len(r.clients)} devices "
+                        f"reported, {r.seconds:.1f} s" + (f"; published {r.published}" if r.published else "")
+                        + (f"; {late} late uploads from over-selected devices refused" if late else ""))
+                    late = 0
+                if r.published and evaluate_live:  # devices score it on their held-out splits; only sums come back
+                    coordinator.evaluate(r.published, on_event=lambda msg: log(f"   {msg}"))
+        finally:
+            server.stop(grace=1)
+            if agents.poll() is None:
+                agents.terminate()
+                try:
+                    agents.wait(30)
+                except subprocess.TimeoutExpired:
+                    agents.kill()
 
 
 def _server_tls(home: Home, args: argparse.Namespace, log):

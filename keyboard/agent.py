@@ -180,7 +180,7 @@ class DeviceAgent:
 
         path = self.device_dir / TOKENIZER_CACHE
         if self._cached_tokenizer_sha() != sha256:
-            header, arrays = messages.unpack(self._tokenizer(messages.pack({"sha256": sha256}), timeout=60))
+            _header, arrays = messages.unpack(self._tokenizer(messages.pack({"sha256": sha256}), timeout=60))
             proto = arrays["model"].tobytes()
             if hashlib.sha256(proto).hexdigest() != sha256:
                 raise messages.MessageError(f"the coordinator sent a tokenizer that is not {sha256[:12]}")

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -111,7 +112,7 @@ class KeyboardApp(ControlsMixin, TrainingMixin, UpdatesMixin, App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "fedkb keyboard"
-    BINDINGS = [
+    BINDINGS: ClassVar[list[Binding]] = [
         # The chips show F1-F3 themselves, so the footer lists only Tab among the accept keys.
         Binding("tab,f1,alt+1", "accept(0)", "accept", priority=True,
                 tooltip="accept the first suggestion (or click a suggestion)"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -24,7 +24,7 @@ _BASELINE_ORDER = ("unigram", "ngram", "centralized_lstm")
 class HelpScreen(ModalScreen[None]):
     """Every key binding, in a table; any of escape, f12 or q closes it."""
 
-    BINDINGS = [Binding("escape,f12,q", "dismiss", "close")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("escape,f12,q", "dismiss", "close")]
 
     def __init__(self, rows: list[tuple[str, str]]) -> None:
         super().__init__()
@@ -46,7 +46,7 @@ class HelpScreen(ModalScreen[None]):
 class ConfirmScreen(ModalScreen[bool]):
     """Asks a yes/no question; dismisses with True only when the person chooses the action."""
 
-    BINDINGS = [Binding("escape", "dismiss(False)", "cancel")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("escape", "dismiss(False)", "cancel")]
 
     def __init__(self, question: str, action: str) -> None:
         super().__init__()
@@ -111,7 +111,7 @@ def aggregate_table(record: dict[str, Any]) -> Table:
         table.add_column(col, justify="left" if col == "predictor" else "right")
     table.add_row("federated LSTM", _pct(record.get("recall_at_1")), _pct(record.get("recall_at_3")), style="bold")
     baselines = record.get("baselines") if isinstance(record.get("baselines"), dict) else {}
-    for name in sorted(baselines, key=lambda n: (_BASELINE_ORDER + (n,)).index(n)):
+    for name in sorted(baselines, key=lambda n: (*_BASELINE_ORDER, n).index(n)):
         b = baselines[name] if isinstance(baselines[name], dict) else {}
         table.add_row(name.replace("_", " "), _pct(b.get("recall_at_1")), _pct(b.get("recall_at_3")))
     return table
@@ -175,7 +175,7 @@ def recall_chart(device: list[dict[str, Any]], aggregate: list[dict[str, Any]], 
 class EvalScreen(Screen[None]):
     """This device's latest evaluation records, the latest all-device result, and recall per version."""
 
-    BINDINGS = [Binding("escape,ctrl+t", "dismiss", "back to typing")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("escape,ctrl+t", "dismiss", "back to typing")]
 
     def __init__(self, device_dir: Path, evals_dir: Path | None, *,
                  live: dict[str, dict[str, int]] | None = None) -> None:

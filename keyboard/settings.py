@@ -7,6 +7,7 @@ a key, a button and a command-palette entry all do the same.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
@@ -26,7 +27,7 @@ def _state(on: bool) -> tuple[str, str]:
 class BlockScreen(ModalScreen[int | None]):
     """Which chip's word to block: 1-3 (or F1-F3) chooses, escape cancels."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("1,f1", "dismiss(0)", "block 1st", show=False),
         Binding("2,f2", "dismiss(1)", "block 2nd", show=False),
         Binding("3,f3", "dismiss(2)", "block 3rd", show=False),
@@ -55,7 +56,7 @@ class BlockScreen(ModalScreen[int | None]):
 class SettingsScreen(Screen[None]):
     """Each control with its state: federated participation, incognito, blocked words, forgetting."""
 
-    BINDINGS = [Binding("escape,f9", "app.pop_screen", "back to typing")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("escape,f9", "app.pop_screen", "back to typing")]
 
     def compose(self) -> ComposeResult:
         yield Header()

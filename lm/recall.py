@@ -94,7 +94,7 @@ def token_nll(lm, encode, sentences: Iterable[str], chunk: int = 1024) -> tuple[
     hs, _ = lm.run_batch(seqs)
     rows = [r for r, q in enumerate(seqs) for _ in range(len(q) + 1)]
     cols = [t for q in seqs for t in range(len(q) + 1)]
-    targets = np.array([p for q in seqs for p in q + [EOS_ID]])
+    targets = np.array([p for q in seqs for p in [*q, EOS_ID]])
     h = hs[rows, cols]
     total = 0.0
     for start in range(0, len(targets), chunk):
