@@ -81,7 +81,8 @@ def rows(plain: dict, pretrained: dict) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", default="shakespeare", help="the bundled corpus or a JSONL file (default shakespeare)")
+    parser.add_argument("--corpus", default="shakespeare",
+                        help="the bundled corpus or a JSONL file (default shakespeare)")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK / "ablation")
     parser.add_argument("--eval-devices", type=int, default=None, help="devices that evaluate (default: the demo's)")
     args = parser.parse_args(argv)

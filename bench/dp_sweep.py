@@ -92,8 +92,9 @@ def main(argv: list[str] | None = None) -> None:
         eps = "∞ (no noise)" if row["epsilon"] is None else f"{row['epsilon']:.2f}"
         name = {"gaussian": "DP-FedAvg", "ftrl": "DP-FTRL"}[mechanism] if z > 0 else "no DP"
         rho = f", ρ = {row['rho']:.3g}" if row["rho"] is not None else ""
-        print(f"{name} Z = {z:g}: recall@1 {row['recall_at_1']:.2%}, @3 {row['recall_at_3']:.2%}, ε = {eps}{rho} at δ = "
-              f"{row['delta']:.2g} ({args.rounds} rounds of {args.clients}; train {t.seconds:.0f} s)", flush=True)
+        print(f"{name} Z = {z:g}: recall@1 {row['recall_at_1']:.2%}, @3 {row['recall_at_3']:.2%}, "
+              f"ε = {eps}{rho} at δ = {row['delta']:.2g} "
+              f"({args.rounds} rounds of {args.clients}; train {t.seconds:.0f} s)", flush=True)
     emit({"runs": results})
 
 

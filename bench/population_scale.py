@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> None:
             with Stopwatch() as t:
                 report = seed(home, corpus, min_sentences=10)
             figures["seed_s"][str(size)] = t.seconds
-            print(f"seeded {report.devices_created} devices ({report.sentences_written:,} sentences) in {t.seconds:.1f} s",
-                  flush=True)
+            print(f"seeded {report.devices_created} devices ({report.sentences_written:,} sentences) "
+                  f"in {t.seconds:.1f} s", flush=True)
         copy_tokenizer(reference, home)
         run = train_subprocess(home, "--rounds", str(args.rounds), "--fresh", "--preset", args.preset,
                                "--clients-per-round", str(args.clients), "--publish-every", str(args.rounds))

@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
         name += f" ε={r['epsilon']:g}" if "epsilon" in r else ""
         rec = list(r["recovery"].values())
         print(f"{name:<30}{r['words']:>7,}{rec[0]:>7.3f}{rec[1]:>7.3f}{rec[2]:>7.3f}"
-              + cell(r, "vocab_size", 7, "d") + cell(r, "unk_word_rate", 8, ".4f") + cell(r, "pieces_per_word", 8, ".3f")
+              + cell(r, "vocab_size", 7, "d") + cell(r, "unk_word_rate", 8, ".4f")
+              + cell(r, "pieces_per_word", 8, ".3f")
               + cell(r, "single_piece_words", 8, ".3f") + cell(r, "heldout_words_in_table", 7, ".3f")
               + cell(r, "gather_seconds", 9, ".1f"))
     result = {"bench": "private_vocab", "devices": len(devices), "train_tokens": sum(central.values()),

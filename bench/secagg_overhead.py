@@ -50,8 +50,9 @@ def main() -> None:
     secure = SecAggConfig(clip=1.0, max_clients=args.clients, max_weight=float(args.examples))
     rng = np.random.default_rng(0)
     data = [
-        training.client_dataset(rng.integers(1, model.vocab_size, size=(args.examples, model.sequence_length + 1)).astype(np.int32),
-                                train, shuffle_seed=i)
+        training.client_dataset(
+            rng.integers(1, model.vocab_size, size=(args.examples, model.sequence_length + 1)).astype(np.int32),
+            train, shuffle_seed=i)
         for i in range(args.clients)
     ]
     params = model.parameter_count()

@@ -183,7 +183,8 @@ def publish_model(home: Home, preset: str, models_dir: Path, *, train_tokens: in
 
 
 def train_worker(spec: dict) -> None:
-    """Child process: the preset trained centrally with Keras (or its initial weights), then published with the table."""
+    """Child process: the preset trained centrally with Keras (or its initial weights), then published with the table.
+    """
     from eval.centralized import train_centralized
     from federated import registry
     from federated.population import members
@@ -343,15 +344,18 @@ def measure(setup: Setup, *, repeats: int, cold_runs: int) -> dict:
     product |= colds(setup, "product", cold_runs, first_words)
     lstm |= colds(setup, "lstm", cold_runs, first_words)
     manifest = artifacts.read_manifest(setup.version_dir)
-    ondevice = setup.version_dir / (artifacts.ONDEVICE if artifacts.ONDEVICE in manifest["files"] else artifacts.WEIGHTS)
+    ondevice_name = artifacts.ONDEVICE if artifacts.ONDEVICE in manifest["files"] else artifacts.WEIGHTS
+    ondevice = setup.version_dir / ondevice_name
     float_recall = recall_at_1(setup.version_dir, setup.recall, on_device=False)
     device_recall = recall_at_1(setup.version_dir, setup.recall, on_device=True)
     product_recall = recall_of(product_predictor(setup.device_dir), setup.recall)
     predictor = product_predictor(setup.device_dir)
-    lstm |= {"recall_at_1": round(device_recall["recall_at_1"], 5), "recall_at_3": round(device_recall["recall_at_3"], 5)}
+    lstm |= {"recall_at_1": round(device_recall["recall_at_1"], 5),
+             "recall_at_3": round(device_recall["recall_at_3"], 5)}
     return product | {
         "path": "keyboard.predictor.load_predictor -> keyboard.mix.ProductPredictor",
-        "timed": {name: {"class": cls, "parts": list(parts)} for name, cls, parts in sorted(timed)},  # what each row timed
+        # what each row timed
+        "timed": {name: {"class": cls, "parts": list(parts)} for name, cls, parts in sorted(timed)},
         "lstm": lstm,
         "mix_over_lstm_p50": round(product["p50_ms"] / lstm["p50_ms"], 3),
         "mix_over_lstm_p99": round(product["p99_ms"] / lstm["p99_ms"], 3),
@@ -391,7 +395,8 @@ def _ngram_sizes(version_dir: Path) -> dict[int, int]:
 
 def report(preset: str, f: dict) -> None:
     for name, r in (("product", f), ("lstm alone", f["lstm"])):
-        print(f"{preset} {name}: {f['keystrokes']:,} keystrokes × {f['repeats']} — per keystroke p50 {r['p50_ms']:.3f} ms, "
+        print(f"{preset} {name}: {f['keystrokes']:,} keystrokes × {f['repeats']} — "
+              f"per keystroke p50 {r['p50_ms']:.3f} ms, "
               f"p99 {r['p99_ms']:.3f} ms (per replay {', '.join(f'{x:.3f}' for x in r['p99_ms_per_repeat'])}), "
               f"max {r['max_ms']:.1f} ms; thread CPU p50 {r['cpu_p50_ms']:.3f} ms, p99 {r['cpu_p99_ms']:.3f} ms")
         print(f"  cold start {r['cold_start_s']:.3f} s (runs {', '.join(f'{x:.3f}' for x in r['cold_start_runs_s'])}); "
@@ -399,7 +404,8 @@ def report(preset: str, f: dict) -> None:
     print(f"  mix / lstm: p50 ×{f['mix_over_lstm_p50']:.2f}, p99 ×{f['mix_over_lstm_p99']:.2f}, "
           f"CPU p99 ×{f['mix_over_lstm_cpu_p99']:.2f} (load average {f['load_avg'][0]:.1f} → {f['load_avg'][1]:.1f} "
           f"on {f['cpus']} CPUs); weights {f['mix_weights']}; log {f['log_sentences']:,} sentences")
-    print(f"  on-device model {f['model_file']} {f['model_bytes']:,} bytes (float weights.npz {f['float_model_bytes']:,}); "
+    print(f"  on-device model {f['model_file']} {f['model_bytes']:,} bytes "
+          f"(float weights.npz {f['float_model_bytes']:,}); "
           f"n-grams {f['ngrams_bytes']:,} bytes {f['ngram_counts']}")
     print(f"  recall@1 on {f['recall_predictions']:,} held-out words: float {100 * f['recall_at_1_float']:.2f} %, "
           f"on-device {100 * f['recall_at_1_ondevice']:.2f} %, product {100 * f['recall_at_1_product']:.2f} % "
@@ -415,7 +421,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, help="replays of each predictor, each fresh (default 2; quick 1)")
     parser.add_argument("--cold-runs", type=int, help="cold starts of each (default 3; quick 1)")
     parser.add_argument("--recall-sentences", type=int, help="held-out sentences for recall (default 300; quick 50)")
-    parser.add_argument("--train-tokens", type=int, help="central training tokens (default 200,000; quick 30,000; 0 = initial weights)")
+    parser.add_argument("--train-tokens", type=int,
+                        help="central training tokens (default 200,000; quick 30,000; 0 = initial weights)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help=f"homes and models (default {DEFAULT_WORK})")
     parser.add_argument("--train-worker", help=argparse.SUPPRESS)

@@ -172,9 +172,9 @@ def interleaved(runs: dict, pairs: int) -> dict[str, dict[str, list[float]]]:
 
 def rates(times: dict[str, list[float]], tokens: int, flops_per_token: int) -> dict:
     best, med = min(times["wall_s"]), median(times["wall_s"])
-    return {"tokens_per_s": tokens / best, "tokens_per_s_median": tokens / med, "gflops": tokens * flops_per_token / best / 1e9,
-            "gflops_median": tokens * flops_per_token / med / 1e9, "cpu_s_per_1k_tokens": 1e3 * min(times["cpu_s"]) / tokens,
-            **times}
+    return {"tokens_per_s": tokens / best, "tokens_per_s_median": tokens / med,
+            "gflops": tokens * flops_per_token / best / 1e9, "gflops_median": tokens * flops_per_token / med / 1e9,
+            "cpu_s_per_1k_tokens": 1e3 * min(times["cpu_s"]) / tokens, **times}
 
 
 def keras_figures(config, train, baseline, *, pairs: int, batches: int, log) -> dict:
@@ -184,7 +184,8 @@ def keras_figures(config, train, baseline, *, pairs: int, batches: int, log) -> 
     tokens = examples[:, 1:].size
     runs = {"current": keras_fitter(build_model(config, seed=0), MaskedCrossEntropy(), train, examples)}
     if baseline is not None:
-        runs["baseline"] = keras_fitter(baseline.build_model(config, seed=0), baseline.MaskedCrossEntropy(), train, examples)
+        runs["baseline"] = keras_fitter(baseline.build_model(config, seed=0), baseline.MaskedCrossEntropy(),
+                                        train, examples)
     runs["output_layer"] = keras_fitter(output_layer_model(config, seed=0), MaskedCrossEntropy(), train, examples)
     times = interleaved(runs, pairs)
     flops = train_flops_per_token(config)
@@ -203,7 +204,8 @@ def keras_figures(config, train, baseline, *, pairs: int, batches: int, log) -> 
     for name in runs:
         r = out[name]
         log(f"  keras {name:12s} {r['tokens_per_s']:8.0f} tok/s (median {r['tokens_per_s_median']:7.0f})  "
-            f"{r['gflops']:6.1f} GFLOP/s (median {r['gflops_median']:5.1f})  CPU {r['cpu_s_per_1k_tokens']*1e3:5.1f} ms/1k tokens")
+            f"{r['gflops']:6.1f} GFLOP/s (median {r['gflops_median']:5.1f})  "
+            f"CPU {r['cpu_s_per_1k_tokens']*1e3:5.1f} ms/1k tokens")
     return out
 
 
@@ -237,7 +239,8 @@ def tff_figures(config, train, baseline, *, pairs: int, batches: int, log) -> di
             def run():
                 process, state = processes[name]
                 c0 = worker.cpu_times()
-                processes[name][1] = process.next(state, [training.client_dataset(examples, train, shuffle_seed=0)]).state
+                data = [training.client_dataset(examples, train, shuffle_seed=0)]
+                processes[name][1] = process.next(state, data).state
                 c1 = worker.cpu_times()
                 cpu[name].append(c1.user + c1.system - c0.user - c0.system)
             return run
@@ -254,7 +257,8 @@ def tff_figures(config, train, baseline, *, pairs: int, batches: int, log) -> di
     for name in runs:
         r = out[name]
         log(f"  tff   {name:12s} {r['tokens_per_s']:8.0f} tok/s (median {r['tokens_per_s_median']:7.0f})  "
-            f"{r['gflops']:6.1f} GFLOP/s (median {r['gflops_median']:5.1f})  worker CPU {median(r['worker_cpu_s']):.2f} s/round")
+            f"{r['gflops']:6.1f} GFLOP/s (median {r['gflops_median']:5.1f})  "
+            f"worker CPU {median(r['worker_cpu_s']):.2f} s/round")
     return out
 
 
@@ -264,8 +268,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="gboard adds about a minute")
     parser.add_argument("--pairs", type=int, default=3, help="timings of each contender, taken in turn")
     parser.add_argument("--batches", type=int, default=16, help="batches per timing (a client's round: up to 32)")
-    parser.add_argument("--baseline-rev", default=BASELINE_REV, help="git revision of the model to compare with ('' = none)")
-    parser.add_argument("--no-tff", dest="tff", action="store_false", help="skip the TFF rounds (saves ~30 s of start-up)")
+    parser.add_argument("--baseline-rev", default=BASELINE_REV,
+                        help="git revision of the model to compare with ('' = none)")
+    parser.add_argument("--no-tff", dest="tff", action="store_false",
+                        help="skip the TFF rounds (saves ~30 s of start-up)")
     args = parser.parse_args(argv)
 
     def log(msg: str) -> None:
@@ -281,8 +287,9 @@ def main(argv: list[str] | None = None) -> None:
     sgemm, tf_peak = numpy_sgemm_gflops(), tf_matmul_gflops()
     peak = max(sgemm, tf_peak)
     threads = ", ".join(f"{b['internal_api']} {b['num_threads']} threads" for b in blas) or "BLAS unknown"
+    tf_threads = tf.config.threading.get_intra_op_parallelism_threads() or "default"
     log(f"peak: numpy sgemm 2048² {sgemm:.1f} GFLOP/s ({threads}), "
-        f"tf.matmul {tf_peak:.1f} GFLOP/s (TF intra-op threads {tf.config.threading.get_intra_op_parallelism_threads() or 'default'})")
+        f"tf.matmul {tf_peak:.1f} GFLOP/s (TF intra-op threads {tf_threads})")
     baseline = model_module_at(args.baseline_rev) if args.baseline_rev else None
     figures = {"bench": "train_flops", "sgemm_gflops": sgemm, "tf_matmul_gflops": tf_peak, "peak_gflops": peak,
                "blas": blas, "baseline_rev": args.baseline_rev if baseline else None, "presets": {}}
@@ -290,14 +297,18 @@ def main(argv: list[str] | None = None) -> None:
         config = preset(name)
         train = TrainConfig(preset=name)
         flops = train_flops_per_token(config)
-        log(f"{name}: {flops / 1e6:.2f} MFLOP per token trained ({', '.join(f'{k} {v / 1e6:.3f}' for k, v in forward_flops_per_token(config).items())} forward), "
+        forward = ", ".join(f"{k} {v / 1e6:.3f}" for k, v in forward_flops_per_token(config).items())
+        log(f"{name}: {flops / 1e6:.2f} MFLOP per token trained ({forward} forward), "
             f"batch {train.batch_size} × {config.sequence_length} tokens")
         fig = {"train_flops_per_token": flops, "keras": keras_figures(config, train, baseline, pairs=args.pairs,
                                                                       batches=args.batches, log=log)}
         k = fig["keras"]
-        log(f"  output layer: {k['split']['output_layer_time_share']:.0%} of the time for {k['split']['output_layer_flop_share']:.0%} of the FLOPs; "
-            f"recurrence {k['split']['recurrence_gflops']:.1f} GFLOP/s" + (f"; Keras speed-up over {args.baseline_rev}: "
-            f"{k['speedup']:.2f}x (medians {k['speedup_median']:.2f}x)" if baseline else ""))
+        split = k["split"]
+        speedup = (f"; Keras speed-up over {args.baseline_rev}: "
+                   f"{k['speedup']:.2f}x (medians {k['speedup_median']:.2f}x)" if baseline else "")
+        log(f"  output layer: {split['output_layer_time_share']:.0%} of the time "
+            f"for {split['output_layer_flop_share']:.0%} of the FLOPs; "
+            f"recurrence {split['recurrence_gflops']:.1f} GFLOP/s" + speedup)
         figures[f"keras_{name}_gflops"] = k["current"]["gflops"]
         figures[f"keras_{name}_tokens_per_s"] = k["current"]["tokens_per_s"]
         figures[f"keras_{name}_fraction_of_peak"] = k["current"]["gflops"] / peak

@@ -159,7 +159,8 @@ def bench_pair_series(home, preset_name: str, k: int, pairs: int, log) -> dict:
             "transfer_s": median(transfer_s),
             "broadcast_aggregation_s": median(agg_s),
         }
-        breakdown["client_training_s"] = max(round_s - breakdown["transfer_s"] - breakdown["broadcast_aggregation_s"], 0.0)
+        client_s = round_s - breakdown["transfer_s"] - breakdown["broadcast_aggregation_s"]
+        breakdown["client_training_s"] = max(client_s, 0.0)
         figures.update(
             federated_tokens_per_s=median(fed), centralized_tokens_per_s=median(cen),
             ratios=ratios, ratio_median=median(ratios), round_s=round_s,
