@@ -167,13 +167,16 @@ class SecAggClient:
         if self.index not in roster:
             raise SecAggError(f"client {self.index} is not in the roster it was sent")
         if len(roster) < self.threshold:
-            raise SecAggError(f"client {self.index}: {len(roster)} clients advertised keys, fewer than t={self.threshold}")
+            raise SecAggError(f"client {self.index}: {len(roster)} clients advertised keys, "
+                              f"fewer than t={self.threshold}")
         self._roster = dict(roster)
-        s_shares = shamir.split(int.from_bytes(self._s.private_bytes_raw(), "little"), self.n, self.threshold, self._entropy)
+        s_secret = int.from_bytes(self._s.private_bytes_raw(), "little")
+        s_shares = shamir.split(s_secret, self.n, self.threshold, self._entropy)
         b_shares = shamir.split(int.from_bytes(self._b, "little"), self.n, self.threshold, self._entropy)
         out = {}
         for v, keys in roster.items():
-            plain = s_shares[v].to_bytes(shamir.SHARE_BYTES, "little") + b_shares[v].to_bytes(shamir.SHARE_BYTES, "little")
+            plain = (s_shares[v].to_bytes(shamir.SHARE_BYTES, "little")
+                     + b_shares[v].to_bytes(shamir.SHARE_BYTES, "little"))
             nonce = self._entropy(12)
             aead = AESGCM(_agree(self._c, keys.cipher, b"share encryption"))
             out[v] = nonce + aead.encrypt(nonce, plain, f"{self.index}->{v}".encode())
@@ -207,7 +210,8 @@ class SecAggClient:
         """Round 3: b-shares for survivors, s-shares for the dropped; refuses if too few survived."""
         survivors = set(survivors)
         if len(survivors) < self.threshold:
-            raise SecAggError(f"client {self.index}: {len(survivors)} survivors, fewer than t={self.threshold}; not revealing shares")
+            raise SecAggError(f"client {self.index}: {len(survivors)} survivors, "
+                              f"fewer than t={self.threshold}; not revealing shares")
         if self.index not in survivors:
             raise SecAggError(f"client {self.index} was declared dropped; it sends no shares")
         return UnmaskShares(
@@ -325,8 +329,8 @@ class UpdateCodec:
         return out, weight_sum, metric_sums
 
     def as_dict(self) -> dict:
-        return {"names": list(self.names), "shapes": [list(s) for s in self.shapes], "clip": self.clip, "max_weight": self.max_weight,
-                "max_clients": self.max_clients, "metric_bound": self.metric_bound}
+        return {"names": list(self.names), "shapes": [list(s) for s in self.shapes], "clip": self.clip,
+                "max_weight": self.max_weight, "max_clients": self.max_clients, "metric_bound": self.metric_bound}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> UpdateCodec:

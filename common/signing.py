@@ -100,7 +100,8 @@ def sign_rollback(key: Ed25519PrivateKey, to: str, upto: str) -> dict:
 
 
 def check_rollback(record: object, *, to: str, current: str, pinned: bytes, where: object) -> None:
-    """Raises ``ArtifactError`` unless ``record`` is a rollback to ``to``, signed by ``pinned``, covering ``current``."""
+    """Raises ``ArtifactError`` unless ``record`` is a rollback to ``to``, signed by ``pinned``,
+    covering ``current``."""
     refused = f"{where}: refused to roll back from version {current} to {to}"
     if not isinstance(record, dict):
         raise artifacts.ArtifactError(f"{refused}: the registry records no rollback to {to}")

@@ -113,7 +113,8 @@ def space_size(words: int, secret_words: int) -> int:
 def check_enumerable(words: int, secret_words: int) -> None:
     """Refuses a space whose exact enumeration would take too long, saying what to lower."""
     if words < 2 or secret_words < 1:
-        raise AuditError(f"the randomness space needs at least 2 words and 1 secret word, got {words} and {secret_words}")
+        raise AuditError("the randomness space needs at least 2 words and 1 secret word, "
+                         f"got {words} and {secret_words}")
     rows = words ** (secret_words - 1)
     if rows > MAX_ENUMERATED_ROWS:
         raise AuditError(f"{words} candidate words and {secret_words} secret words need {rows:,} model outputs per "
@@ -158,7 +159,8 @@ def canary_exposure(lm, tokenizer, canary: Canary, word_ids: Sequence[int]) -> d
         for w in canary.secret:
             index = index * len(word_ids) + vocab[w]
     except KeyError as exc:
-        raise AuditError(f"canary {canary.text!r}: secret word {exc.args[0]!r} is not among the candidate words") from None
+        raise AuditError(f"canary {canary.text!r}: secret word {exc.args[0]!r} "
+                         "is not among the candidate words") from None
     prefix_ids = tokenizer.encode(" ".join(canary.prefix))
     scores = secret_scores(lm, prefix_ids, word_ids, len(canary.secret))
     rank = rank_of(scores[index], scores)
@@ -194,8 +196,8 @@ def render_terminal(result: dict, console) -> None:
         console.print(f"  c{i + 1}: {c['text']!r} (secret {c['secret']!r}) × {result['config']['repeats']} on "
                       f"{len(c['devices'])} device(s)")
     if result.get("controls"):
-        console.print(f"  control: the mean exposure of {len(result['controls'])} canaries drawn the same way and planted "
-                      "nowhere (what the model gives a canary from the language alone)")
+        console.print(f"  control: the mean exposure of {len(result['controls'])} canaries "
+                      "drawn the same way and planted nowhere (what the model gives a canary from the language alone)")
     for run in result["runs"]:
         last = run["versions"][-1] if run["versions"] else {}
         eps = (last.get("privacy") or {}).get("epsilon")
@@ -203,8 +205,9 @@ def render_terminal(result: dict, console) -> None:
         console.print(f"  {run['name']}: rounds with a canary's device: {run['rounds_with_canary_device']}"
                       + (f"; final training loss {loss:.3f}" if loss is not None else "")
                       + (f"; ε = {eps:.2f} at δ = {last['privacy']['delta']:.2g}" if eps is not None else ""))
-    console.print(f"  {result['population']} devices, {result['rounds']} rounds, {result['train']['clients_per_round']} "
-                  f"clients per round, preset {result['train']['preset']}; {result['method']}")
+    console.print(f"  {result['population']} devices, {result['rounds']} rounds, "
+                  f"{result['train']['clients_per_round']} clients per round, "
+                  f"preset {result['train']['preset']}; {result['method']}")
 
 
 def load_result(server_dir: Path) -> dict | None:

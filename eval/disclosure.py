@@ -64,7 +64,8 @@ def updates_line(server_dir: Path, privacy_spent: dict[str, Any] | None) -> str:
     masked = _masking(p.get("secure_agg"), *_rounds_by_mode(server_dir / METRICS_CSV))
     if p.get("dp_noise"):
         eps = (privacy_spent or {}).get("epsilon")
-        eps_text = f"ε = {eps:.2f}, δ = {privacy_spent.get('delta'):.2g}" if isinstance(eps, (int, float)) else "ε not computed"
+        eps_text = (f"ε = {eps:.2f}, δ = {privacy_spent.get('delta'):.2g}" if isinstance(eps, (int, float))
+                    else "ε not computed")
         dp = f"clipped ({p.get('dp_clip')}) with Gaussian noise ×{p.get('dp_noise')}: {eps_text}"
         if p.get("dp_mechanism") == "ftrl":
             rho = (privacy_spent or {}).get("rho")

@@ -39,7 +39,10 @@ TITLE = "live metrics: how the suggestions did while typing (summed over devices
 
 
 def load(server_dir: Path) -> dict[str, dict[str, dict]]:
-    """``{version: {source: entry}}`` from ``live_metrics.json``; empty without it. A bad file raises ``ReportError``."""
+    """``{version: {source: entry}}`` from ``live_metrics.json``; empty without it.
+
+    A bad file raises ``ReportError``.
+    """
     from eval.report import ReportError
 
     try:

@@ -96,7 +96,8 @@ def recall_per_version(evals: Sequence[EvalResult], k: int) -> bytes:
     _percent_axis(ax)
     ax.set_ylim(top=max(ax.get_ylim()[1] * 1.1, 1))
     handles, names = ax.get_legend_handles_labels()
-    fig.legend(handles[-1:] + handles[:-1], names[-1:] + names[:-1], loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
+    fig.legend(handles[-1:] + handles[:-1], names[-1:] + names[:-1], loc="outside lower center", ncols=len(handles),
+               fontsize=8, frameon=False)
     return _png(fig)
 
 
@@ -158,7 +159,10 @@ LIVE_STYLE = {  # (source, summary key) -> (label, color, linestyle)
 
 
 def live_per_version(evals: Sequence[EvalResult], live: dict) -> bytes:
-    """Live impression recall@3 and keystroke savings per version (typed solid, replayed dashed), offline recall@3 beside."""
+    """Live impression recall@3 and keystroke savings per version, offline recall@3 beside.
+
+    Typed sentences are drawn solid, replayed ones dashed.
+    """
     from eval.live import series
 
     versions = sorted({e.version for e in evals} | set(live), key=lambda v: (len(v), v))

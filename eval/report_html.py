@@ -132,7 +132,8 @@ def render_html(data: ReportData) -> str:
     else:
         what = "`fedkb eval`" if data.rounds else "`fedkb train`, then `fedkb eval`"
         sections.insert(0, f'<section id="empty"><h2>No evaluation yet</h2><p class="empty">Nothing has been '
-                        f"evaluated in {_esc(data.server_dir)}. Run {_esc(what)} and then `fedkb report` again.</p></section>")
+                        f"evaluated in {_esc(data.server_dir)}. Run {_esc(what)} and then `fedkb report` again."
+                        "</p></section>")
         sub = "no evaluated version yet"
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

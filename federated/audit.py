@@ -168,7 +168,8 @@ def versions_exposure(models_dir: Path, tokenizer: Tokenizer, canaries: list[Can
                     "mean_exposure": float(np.mean([s["exposure"] for s in scored])),
                     "control_exposures": control,
                     "mean_control_exposure": float(np.mean(control)) if control else None,
-                    "privacy": version.manifest.get("privacy"), "loss": version.manifest.get("metrics", {}).get("loss")})
+                    "privacy": version.manifest.get("privacy"),
+                    "loss": version.manifest.get("metrics", {}).get("loss")})
     return out
 
 

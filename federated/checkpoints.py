@@ -64,7 +64,8 @@ def verify(directory: Path) -> None:
     for name, want in sorted(manifest.items()):
         path = directory / name
         if path.stat().st_size != want["bytes"]:
-            raise CheckpointError(f"{path}: {path.stat().st_size} bytes, the checkpoint wrote {want['bytes']} (truncated?)")
+            raise CheckpointError(f"{path}: {path.stat().st_size} bytes, "
+                                  f"the checkpoint wrote {want['bytes']} (truncated?)")
         if sha256_file(path) != want["sha256"]:
             raise CheckpointError(f"{path}: contents differ from what the checkpoint wrote (sha256 mismatch)")
 

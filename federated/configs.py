@@ -42,7 +42,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.server_optimizer not in SERVER_OPTIMIZERS:
-            raise ConfigError(f"server optimizer must be one of {', '.join(SERVER_OPTIMIZERS)}, got {self.server_optimizer!r}")
+            raise ConfigError(f"server optimizer must be one of {', '.join(SERVER_OPTIMIZERS)}, "
+                              f"got {self.server_optimizer!r}")
         for name in ("clients_per_round", "local_epochs", "batch_size", "min_examples", "max_examples_per_client"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")

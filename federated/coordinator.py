@@ -12,7 +12,8 @@ A round follows Bonawitz et al. 2019 ("Towards Federated Learning at Scale"):
    round's starting weights, the model config, the client settings and the tokenizer's sha256.
 3. **Reporting.** Devices train on their own data (``keyboard/agent.py``) and upload the model
    delta and metric sums. The round closes when K uploads are accepted (the report goal; every
-   drawn device's, if fewer than K were drawn) or the deadline passes; with fewer than ``min_reports`` it is abandoned and nothing changes.
+   drawn device's, if fewer than K were drawn) or the deadline passes; with fewer than
+   ``min_reports`` it is abandoned and nothing changes.
 4. **Server update.** ``ServerParts`` runs TFF's aggregator and the server optimizer's
    finalizer of the same learning process ``fedkb train`` builds, on the accepted deltas in
    selection order; the session then records, checkpoints and publishes the round as a
@@ -469,6 +470,7 @@ def serve(coordinator: Coordinator, listen: str = "127.0.0.1:0", *, max_workers:
     else:
         port = server.add_insecure_port(listen)
     if port == 0:
-        raise ConfigError(f"--listen {listen}: cannot listen there (the port is taken or the address is not this host's)")
+        raise ConfigError(f"--listen {listen}: cannot listen there "
+                          "(the port is taken or the address is not this host's)")
     server.start()
     return server, port

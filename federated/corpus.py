@@ -91,7 +91,8 @@ def _parse_line(line: bytes, path: Path, lineno: int) -> Record:
     try:
         user.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800", which JSON escapes allow
-        raise CorpusError(f'{where}: "user" is not valid Unicode text ({exc.reason} at character {exc.start})') from None
+        raise CorpusError(f'{where}: "user" is not valid Unicode text '
+                          f"({exc.reason} at character {exc.start})") from None
     if "text" not in obj:
         raise CorpusError(f'{where}: missing "text"')
     try:

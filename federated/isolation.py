@@ -57,7 +57,8 @@ def unavailable_reason() -> str | None:
 def exposure_warning(port: int, reason: str) -> str:
     return (f"fedkb: WARNING: TFF's worker_binary serves its executor service unauthenticated on ALL interfaces, "
             f"port {port}: anyone who can reach this host can run TensorFlow graphs in it and read the round's client "
-            f"data. It cannot be confined here ({reason}). Enable unprivileged user namespaces, or firewall port {port}.")
+            f"data. It cannot be confined here ({reason}). "
+            f"Enable unprivileged user namespaces, or firewall port {port}.")
 
 
 def split_host_port(address: str) -> tuple[str, int]:

@@ -149,7 +149,10 @@ def _pct(v: float | None) -> str:
 
 
 def parse(value: object, where: str) -> dict[str, dict[str, dict[str, int]]]:
-    """A device's ``{source: {version: counts}}`` as sent in its ``EvalReport``, checked; ``MessageError`` naming ``where``."""
+    """A device's ``{source: {version: counts}}`` as sent in its ``EvalReport``, checked.
+
+    Raises ``MessageError`` naming ``where``.
+    """
     if not isinstance(value, Mapping):
         raise MessageError(f"{where}: live counts must be an object of sources {live_counts.SOURCES}, "
                            f"got {type(value).__name__}")

@@ -145,7 +145,8 @@ class SecureCollection:
                 self.server.collect_keys(roster)
                 self.stage = "shares"
             elif self.stage == "shares":
-                self.mailboxes = self.server.route_shares({i: s for i, s in self.sealed.items() if i not in self.refused})
+                kept = {i: s for i, s in self.sealed.items() if i not in self.refused}
+                self.mailboxes = self.server.route_shares(kept)
                 self.stage = "masked"
             elif self.stage == "masked":
                 self.server.collect_masked(MaskedInput(i, v) for i, v in sorted(self.masked.items()))

@@ -67,7 +67,8 @@ class NgramError(FedkbError):
 
 @dataclass(frozen=True)
 class NgramConfig:
-    max_per_device: int = 200  # M: a device's most frequent n-grams of each order that it contributes (as the vocabulary)
+    # M: a device's most frequent n-grams of each order that it contributes (as the vocabulary)
+    max_per_device: int = 200
     max_count: int = 4  # c: the most one device adds to one n-gram's count
     k_anonymity: int = 2  # an n-gram is released only if at least k devices contributed it
     max_order: int = 3  # orders 1..max_order (unigrams included, so the table stands alone)

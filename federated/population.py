@@ -245,10 +245,10 @@ def poisson_select(
     """Poisson sampling: each eligible device takes part with probability q = K / eligible.
 
     Eligible = idle, charging and unmetered at this round, with at least ``min_examples`` sentences
-    in the train split, and not opted out by its owner (``keyboard/controls.py``). The availability draws (the simulated world) follow
-    ``seed``; who takes part follows ``key`` (``federated/sampling.py``), a secret unless the run
-    was given ``--seed``. Every available device is opened to learn whether it is eligible, since
-    q divides by the eligible devices.
+    in the train split, and not opted out by its owner (``keyboard/controls.py``). The availability
+    draws (the simulated world) follow ``seed``; who takes part follows ``key``
+    (``federated/sampling.py``), a secret unless the run was given ``--seed``. Every available
+    device is opened to learn whether it is eligible, since q divides by the eligible devices.
     """
     from federated import sampling
 

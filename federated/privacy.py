@@ -127,7 +127,8 @@ def model_aggregator(privacy: PrivacyConfig, clients_per_round: int, *, secure=N
         inner = tff.aggregators.DifferentiallyPrivateFactory.gaussian_adaptive(
             noise_multiplier=privacy.dp_noise, clients_per_round=float(clients_per_round),
             initial_l2_norm_clip=privacy.initial_clip, target_unclipped_quantile=privacy.target_unclipped_quantile,
-            clipped_count_stddev=clipped_count_stddev(privacy.dp_noise, clients_per_round) if privacy.dp_noise else None,
+            clipped_count_stddev=(clipped_count_stddev(privacy.dp_noise, clients_per_round)
+                                  if privacy.dp_noise else None),
         )
     else:
         inner = tff.aggregators.DifferentiallyPrivateFactory.gaussian_fixed(

@@ -220,7 +220,8 @@ class Session:
                     checkpoints.verify(path)
                 state = await self._states.load(version, self.state)
             except checkpoints.CheckpointError as exc:
-                raise TrainError(f"{exc}: this checkpoint is damaged; restore it, or pass --fresh to start over") from None
+                raise TrainError(f"{exc}: this checkpoint is damaged; "
+                                 "restore it, or pass --fresh to start over") from None
             except Exception as exc:  # TensorFlow raises many types for a damaged SavedModel
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
                 raise TrainError(f"{path}: cannot be loaded ({first}); pass --fresh to start over") from None
@@ -337,7 +338,8 @@ class Session:
         crash_point(round_num, "checkpoint")
         checkpoints.seal(self._checkpoint(round_num))
         self.state, self.done = state, round_num
-        return RoundResult(round_num, total_rounds or round_num, dict(metrics), selection.device_ids, seconds, published)
+        return RoundResult(round_num, total_rounds or round_num, dict(metrics), selection.device_ids, seconds,
+                           published)
 
     def _ledger_entry(self, round_num: int, selection, metrics: dict, released: dict) -> dict:
         rate = getattr(selection, "rate", None)
@@ -398,8 +400,8 @@ class Session:
         return registry.publish(
             self.home.models, weights=self.global_weights(state), config=self.model_config,
             tokenizer_proto=self.tokenizer.model_proto, round_num=round_num, metrics=metrics,
-            extra={"run_id": self.run_id, "train_config": self.train.as_dict(), "privacy_config": self.privacy.as_dict(),
-                   "privacy": self.privacy_spent(round_num)},
+            extra={"run_id": self.run_id, "train_config": self.train.as_dict(),
+                   "privacy_config": self.privacy.as_dict(), "privacy": self.privacy_spent(round_num)},
             ngrams=ngrams.current_table(self.home),  # the private n-grams gathered so far, if any
         )
 

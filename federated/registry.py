@@ -118,7 +118,10 @@ def verify(path: Path) -> Version:
 
 
 def read_registry(models_dir: Path) -> dict:
-    """``{"latest": name or None, "decisions": {name: {...}}, "rollbacks": {name: {...}}}``; empty when nothing was decided."""
+    """``{"latest": name or None, "decisions": {name: {...}}, "rollbacks": {name: {...}}}``.
+
+    Empty when nothing was decided.
+    """
     path = models_dir / REGISTRY
     if not path.is_file():
         return {"latest": None, "decisions": {}, "rollbacks": {}}

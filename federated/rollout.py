@@ -92,7 +92,8 @@ def training_tokens_until(home: Home, round_num: int) -> int:
     if not home.metrics_csv.is_file():
         return 0
     with open(home.metrics_csv, newline="") as f:
-        return int(sum(float(r.get("num_tokens") or 0) for r in csv.DictReader(f) if int(float(r["round"])) <= round_num))
+        return int(sum(float(r.get("num_tokens") or 0) for r in csv.DictReader(f)
+                       if int(float(r["round"])) <= round_num))
 
 
 def centralized_lstm(home: Home, version: registry.Version, pooled: list[str], seed: int) -> tuple[Path, int]:

@@ -78,7 +78,8 @@ def load_or_create(state_dir: Path, seed: int | None, *, fresh: bool = False) ->
         if record is not None and saved != key:
             raise SamplingError(f"{path}: this run's participants were drawn "
                                 + ("from another --seed" if saved.public else "from a secret key")
-                                + f"; resume it {'with that seed' if saved.public else 'without --seed'}, or pass --fresh")
+                                + f"; resume it {'with that seed' if saved.public else 'without --seed'}, "
+                                "or pass --fresh")
     elif record is not None:
         if saved.public:
             raise SamplingError(f"{path}: this run's participants were drawn from a public --seed; resume it with "

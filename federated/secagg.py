@@ -98,7 +98,8 @@ class SecAggServer:
         dropped = sorted(self.sharers - self.survivors)
         total, length = self.masked_sum, self.masked_sum.size
         for u in sorted(self.survivors):  # remove self masks
-            b = self._rebuild(u, {w + 1: r.self_seed[u] for w, r in responses.items() if u in r.self_seed}, "self-mask seed")
+            seed_shares = {w + 1: r.self_seed[u] for w, r in responses.items() if u in r.self_seed}
+            b = self._rebuild(u, seed_shares, "self-mask seed")
             total = add_mod(total, expand(b, length), -1)
         for v in dropped:  # remove the pairwise masks survivors shared with dropped clients
             s = self._rebuild(v, {w + 1: r.mask_key[v] for w, r in responses.items() if v in r.mask_key}, "mask key")
@@ -111,7 +112,8 @@ class SecAggServer:
     def _rebuild(self, client: int, shares: dict[int, int], what: str) -> bytes:
         if len(shares) < self.threshold:
             raise SecAggError(
-                f"cannot rebuild the {what} of client {self.names[client]}: {len(shares)} shares, threshold t={self.threshold}"
+                f"cannot rebuild the {what} of client {self.names[client]}: {len(shares)} shares, "
+                f"threshold t={self.threshold}"
             )
         return shamir.combine(shares).to_bytes(32, "little")
 
@@ -140,7 +142,8 @@ def secure_sum(
     mailboxes = server.route_shares({c.index: c.share_keys(roster) for c in clients})
     for c in clients:
         c.receive_shares(mailboxes[c.index])
-    server.collect_masked(c.mask(np.asarray(vectors[c.index], np.uint32)) for c in clients if c.index not in drop_after_sharing)
+    server.collect_masked(c.mask(np.asarray(vectors[c.index], np.uint32))
+                          for c in clients if c.index not in drop_after_sharing)
     survivors = sorted(server.survivors)
     total = server.unmask(clients[u].unmask_shares(survivors) for u in survivors if u not in drop_during_unmasking)
     return total, survivors

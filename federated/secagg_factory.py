@@ -191,7 +191,8 @@ def secure_aggregator(config: SecAggConfig, *, weighted: bool = True):
     stochastic = config.stochastic_rounding
     if weighted:
         inner = tff.aggregators.MeanFactory(
-            value_sum_factory=SecAggSumFactory(config.clip * config.max_weight, config.max_clients, stochastic=stochastic),
+            value_sum_factory=SecAggSumFactory(config.clip * config.max_weight, config.max_clients,
+                                               stochastic=stochastic),
             weight_sum_factory=SecAggSumFactory(config.max_weight, config.max_clients, stochastic=stochastic),
         )
     else:

@@ -125,7 +125,8 @@ class SecureRounds:
 
         present = [i for i in range(n) if i not in set(drop_after_sharing)]
         server.require_quorum(present, range(n), "masked input collection")  # fail before training
-        seeds = [collections.OrderedDict(keys=s.keys, signs=s.signs) for s in (clients[i].mask_seeds() for i in present)]
+        seeds = [collections.OrderedDict(keys=s.keys, signs=s.signs)
+                 for s in (clients[i].mask_seeds() for i in present)]
         t1 = time.perf_counter()
         aggregate, masked_sum = self._client_phase(state, [client_data[i] for i in present], seeds)
         t2 = time.perf_counter()

@@ -101,9 +101,9 @@ def init_ca(tls_dir: Path, hosts: list[str] = ()) -> Path:
     ca_name = _name("fedkb coordinator CA")
     ca = (_builder(ca_name, ca_name, ca_key.public_key(), ca_key.public_key())
           .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                                       key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
           .sign(ca_key, hashes.SHA256()))
     _write_key(tls_dir / CA_KEY, ca_key)
     atomic_write(tls_dir / CA_CERT, ca.public_bytes(serialization.Encoding.PEM))

@@ -126,7 +126,8 @@ class ServerParts:
         The secure aggregator's state is constant (fixed clip, stateless secure sums), so only the
         finalizer steps; the mean is what ``MeanFactory`` over the secure sums returns.
         """
-        finalized = self.finalizer.next(state.finalizer, state.global_model_weights, [np.asarray(m, np.float32) for m in mean])
+        finalized = self.finalizer.next(state.finalizer, state.global_model_weights,
+                                        [np.asarray(m, np.float32) for m in mean])
         return tff.learning.templates.LearningAlgorithmState(
             global_model_weights=finalized.result, distributor=state.distributor, client_work=state.client_work,
             aggregator=state.aggregator, finalizer=finalized.state)

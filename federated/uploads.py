@@ -70,7 +70,8 @@ class RoundUploads:
         names = list(self.shapes)
         if set(arrays) != set(names):
             missing, extra = sorted(set(names) - set(arrays)), sorted(set(arrays) - set(names))
-            raise messages.MessageError(f"the delta's tensors differ from the model's (missing {missing}, extra {extra})")
+            raise messages.MessageError(f"the delta's tensors differ from the model's "
+                                        f"(missing {missing}, extra {extra})")
         for name in names:
             a = arrays[name]
             if a.dtype != np.float32 or tuple(a.shape) != tuple(self.shapes[name]):

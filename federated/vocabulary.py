@@ -106,7 +106,9 @@ def public_word_counts(path) -> tuple[collections.Counter[str], dict]:
                     "words": sum(counts.values()), "distinct_words": len(counts)}
 
 
-def equal_weight_sum(devices: collections.Counter[str], public: collections.Counter[str]) -> tuple[collections.Counter[str], float]:
+def equal_weight_sum(
+    devices: collections.Counter[str], public: collections.Counter[str]
+) -> tuple[collections.Counter[str], float]:
     """``devices + public`` with the smaller table scaled up to the other's total; returns (sum, factor).
 
     The devices' table counts devices per word (heavy hitters) or tokens (plain sum), a public
@@ -162,7 +164,8 @@ def _device_counts(home: Home, gathering: HeavyHittersConfig | None) -> tuple[co
         if len(counts) < 4:
             raise VocabularyError(
                 f"only {len(counts)} words were used by at least {gathering.k_anonymity} devices"
-                + (f" and survived the DP threshold ({found.mechanism.threshold:.1f} devices)" if found.mechanism else "")
+                + (f" and survived the DP threshold ({found.mechanism.threshold:.1f} devices)"
+                   if found.mechanism else "")
                 + f" among {devices} devices; lower --k-anonymity, raise --max-words-per-device or --dp-epsilon, "
                 "or seed more devices")
     from federated import ledger
