@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="A federated next-word-prediction keyboard: devices keep their typing, "
                     "TensorFlow Federated trains on it where it lies.",
     )
-    parser.add_argument("--home", help=f"where devices and server state live (default: ${ENV_VAR} or the user data directory)")
+    parser.add_argument("--home",
+                        help=f"where devices and server state live (default: ${ENV_VAR} or the user data directory)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     from fedkb import (  # light: heavy imports live inside the commands

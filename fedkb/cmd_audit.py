@@ -97,7 +97,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--canaries", type=int, default=4, help="canary sentences (default 4)")
     p.add_argument("--canary-devices", type=int, default=1, help="devices each canary is planted on (default 1)")
     p.add_argument("--repeats", type=int, default=10, help="copies of the canary on each of its devices (default 10)")
-    p.add_argument("--prefix-words", type=int, default=3, help="words of the canary format before the secret (default 3)")
+    p.add_argument("--prefix-words", type=int, default=3,
+                   help="words of the canary format before the secret (default 3)")
     p.add_argument("--secret-words", type=int, default=2, help="S, words in the secret slot (default 2)")
     p.add_argument("--space", type=int, default=300,
                    help="W, candidate words (the tokenizer's most frequent whole-word pieces); |R| = W^S (default 300)")

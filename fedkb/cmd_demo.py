@@ -56,10 +56,11 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
 
         gathering = HeavyHittersConfig()
         with console.status("   devices sketch their most frequent words; TFF sums the sketches (heavy hitters)…"):
-            vocab = train_tokenizer(home, TokenizerConfig(vocab_size=args.vocab_size,
-                                                          character_coverage=default_character_coverage(gathering, args.pieces)),
+            coverage = default_character_coverage(gathering, args.pieces)
+            vocab = train_tokenizer(home, TokenizerConfig(vocab_size=args.vocab_size, character_coverage=coverage),
                                     gathering, pieces=args.pieces)
-        console.print(f"   {vocab.devices} devices each sketched up to {gathering.max_words_per_device} of their words; "
+        console.print(f"   {vocab.devices} devices each sketched up to {gathering.max_words_per_device} "
+                      "of their words; "
                       f"from the summed sketches (words typed on ≥ {gathering.k_anonymity} devices) SentencePiece "
                       f"learned {vocab.vocab_size} pieces"
                       + (" with the bundled public text's word counts" if args.pieces == "both" else "")
@@ -138,7 +139,8 @@ def demo_pretrain(home: Home, console, args: argparse.Namespace) -> None:
     from federated import pretrain, public_text
     from fedkb.cmd_pretrain import do_pretrain
 
-    config = pretrain.PretrainConfig(preset=args.preset, tokens=None, seconds=args.pretrain_seconds, seed=args.seed or 0)
+    config = pretrain.PretrainConfig(preset=args.preset, tokens=None, seconds=args.pretrain_seconds,
+                                     seed=args.seed or 0)
     record = pretrain.reusable(home, public_text.resolve(PUBLIC_CORPUS), config)
     if record is not None:
         console.print(f"   reusing the pretrained model in {home.pretrained} ({record['tokens_trained']:,} tokens "
@@ -190,7 +192,8 @@ def cmd_serve(home: Home, args: argparse.Namespace) -> None:
 def add_parsers(sub) -> None:
     from fedkb.options import add_train_options
 
-    p = sub.add_parser("demo", help="the whole story on the bundled corpus: seed, vocabulary, rounds, rollout, eval, report")
+    p = sub.add_parser("demo",
+                       help="the whole story on the bundled corpus: seed, vocabulary, rounds, rollout, eval, report")
     p.add_argument("--corpus", default="shakespeare", help="corpus for a new population (default: shakespeare)")
     p.add_argument("--rounds", type=int, default=60, help="federated rounds (default 60)")
     p.add_argument("--vocab-size", type=int, default=8000)

@@ -153,7 +153,10 @@ def cmd_device_delete(home: Home, args: argparse.Namespace) -> None:
 
 
 def add_delete_parser(device_sub) -> None:
-    """``fedkb device delete`` and ``fedkb device forget-learned`` (registered under ``fedkb device`` by ``cmd_live``)."""
+    """``fedkb device delete`` and ``fedkb device forget-learned``.
+
+    Registered under ``fedkb device`` by ``cmd_live``.
+    """
     p = device_sub.add_parser("delete", help="delete a device's typing log, its personal model and the pooled "
                                              "references, as F8 does in the keyboard")
     who = p.add_mutually_exclusive_group(required=True)

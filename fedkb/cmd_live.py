@@ -123,14 +123,15 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
             stdout=subprocess.DEVNULL, stderr=agent_log, text=True)
         log(f"   coordinator on 127.0.0.1:{port}; {devices or 'all'} device agents in {processes} processes train on "
             f"their own logs and upload only their updates"
-            + ("; each device is eligible as its own availability model draws at its local hour" if conditions == "model"
-               else ""))
+            + ("; each device is eligible as its own availability model draws at its local hour"
+               if conditions == "model" else ""))
         late = 0
         try:
             while session.done < rounds:
                 if agents.poll() is not None:
                     tail = agent_log_path.read_text(errors="replace")[-1000:]
-                    raise UserError(f"the device agents exited ({agents.returncode}); the end of {agent_log_path}:\n{tail}")
+                    raise UserError(f"the device agents exited ({agents.returncode}); "
+                                    f"the end of {agent_log_path}:\n{tail}")
                 try:
                     r = coordinator.run_round(total_rounds=rounds)
                 except RoundAbandoned as exc:
@@ -286,7 +287,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--report-deadline", type=float, default=300.0,
                    help="seconds from selection until the round closes (default 300)")
     p.add_argument("--stage-timeout", type=float, default=30.0,
-                   help="--secure-agg: seconds each stage after the key advertisement waits for stragglers (default 30)")
+                   help="--secure-agg: seconds each stage after the key advertisement waits for stragglers "
+                   "(default 30)")
     t = p.add_argument_group("TLS (required for any --listen address but loopback)")
     t.add_argument("--init-tls", action="store_true",
                    help="make a CA and the coordinator's certificate in server/tls/ and enrol every device with a "
@@ -312,7 +314,8 @@ def add_parsers(sub) -> None:
 
     dev = sub.add_parser("device", help="one device: its agent for live rounds, or deleting its data")
     dev_sub = dev.add_subparsers(dest="device_command", metavar="ACTION", required=True)
-    p = dev_sub.add_parser("run", help="check in with the coordinator, train on this device's log when selected, upload")
+    p = dev_sub.add_parser("run",
+                           help="check in with the coordinator, train on this device's log when selected, upload")
     p.add_argument("--device", action="append", required=True, metavar="ID", help="device id (repeat to host several)")
     _agent_options(p)
     p.set_defaults(func=cmd_device_run)

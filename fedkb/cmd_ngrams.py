@@ -73,6 +73,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-order", type=int, default=c.max_order, metavar="N",
                    help=f"gather orders 1..N (default {c.max_order}: words, bigrams, trigrams)")
     p.add_argument("--dp-epsilon", type=float, default=c.dp_epsilon, metavar="EPS",
-                   help="add Gaussian noise and a threshold: (EPS, δ)-DP per device, all orders together (default: no noise)")
-    p.add_argument("--dp-delta", type=float, default=None, metavar="DELTA", help=f"δ of the DP release (default {c.dp_delta:g})")
+                   help="add Gaussian noise and a threshold: (EPS, δ)-DP per device, all orders together "
+                   "(default: no noise)")
+    p.add_argument("--dp-delta", type=float, default=None, metavar="DELTA",
+                   help=f"δ of the DP release (default {c.dp_delta:g})")
     p.set_defaults(func=cmd_ngrams_gather)

@@ -74,7 +74,8 @@ def add_parsers(sub) -> None:
     pop = sub.add_parser("population", help="seed and inspect the device population")
     pop_sub = pop.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = pop_sub.add_parser("seed", help="create one device per user of a JSONL corpus")
-    p.add_argument("--corpus", required=True, help="'shakespeare' (bundled) or a JSONL / JSONL.gz file of {user, text[, timestamp]}")
+    p.add_argument("--corpus", required=True,
+                   help="'shakespeare' (bundled) or a JSONL / JSONL.gz file of {user, text[, timestamp]}")
     add_config_arguments(p, SeedConfig, ("min_sentences", "max_devices"))
     p.add_argument("--append", action="store_true", help="add to an existing population")
     add_config_arguments(p, SeedConfig, ("seed",))

@@ -64,14 +64,16 @@ def do_pretrain(home: Home, console, corpus, config, *, indent: str = "") -> dic
         task = progress.add_task("reading and encoding the public text…", total=1.0)
 
         def on_batch(tokens: int, seconds: float) -> None:
-            done = max(tokens / config.tokens if config.tokens else 0, seconds / config.seconds if config.seconds else 0)
+            done = max(tokens / config.tokens if config.tokens else 0,
+                       seconds / config.seconds if config.seconds else 0)
             progress.update(task, completed=min(done, 1.0), description=f"{tokens:,} tokens, {tokens / seconds:,.0f}/s")
 
         record = pretrain(home, corpus, config, on_batch=on_batch)
     curve = record["loss_curve"]
     c = record["corpus"]
     console.print(
-        f"{indent}Pretrained the {config.preset} model on {c['path']} ({c['passages']:,} passages, {c['tokens']:,} tokens, "
+        f"{indent}Pretrained the {config.preset} model on {c['path']} "
+        f"({c['passages']:,} passages, {c['tokens']:,} tokens, "
         f"{c['unk_rate']:.2%} <unk>) until {budget} ({record['stopped_by']} ran out first): "
         f"[bold]{record['tokens_trained']:,}[/] tokens ({record['passes']:.2f} passes) in {record['seconds']:.0f} s, "
         f"loss {curve[0][1]:.2f} → {curve[-1][1]:.2f}\n"
@@ -91,7 +93,8 @@ def cmd_pretrain(home: Home, args: argparse.Namespace) -> None:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("pretrain", help="train the model centrally on public text (never device text) before the rounds")
+    p = sub.add_parser("pretrain",
+                       help="train the model centrally on public text (never device text) before the rounds")
     p.add_argument("--corpus", default="public",
                    help="'public' (the bundled public-domain corpus) or a .txt[.gz] file with one passage per line, "
                         "or .jsonl[.gz] records with a \"text\" field")

@@ -36,7 +36,8 @@ def cmd_tokenizer_train(home: Home, args: argparse.Namespace) -> None:
     if gathering is None:
         report = train_tokenizer(home, config, **pieces)
         source = (f"the summed word counts of {report.devices} devices" if args.pieces == "devices" else
-                  f"the word counts of the public corpus {report.gathering['public']['path']}" if args.pieces == "public"
+                  f"the word counts of the public corpus {report.gathering['public']['path']}"
+                  if args.pieces == "public"
                   else f"the summed word counts of {report.devices} devices and of the public corpus "
                        f"{report.gathering['public']['path']} (equal weight)")
         console.print(
@@ -58,8 +59,9 @@ def cmd_tokenizer_train(home: Home, args: argparse.Namespace) -> None:
     fewer = (f" (of {config.vocab_size} asked: SentencePiece cannot make more from these words)"
              if report.vocab_size < config.vocab_size else "")
     console.print(
-        f"Trained a {config.model_type} tokenizer with [bold]{report.vocab_size}[/] pieces{fewer} from private heavy hitters "
-        f"of {report.devices} devices: [bold]{report.distinct_words:,}[/] words {released} ≥ {g['k_anonymity']} devices\n"
+        f"Trained a {config.model_type} tokenizer with [bold]{report.vocab_size}[/] pieces{fewer} "
+        f"from private heavy hitters of {report.devices} devices: "
+        f"[bold]{report.distinct_words:,}[/] words {released} ≥ {g['k_anonymity']} devices\n"
         f"  each device sketched its top {g['max_words_per_device']} words, counted once; TFF IBLT capacity "
         f"{g['capacity']:,}, summed with a plain federated sum; {privacy}; {g['seconds']:.0f} s\n"
         + (f"  plus the word counts of the public corpus {g['public']['path']} ({g['public']['words']:,} words, "
@@ -71,8 +73,10 @@ def cmd_tokenizer_train(home: Home, args: argparse.Namespace) -> None:
 def add_parsers(sub) -> None:
     tok = sub.add_parser("tokenizer", help="learn the vocabulary from devices' word counts")
     tok_sub = tok.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = tok_sub.add_parser("train", help="train SentencePiece on word counts gathered from devices (private by default)")
-    p.add_argument("--vocab-size", type=int, default=8000, help="pieces, specials included (default 8000; gboard: 10000)")
+    p = tok_sub.add_parser("train",
+                           help="train SentencePiece on word counts gathered from devices (private by default)")
+    p.add_argument("--vocab-size", type=int, default=8000,
+                   help="pieces, specials included (default 8000; gboard: 10000)")
     p.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--private", dest="gathering", action="store_const", const="private",
@@ -82,12 +86,14 @@ def add_parsers(sub) -> None:
                      help="every device reports all its word counts and the server sums them")
     p.set_defaults(gathering="private")
     p.add_argument("--max-words-per-device", type=int, metavar="M", help="words a device contributes (default 200)")
-    p.add_argument("--k-anonymity", type=int, metavar="K", help="devices that must use a word for it to be released (default 2)")
+    p.add_argument("--k-anonymity", type=int, metavar="K",
+                   help="devices that must use a word for it to be released (default 2)")
     p.add_argument("--dp-epsilon", type=float, metavar="EPS",
                    help="add Gaussian noise and a threshold to the counts: (EPS, δ)-DP per device (default: no noise)")
     p.add_argument("--dp-delta", type=float, metavar="DELTA", help="δ of the DP release (default 1e-6)")
     p.add_argument("--capacity", type=int, help="IBLT sketch capacity, fixed (default: grows until the sketch decodes)")
-    p.add_argument("--max-word-bytes", type=int, metavar="B", help="longer words (UTF-8 bytes) are not contributed (default 32)")
+    p.add_argument("--max-word-bytes", type=int, metavar="B",
+                   help="longer words (UTF-8 bytes) are not contributed (default 32)")
     p.add_argument("--character-coverage", type=float,
                    help="share of characters SentencePiece keeps (default 1.0 with --private and pieces from "
                         "the devices only, else 0.9995)")

@@ -23,7 +23,8 @@ def cmd_train(home: Home, args: argparse.Namespace) -> None:
         start = pretrain.starting_point(home, tokenizer, model)
         if start is not None:
             console.print(f"Pretrained model: {start.path} ({start.record['tokens_trained']:,} tokens of "
-                          f"{start.record['corpus']['path']}); a new run starts from it (--no-pretrained: random weights)")
+                          f"{start.record['corpus']['path']}); a new run starts from it "
+                          "(--no-pretrained: random weights)")
     if args.workers and len(args.workers) > 1 and privacy.secure_agg:
         raise UserError("--secure-agg runs on one runtime: TFF's mergeable context cannot split the protocol's "
                         "rounds across --workers")

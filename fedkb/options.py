@@ -72,7 +72,8 @@ def train_with_progress(home: Home, train, *, rounds: int, publish_every: int, f
             line = (f"loss {m['loss']:.3f}  acc {m['accuracy_without_pad']:.3f}  "
                     f"{m['clients']:.0f} clients of {m['available_devices']:.0f} available  {r.seconds:.1f} s")
             progress.update(task, completed=r.round_num, description=line)
-            progress.console.print(f"round {r.round_num:>4}  {line}" + (f"  → published version {r.published}" if r.published else ""))
+            published = f"  → published version {r.published}" if r.published else ""
+            progress.console.print(f"round {r.round_num:>4}  {line}" + published)
 
         summary = program.run(home, train, privacy=privacy, rounds=rounds, publish_every=publish_every, fresh=fresh,
                               pretrained=pretrained, on_round=on_round)
@@ -135,7 +136,8 @@ def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int | No
                     help="differential privacy: Gaussian noise multiplier on the clipped updates (default 0: off)")
     dp.add_argument("--dp-clip", default=None, metavar="adaptive|C",
                     help="clip each device's update to L2 norm C, or 'adaptive' (median norm; default with --dp-noise)")
-    dp.add_argument("--dp-delta", type=float, default=None, help="δ of the reported (ε, δ) (default 1 / population^1.1)")
+    dp.add_argument("--dp-delta", type=float, default=None,
+                    help="δ of the reported (ε, δ) (default 1 / population^1.1)")
     dp.add_argument("--dp-mechanism", choices=("gaussian", "ftrl"), default="gaussian",
                     help="gaussian: DP-FedAvg, fresh noise each round, ε with amplification by sampling (default); "
                          "ftrl: DP-FTRL (Kairouz et al. 2021, as Gboard trains), tree-aggregated noise, no sampling "
