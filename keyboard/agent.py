@@ -7,8 +7,8 @@ model delta and its metric sums. Its raw text, examples and tokenizer cache neve
 device directory. It pulls the promoted version (``latest``) at start, after each round it joined
 and whenever the coordinator names a newer one, and installs it only if it verifies against the
 pinned key (``keyboard/pull.py``). Given an evaluation task, it scores the candidate on its own
-held-out split (``keyboard/evaluate.py``) and sends only named sums. Connection failures are retried with capped exponential back-off, so a
-coordinator restart costs a device nothing but a wait.
+held-out split (``keyboard/evaluate.py``) and sends only named sums. Connection failures are
+retried with capped exponential back-off, so a coordinator restart costs a device nothing but a wait.
 
 One process can host several devices (``fedkb devices run``): each device is a thread here with
 its own directory; nothing of one device is handed to another.

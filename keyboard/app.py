@@ -363,8 +363,10 @@ class KeyboardApp(ControlsMixin, TrainingMixin, UpdatesMixin, App[None]):
         yield SystemCommand("Evaluation results", "Recall of this device and all devices", self.action_show_eval)
         yield SystemCommand("Train on this device", "Fine-tune a personal model on my log now", self.action_personalize)
         yield SystemCommand("Delete my typing log", "Forget every sentence on this device", self.action_delete_log)
-        yield SystemCommand("Settings", "Federated on/off, blocked words, forget what was learned", self.action_settings)
-        yield SystemCommand("Copy the text", "Copy the line or the last sentence to the clipboard", self.action_copy_text)
+        yield SystemCommand("Settings", "Federated on/off, blocked words, forget what was learned",
+                            self.action_settings)
+        yield SystemCommand("Copy the text", "Copy the line or the last sentence to the clipboard",
+                            self.action_copy_text)
         yield SystemCommand("Forget what this device learned", "Keep the log, drop what was learned from it",
                             self.action_forget_learned)
         yield SystemCommand("fedkb keys", "Every key of the keyboard, explained", self.action_help)

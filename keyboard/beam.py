@@ -77,7 +77,9 @@ class _SortedPieces:
                 hi += 1
         # Pieces that are a shorter prefix of the rest (the rest itself is in the run above).
         shorter = [i for n in range(len(rest)) for i in self.by_surface.get(rest[:n], ())]
-        return np.concatenate([self.sorted_ids[lo:hi], np.array(shorter, np.int64)]) if shorter else self.sorted_ids[lo:hi]
+        if not shorter:
+            return self.sorted_ids[lo:hi]
+        return np.concatenate([self.sorted_ids[lo:hi], np.array(shorter, np.int64)])
 
 
 class CachedBeam:

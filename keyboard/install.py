@@ -103,7 +103,8 @@ def install(device_dir: Path, version_dir: Path, *, rollback: dict | None = None
     if newly_pinned:
         signing.pin(device_dir, key)
     previous = current.version if current is not None else pointer.get("current")
-    atomic_write(DeviceLayout(device_dir).installed_pointer, json.dumps({"current": name, "previous": previous}).encode())
+    pointer_text = json.dumps({"current": name, "previous": previous})
+    atomic_write(DeviceLayout(device_dir).installed_pointer, pointer_text.encode())
     for old in models.iterdir():  # keep current and previous only
         if old.is_dir() and old.name not in (name, previous):
             shutil.rmtree(old, ignore_errors=True)
@@ -128,7 +129,8 @@ def trusted_key(device_dir: Path, version_dir: Path) -> tuple[bytes, bool]:
 
 
 def check_coherent(version_dir: Path, manifest: dict) -> None:
-    """Checks that the model config, the tokenizer and the weights agree on the vocabulary, and that an n-gram table reads.
+    """Checks that the model config, the tokenizer and the weights agree on the vocabulary,
+    and that an n-gram table reads.
 
     The sha256 manifest proves the files are the ones published, not that they belong together;
     a version published with another tokenizer would install and then fail on every keystroke.

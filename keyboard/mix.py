@@ -71,7 +71,10 @@ class ProductPredictor:
 
     def __init__(self, lstm=None, ngrams: NgramModel | None = None, personal: NgramModel | None = None,
                  weights: MixWeights | None = None, *, version: str | None = None):
-        """``lstm`` is a ``ModelPredictor`` (or anything with its ``scored``, ``word_log_probs`` and ``can_produce``)."""
+        """``lstm`` is a ``ModelPredictor``.
+
+        Or anything with its ``scored``, ``word_log_probs`` and ``can_produce``.
+        """
         self.lstm, self.ngrams = lstm, ngrams
         self.personal = personal if personal is not None else NgramModel()
         self.weights = weights or MixWeights.prior(self.parts)
@@ -108,7 +111,8 @@ class ProductPredictor:
         lists = [words_of(s) for s in sentences]
         fitted = [i for i, ws in enumerate(lists) if ws and i >= fit_from] if len(self.parts) > 1 else []
         with self._lock:
-            lstm = iter(self.lstm.word_log_probs([lists[i] for i in fitted]) if self.lstm is not None and fitted else ())
+            lstm = iter(self.lstm.word_log_probs([lists[i] for i in fitted])
+                        if self.lstm is not None and fitted else ())
             chosen = set(fitted)
             for i, ws in enumerate(lists):
                 if not ws:

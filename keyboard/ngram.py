@@ -66,7 +66,8 @@ class NgramModel:
         for order, table in tables.items():
             for gram, count in table.items():
                 if len(gram) != order or not count > 0:
-                    raise ValueError(f"order-{order} count {gram!r}: {count!r} is not a positive count of {order} words")
+                    raise ValueError(f"order-{order} count {gram!r}: {count!r} "
+                                     f"is not a positive count of {order} words")
                 model._add(gram, int(count))
         return model
 

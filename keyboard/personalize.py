@@ -59,7 +59,8 @@ class PersonalizationConfig:
     """How the installed global model is fine-tuned into the personal one."""
 
     epochs: int = field(default=5, metadata={"help": "fine-tuning epochs over the train split"})
-    learning_rate: float = field(default=LEARNING_RATE, metadata={"help": "plain SGD learning rate (see LEARNING_RATE)"})
+    learning_rate: float = field(default=LEARNING_RATE,
+                                 metadata={"help": "plain SGD learning rate (see LEARNING_RATE)"})
     batch_size: int = field(default=16, metadata={"help": "examples per step"})
     seed: int = field(default=0, metadata={"help": "the order of the examples"})
 
@@ -193,7 +194,8 @@ def _write_personal(device_dir: Path, weights: Mapping[str, np.ndarray], config_
                     tokenizer_proto: bytes, source: Installed, created: str, metrics: Mapping[str, float],
                     details: Mapping[str, object]) -> dict:
     """Builds the personal version in a temporary folder, verifies it, then renames it into place."""
-    files = {WEIGHTS: version_dir.npz_bytes(weights, np.float32), CONFIG: config_text.encode(), TOKENIZER: tokenizer_proto}
+    files = {WEIGHTS: version_dir.npz_bytes(weights, np.float32), CONFIG: config_text.encode(),
+             TOKENIZER: tokenizer_proto}
     manifest = {
         "version": PERSONAL_DIR, "round": source.manifest.get("round"), "created": created,
         "files": version_dir.file_hashes(files),

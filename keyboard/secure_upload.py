@@ -60,7 +60,8 @@ def secure_upload(call, device_id: str, task: dict, delta: list[np.ndarray], wei
     try:
         client.receive_shares({int(name[4:]): a.tobytes() for name, a in boxes.items()})
     except Exception as exc:  # cryptography's InvalidTag: a share was altered on the way
-        raise SecureUploadFailed(f"shares: a share addressed to this device does not open ({type(exc).__name__})") from None
+        raise SecureUploadFailed("shares: a share addressed to this device does not open "
+                                 f"({type(exc).__name__})") from None
     reply, _ = stage("masked", arrays={"vector": client.mask(vector).vector})
     try:
         shares = client.unmask_shares([int(v) for v in reply["survivors"]])

@@ -4,7 +4,8 @@ Each device is a directory ``<home>/devices/<id>/`` holding ``log.sqlite``. The 
 has two tables: ``sentences`` (the log; raw text exists only here) and ``meta`` (the
 device's status record: the user it belongs to, its availability model, the model version
 it has installed, the last federated round it joined). The user's name exists only in this
-record: device ids are random (:func:`new_device_id`) and the population index holds none. WAL mode lets the keyboard append
+record: device ids are random (:func:`new_device_id`) and the population index holds none.
+WAL mode lets the keyboard append
 while a trainer or evaluator reads the splits (each read is one snapshot; a writer waits up to
 the busy timeout for another). Bad input and SQLite failures (a full or read-only disk, a damaged
 file, a lock held past the timeout) surface as ``DeviceError`` naming the device and the file,
@@ -301,7 +302,10 @@ class Device:
 
     @contextlib.contextmanager
     def _transaction(self, doing: str) -> Iterator[None]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT``; on any error ``ROLLBACK``, so the connection is never left mid-transaction."""
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; on any error ``ROLLBACK``.
+
+        So the connection is never left mid-transaction.
+        """
         with self._errors(doing):
             self._db.execute("BEGIN IMMEDIATE")
             try:

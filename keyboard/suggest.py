@@ -47,7 +47,9 @@ class WordSuggester:
         self.surface_str = self.surface.astype(str)  # for vectorized prefix tests
 
     # -- the beam ------------------------------------------------------------------------------
-    def suggest_from(self, logp: np.ndarray, state: State, k: int, prefixes: Sequence[str] | None = None) -> list[list[str]]:
+    def suggest_from(
+        self, logp: np.ndarray, state: State, k: int, prefixes: Sequence[str] | None = None
+    ) -> list[list[str]]:
         """Top-``k`` words for each row of a batch of model states (``logp`` ``[N, V]``, state rows N)."""
         n, b = logp.shape[0], self.beam
         prefixes = list(prefixes) if prefixes is not None else [""] * n

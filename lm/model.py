@@ -85,7 +85,8 @@ class ProjectedLSTMCell(tf.keras.layers.Layer):
         return h, [h, c]
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "projection_dim": self.projection_dim, "cifg": self.cifg, "seed": self.seed}
+        return {**super().get_config(), "units": self.units, "projection_dim": self.projection_dim,
+                "cifg": self.cifg, "seed": self.seed}
 
 
 def _gates(a, cifg: bool):
@@ -323,7 +324,8 @@ def assign_named_weights(model: tf.keras.Model, weights: dict[str, np.ndarray], 
         if name not in weights:
             raise ValueError(f"{source}: no array named {name!r}")
         if tuple(weights[name].shape) != tuple(v.shape):
-            raise ValueError(f"{source}: {name!r} has shape {tuple(weights[name].shape)}, the model needs {tuple(v.shape)}")
+            raise ValueError(f"{source}: {name!r} has shape {tuple(weights[name].shape)}, "
+                             f"the model needs {tuple(v.shape)}")
         v.assign(weights[name])
 
 

@@ -103,7 +103,9 @@ def token_nll(lm, encode, sentences: Iterable[str], chunk: int = 1024) -> tuple[
     return total, len(targets)
 
 
-def quantiles_from_histogram(edges: Sequence[float], counts: Sequence[int], qs=(0.1, 0.25, 0.5, 0.75, 0.9)) -> dict[str, float]:
+def quantiles_from_histogram(
+    edges: Sequence[float], counts: Sequence[int], qs=(0.1, 0.25, 0.5, 0.75, 0.9)
+) -> dict[str, float]:
     """Quantiles read off a histogram (linear within a bin): what the server can know from counts alone."""
     counts = np.asarray(counts, float)
     total = counts.sum()

@@ -93,7 +93,8 @@ class Tokenizer:
             self._sp.LoadFromSerializedProto(model_proto)
         except Exception as exc:  # sentencepiece raises RuntimeError or OSError here
             raise TokenizerError(f"{source}: not a SentencePiece model ({exc})") from None
-        if (self._sp.pad_id(), self._sp.unk_id(), self._sp.bos_id(), self._sp.eos_id()) != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
+        ids = (self._sp.pad_id(), self._sp.unk_id(), self._sp.bos_id(), self._sp.eos_id())
+        if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
             raise TokenizerError(f"{source}: special-token ids differ from tokenizer/specials.py")
         self.model_proto = model_proto
 
