@@ -145,6 +145,7 @@ def cmd_tokenizer_train(home: Home, args: argparse.Namespace) -> None:
 
 # -- train ----------------------------------------------------------------------------------------
 def cmd_train(home: Home, args: argparse.Namespace) -> None:
+    _check_train_inputs(home)
     console = _console()
     with console.status("Starting TensorFlow Federated…"):
         from federated import program
@@ -165,6 +166,19 @@ def cmd_train(home: Home, args: argparse.Namespace) -> None:
     with tff_runtime(home, console, workers=args.workers):
         train_with_progress(home, train, rounds=args.rounds, publish_every=args.publish_every,
                             fresh=args.fresh, console=console, privacy=privacy, pretrained=not args.no_pretrained)
+
+
+def _check_train_inputs(home: Home) -> None:
+    """Refuses a home without devices or tokenizer before TensorFlow Federated's ~15 s import."""
+    from federated.population import members
+    from tokenizer.vocab import Tokenizer, TokenizerError  # sentencepiece only
+
+    if not members(home):
+        raise UserError(f"no devices in {home.devices}; run `fedkb population seed --corpus shakespeare` first")
+    try:
+        Tokenizer.load(home.tokenizer)
+    except TokenizerError as exc:
+        raise UserError(str(exc)) from None
 
 
 # -- parser -------------------------------------------------------------------------------------
