@@ -163,7 +163,7 @@ def cmd_train(home: Home, args: argparse.Namespace) -> None:
     if args.workers and len(args.workers) > 1 and privacy.secure_agg:
         raise UserError("--secure-agg runs on one runtime: TFF's mergeable context cannot split the protocol's "
                         "rounds across --workers")
-    with tff_runtime(home, console, workers=args.workers):
+    with tff_runtime(home, console, workers=args.workers, workers_wait=args.workers_wait):
         train_with_progress(home, train, rounds=args.rounds, publish_every=args.publish_every,
                             fresh=args.fresh, console=console, privacy=privacy, pretrained=not args.no_pretrained)
 
