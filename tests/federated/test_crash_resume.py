@@ -20,6 +20,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.cli_runner import fedkb
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -28,7 +29,10 @@ ARGS = ["train", "--rounds", "6", "--preset", "tiny", "--clients-per-round", "3"
 
 
 def _train(home, crash_at: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, **({"FEDKB_CRASH_AT": crash_at} if crash_at else {})}
+    """A run that crashes (SIGKILLs itself at ``crash_at``) in a process of its own; one that does not, in this one."""
+    if crash_at is None:
+        return fedkb(home.root, *ARGS)
+    env = {**os.environ, "FEDKB_CRASH_AT": crash_at}
     return subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home.root), *ARGS], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
 
