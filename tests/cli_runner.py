@@ -2,7 +2,10 @@
 per test session instead of once per command (~15 s each).
 
 Tests whose point is the process itself (signals, SIGKILL and resume, worker processes, live
-devices, the real terminal, what ``--help`` imports) still start ``python -m fedkb.cli``.
+devices, the real terminal, what ``--help`` imports) still start ``python -m fedkb.cli``. So do
+commands that start TFF's local runtime: ``federated/runtime.py`` starts ``worker_binary`` with a
+``preexec_fn``, which can hang between fork and exec in a process with many threads (a test
+session after TensorFlow and gRPC ran in it), and did so here under load: the worker never served.
 """
 
 from __future__ import annotations

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+
 import pytest
 
 from federated.privacy import PrivacyConfig, PrivacyError, RoundSample, ledger_from_metrics, spent
-from tests.cli_runner import fedkb as run_fedkb
+from tests.conftest import REPO
 
 
 def test_noise_defaults_to_adaptive_clipping_and_a_number_clip_is_parsed():
@@ -55,7 +58,8 @@ def test_ledger_reads_metrics_up_to_a_round(tmp_path):
 @pytest.mark.slow
 def test_dp_training_reports_epsilon_in_the_version_eval_json_and_report(seeded_home, tmp_path):
     def fedkb(*args):
-        return run_fedkb(seeded_home.root, *args)
+        return subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root), *args],
+                              capture_output=True, text=True, cwd=REPO, timeout=900)
 
     out = fedkb("train", "--rounds", "3", "--preset", "tiny", "--clients-per-round", "4", "--dp-noise", "0.5",
                 "--publish-every", "3")
@@ -91,8 +95,11 @@ def test_secure_aggregation_with_adaptive_clipping_is_refused_with_the_fix():
 def test_fedkb_train_with_secure_aggregation(seeded_home, extra):
     import csv
 
-    out = run_fedkb(seeded_home.root, "train", "--rounds", "2", "--preset", "tiny", "--clients-per-round", "4",
-                    "--secure-agg", *extra)
+    out = subprocess.run(
+        [sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root), "train", "--rounds", "2", "--preset",
+         "tiny", "--clients-per-round", "4", "--secure-agg", *extra],
+        capture_output=True, text=True, cwd=REPO, timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     from federated import ledger
 

@@ -66,7 +66,8 @@ def test_two_workers_give_the_local_result_and_leave_nothing_behind(seeded_home,
         assert spread.returncode == 0, spread.stderr[-3000:]
         used = [_cpu(b) - c for (_, b), c in zip(workers, before)]
         assert all(u > 0.1 for u in used), f"CPU seconds per worker: {used}"  # both trained clients
-        alone = _fedkb(local, *args)
+        alone = subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(local.root), *args],
+                               capture_output=True, text=True, cwd=REPO, timeout=900)
         assert alone.returncode == 0, alone.stderr[-3000:]
         # Same clients and seeds; only the order of float additions in the merged sums differs.
         np.testing.assert_allclose(_losses(seeded_home), _losses(local), rtol=1e-5)
