@@ -4,8 +4,9 @@ per test session instead of once per command (~15 s each).
 Tests whose point is the process itself (signals, SIGKILL and resume, worker processes, live
 devices, the real terminal, what ``--help`` imports) still start ``python -m fedkb.cli``. So do
 commands that start TFF's local runtime: ``federated/runtime.py`` starts ``worker_binary`` with a
-``preexec_fn``, which can hang between fork and exec in a process with many threads (a test
-session after TensorFlow and gRPC ran in it), and did so here under load: the worker never served.
+``preexec_fn``, which can hang between fork and exec in a process with many threads, and in a test
+session where TensorFlow and gRPC had run, a local runtime started in-process twice never served
+(under load; the likely cause, not proven).
 """
 
 from __future__ import annotations
