@@ -4,9 +4,10 @@ per test session instead of once per command (~15 s each).
 Tests whose point is the process itself (signals, SIGKILL and resume, worker processes, live
 devices, the real terminal, what ``--help`` imports) still start ``python -m fedkb.cli``. So do
 commands that start TFF's local runtime: ``federated/runtime.py`` starts ``worker_binary`` with a
-``preexec_fn``, which can hang between fork and exec in a process with many threads, and in a test
+``preexec_fn``, which can hang between fork and exec in a process with many threads; in a test
 session where TensorFlow and gRPC had run, a local runtime started in-process twice never served
-(under load; the likely cause, not proven).
+(under load). A ``python -m fedkb.cli`` process failed the same way once under load too, so the
+cause is not settled; until it is, those commands keep their own process.
 """
 
 from __future__ import annotations
