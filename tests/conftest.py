@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow
@@ -60,24 +59,13 @@ def synthetic_corpus(path: Path, users: int = 60, sentences: int = 12, seed: int
     return write_jsonl(path, records)
 
 
-@pytest.fixture(scope="session")
-def _seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One seeded home per test session (seeding and the tokenizer take ~2 s); tests get copies."""
+@pytest.fixture
+def seeded_home(tmp_path: Path, home: Home) -> Home:
+    """A home with 60 seeded devices and a 64-piece tokenizer (no TensorFlow needed)."""
     from federated.population import seed
     from federated.vocabulary import train_tokenizer
     from tokenizer.vocab import TokenizerConfig
 
-    root = tmp_path_factory.mktemp("seeded")
-    home = Home(root / "home")
-    seed(home, synthetic_corpus(root / "synthetic.jsonl"))
+    seed(home, synthetic_corpus(tmp_path / "synthetic.jsonl"))
     train_tokenizer(home, TokenizerConfig(vocab_size=64))
-    return root
-
-
-@pytest.fixture
-def seeded_home(tmp_path: Path, home: Home, _seeded_template: Path) -> Home:
-    """A home with 60 seeded devices and a 64-piece tokenizer (no TensorFlow needed): a copy of the
-    session's template, so a test may change it freely."""
-    shutil.copy2(_seeded_template / "synthetic.jsonl", tmp_path / "synthetic.jsonl")
-    shutil.copytree(_seeded_template / "home", home.root)
     return home
