@@ -52,7 +52,8 @@ def cmd_audit(home: Home, args: argparse.Namespace) -> None:
     runs = dp_runs(noises, args.dp_clip, args.dp_delta, base)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="fedkb-audit-"))
     try:
-        with tff_runtime(Home(work / "runtime"), console, workers=args.workers):
+        with tff_runtime(Home(work / "runtime"), console, workers=args.workers,
+                         workers_wait=args.workers_wait):
             result = audit(home, work, config, train, runs, rounds=args.rounds, publish_every=args.publish_every,
                            pretrained=not args.no_pretrained, on_event=lambda s: console.print(s),
                            on_round=lambda r: console.print(

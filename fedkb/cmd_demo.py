@@ -75,7 +75,7 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
     demo_pretrain(home, console, args)
 
     train = train_config_from(args)
-    with tff_runtime(home, console, workers=args.workers):
+    with tff_runtime(home, console, workers=args.workers, workers_wait=args.workers_wait):
         stage(f"3. Federated training[/] — {args.rounds} rounds of FedAvg, {train.clients_per_round} "
                       f"eligible devices per round (idle, charging, unmetered)")
         if args.live:
@@ -163,7 +163,7 @@ def cmd_serve(home: Home, args: argparse.Namespace) -> None:
     demo_stage(home, console)
 
     train = train_config_from(args)
-    with tff_runtime(home, console, workers=args.workers):
+    with tff_runtime(home, console, workers=args.workers, workers_wait=args.workers_wait):
         from federated.program import Session
 
         session = Session(home, train, privacy=privacy_config_from(args), publish_every=args.publish_every,

@@ -42,15 +42,16 @@ def stage_progress(console):
 
 
 @contextmanager
-def tff_runtime(home: Home, console, workers: list[str] | None = None):
-    """TFF's runtime: a local worker we start and stop, or the ``fedkb worker`` services at ``workers``."""
+def tff_runtime(home: Home, console, workers: list[str] | None = None, workers_wait: float = 60.0):
+    """TFF's runtime: a local worker we start and stop, or the ``fedkb worker`` services at ``workers``
+    (each given ``workers_wait`` seconds to answer)."""
     if workers:
         with console.status(f"Connecting to {len(workers)} TFF worker(s)…"):
             import tensorflow_federated as tff
 
             from federated.runtime import connect_context
 
-            tff.framework.set_default_context(connect_context(workers))
+            tff.framework.set_default_context(connect_context(workers, startup_timeout=workers_wait))
         console.print(f"Each round's clients are split across the workers at {', '.join(workers)}")
         yield None
         return

@@ -87,6 +87,11 @@ def cmd_pretrain(home: Home, args: argparse.Namespace) -> None:
 
     console = Console(highlight=False, soft_wrap=True)
     config = config_from(args)
+    from federated import public_text
+    from federated.pretrain import home_tokenizer
+
+    home_tokenizer(home)  # a missing tokenizer or corpus fails here, before TensorFlow's import
+    public_text.resolve(args.corpus)
     with console.status("Loading TensorFlow…"):
         import tensorflow  # noqa: F401  (so that the progress bar starts with the work)
     do_pretrain(home, console, args.corpus, config)

@@ -10,6 +10,7 @@ from fedkb.options import console as _console
 
 
 def cmd_train(home: Home, args: argparse.Namespace) -> None:
+    check_train_inputs(home)
     console = _console()
     with console.status("Starting TensorFlow Federated…"):
         from federated import program
@@ -28,9 +29,22 @@ def cmd_train(home: Home, args: argparse.Namespace) -> None:
     if args.workers and len(args.workers) > 1 and privacy.secure_agg:
         raise UserError("--secure-agg runs on one runtime: TFF's mergeable context cannot split the protocol's "
                         "rounds across --workers")
-    with tff_runtime(home, console, workers=args.workers):
+    with tff_runtime(home, console, workers=args.workers, workers_wait=args.workers_wait):
         train_with_progress(home, train, rounds=args.rounds, publish_every=args.publish_every,
                             fresh=args.fresh, console=console, privacy=privacy, pretrained=not args.no_pretrained)
+
+
+def check_train_inputs(home: Home) -> None:
+    """Refuses a home without devices or tokenizer before TensorFlow Federated's ~15 s import."""
+    from federated.population import members
+    from tokenizer.vocab import Tokenizer, TokenizerError  # sentencepiece only
+
+    if not members(home):
+        raise UserError(f"no devices in {home.devices}; run `fedkb population seed --corpus shakespeare` first")
+    try:
+        Tokenizer.load(home.tokenizer)
+    except TokenizerError as exc:
+        raise UserError(str(exc)) from None
 
 
 def add_parsers(sub) -> None:

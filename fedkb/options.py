@@ -128,6 +128,8 @@ def add_train_options(p: argparse.ArgumentParser, *, clients_per_round: int | No
     p.add_argument("--publish-every", type=int, default=5, help="publish a model version every N rounds and at the end")
     p.add_argument("--workers", type=parse_targets, default=None, metavar="HOST:PORT,...",
                    help="run rounds on these `fedkb worker` services instead of a local worker")
+    p.add_argument("--workers-wait", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for every --workers service to answer before giving up (default 60)")
     p.add_argument("--no-pretrained", action="store_true",
                    help="start a new run from random weights even if `fedkb pretrain` left a pretrained model "
                         "in the home (by default a new run starts from it)")

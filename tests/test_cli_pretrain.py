@@ -1,15 +1,12 @@
 """``fedkb pretrain`` and ``fedkb tokenizer train --pieces`` from the command line."""
 
-import subprocess
-import sys
-
-from tests.conftest import REPO, synthetic_corpus
+from tests.cli_runner import fedkb
+from tests.conftest import synthetic_corpus
 from tests.federated.test_pretrain import public_corpus
 
 
 def _fedkb(home, *args):
-    return subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home), *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    return fedkb(home, *args)
 
 
 def test_pieces_from_public_text_then_pretrain(tmp_path):

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 from common.layout import Home
 from keyboard.store import Device, new_device_id
-from tests.conftest import REPO
+from tests.cli_runner import fedkb
 
 
 def _fedkb(home: Home, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home.root), *args], cwd=REPO,
-                          input=stdin, capture_output=True, text=True, timeout=120)
+    return fedkb(home.root, *args, stdin=stdin)
 
 
 def _device_with_references(home: Home) -> str:

@@ -118,8 +118,9 @@ def test_fedkb_worker_without_listen_is_refused_before_tensorflow_loads(tmp_path
                          cwd=REPO, timeout=120)
     assert out.returncode == 1, out.stderr
     assert "needs --listen HOST:PORT" in out.stderr and "unauthenticated" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "fedkb.cli", "worker", "--listen", "8001"], capture_output=True,
-                         text=True, cwd=REPO, timeout=120)
+    from tests.cli_runner import fedkb
+
+    out = fedkb(None, "worker", "--listen", "8001")
     assert out.returncode == 2 and "expected HOST:PORT" in out.stderr
 
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import dp_accounting
 import pytest
 from dp_accounting import rdp
 
 from federated import ledger
-from tests.conftest import REPO
+from tests.cli_runner import fedkb
 
 
 def _round(n, *, q=0.02, noise=1.0, sampling="poisson-secret", run="r1", clients=10, metrics_released=False):
@@ -112,8 +110,7 @@ def test_round_metrics_are_released_only_from_enough_devices_and_never_from_a_dp
 
 
 def test_eval_below_the_minimum_of_devices_is_refused_before_anything_runs(home):
-    out = subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "eval", "--devices", "1"],
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    out = fedkb(home.root, "eval", "--devices", "1")
     assert out.returncode == 1
     assert "--devices 1: evaluation sums are released only from at least 20 devices" in out.stderr
 

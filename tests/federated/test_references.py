@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from eval import disclosure
 from eval.report import load_report_data
 from keyboard.store import Device, devices_of_users
-from tests.conftest import REPO
+from tests.cli_runner import fedkb
 from tests.federated.test_evaluation import _random_version
 
 pytestmark = pytest.mark.slow
@@ -56,8 +54,7 @@ def test_references_are_opt_in_outside_server_disclosed_and_deleted_with_a_devic
     line = next(s for s in disclosure.statement(home.server, None, home.references) if s.startswith("raw text"))
     assert "POOLED" in line and "60 devices" in line and str(home.references) in line
 
-    out = subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "device", "delete",
-                          "--user", "user007", "--yes"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = fedkb(home.root, "device", "delete", "--user", "user007", "--yes")
     assert out.returncode == 0, out.stderr
     assert "references fitted on pooled text" in out.stdout and not home.references.exists()
     with Device(home.device(devices_of_users(home.devices)["user007"])) as device:

@@ -1,5 +1,6 @@
-"""The loop closes: `fedkb serve` publishes and promotes a version while the keyboard is open; the
-keyboard installs it (checksums verified) and suggests from it without a restart."""
+"""The loop closes: `fedkb serve` runs rounds on eligible devices, publishes, promotes and rolls out a
+version while the keyboard is open; the keyboard installs it (checksums verified) and suggests from
+it without a restart."""
 
 import subprocess
 import sys
@@ -47,3 +48,6 @@ async def test_keyboard_installs_what_serve_publishes_without_restart(seeded_hom
     finally:
         out, err = serve.communicate(timeout=600)
     assert serve.returncode == 0, err[-2000:]
+    # What serve says of the loop (once tests/test_demo.py's own serve test, which ran this same command).
+    assert "round 2:" in out and "published 0001" in out
+    assert "installed on 60 devices" in out
