@@ -167,6 +167,9 @@ class Worker:
         atexit.unregister(self.stop)
 
 
+LOCAL_STARTUP_TIMEOUT = 300.0  # seconds a worker this process started may take to serve
+
+
 def wait_until_serving(worker: Worker, timeout: float = 60.0) -> None:
     """Returns once the worker answers gRPC; raises ``RuntimeStartError`` if it exits or stays silent."""
     channel = grpc.insecure_channel(worker.target, _GRPC_OPTIONS)
@@ -250,6 +253,9 @@ class LocalRuntime:
             signal.signal(signal.SIGINT, signal.default_int_handler)
         self.worker = Worker(log_path=self._log_path)
         try:
+            # Our own worker: wait while it is alive and loading (a loaded machine has taken over a
+            # minute to map its ~1 GB), stop at once if it exits.
+            wait_until_serving(self.worker, timeout=LOCAL_STARTUP_TIMEOUT)
             tff.framework.set_default_context(connect_context([self.worker.target]))
         except BaseException:
             self.worker.stop()

@@ -71,8 +71,10 @@ def test_live_rounds_equal_simulated_rounds_and_the_coordinator_opens_no_device(
             sim.run_round(total_rounds=2, selection=Selection(list(r.clients), len(r.clients), 60))
         sim_weights = sim.global_weights()
     assert set(live_weights) == set(sim_weights)
+    # float32 sums in another order (TF's threads under load) moved one weight by 2.6e-5 once; a
+    # different set of devices or a wrong step moves them by ~1e-2.
     for name in live_weights:
-        np.testing.assert_allclose(live_weights[name], sim_weights[name], rtol=1e-4, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(live_weights[name], sim_weights[name], rtol=1e-4, atol=1e-4, err_msg=name)
     for key in ("loss", "num_examples", "num_tokens"):
         assert results[-1].metrics[key] == pytest.approx(sim_metrics(sim_home)[key], rel=1e-4), key
 
