@@ -8,7 +8,6 @@
 """
 
 import ast
-from pathlib import Path
 
 import pytest
 

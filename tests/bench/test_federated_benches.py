@@ -12,7 +12,7 @@ from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 
-import fedbench  # noqa: E402
+import fedbench
 
 
 def test_resampled_corpus_has_the_asked_devices_each_copying_one_role(tmp_path):

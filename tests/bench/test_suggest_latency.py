@@ -17,10 +17,10 @@ from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 
-import suggest_latency as bench  # noqa: E402
+import suggest_latency as bench
 
-from keyboard.store import Device  # noqa: E402
-from tests.keyboard.helpers import publish_random  # noqa: E402
+from keyboard.store import Device
+from tests.keyboard.helpers import publish_random
 
 FIGURES = ("p50_ms", "p99_ms", "cold_start_s", "model_bytes", "recall_at_1_float", "recall_at_1_ondevice")
 
@@ -31,7 +31,7 @@ def test_keystrokes_are_whole_sentences_typed_key_by_key():
         bench.keystrokes(["abc"], 10)
 
 
-def tiny_product_setup(tmp_path, home, *, ngrams: bool = True, log: bool = True) -> "bench.Setup":
+def tiny_product_setup(tmp_path, home, *, ngrams: bool = True, log: bool = True) -> bench.Setup:
     """A random tiny model published with the n-gram table of ``home`` and installed on a device with a log."""
     from federated import registry
     from lm.config import ModelConfig
@@ -60,10 +60,10 @@ def test_every_figure_of_the_product_and_the_lstm_on_a_tiny_setup(tmp_path, seed
     line = json.dumps({"presets": {"tiny": figures}})
     (parsed,) = json.loads(line)["presets"].values()
     for row in (parsed, parsed["lstm"]):
-        for key in FIGURES[:3] + ("cpu_p99_ms", "cold_start_load_s"):
+        for key in (*FIGURES[:3], "cpu_p99_ms", "cold_start_load_s"):
             assert isinstance(row[key], (int, float)) and math.isfinite(row[key]) and row[key] >= 0, key
         assert len(row["p99_ms_per_repeat"]) == 2 and len(row["cold_start_runs_s"]) == 1
-    for key in FIGURES[3:] + ("recall_at_1_product", "ngrams_bytes"):
+    for key in (*FIGURES[3:], "recall_at_1_product", "ngrams_bytes"):
         assert isinstance(parsed[key], (int, float)) and math.isfinite(parsed[key]) and parsed[key] >= 0, key
     assert parsed["path"].endswith("ProductPredictor")
     assert parsed["timed"] == {"product_predictor": {"class": "ProductPredictor", "parts": list(bench.PARTS)},

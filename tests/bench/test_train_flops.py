@@ -15,9 +15,9 @@ from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 
-import train_flops as bench  # noqa: E402
+import train_flops as bench
 
-from lm.config import preset  # noqa: E402
+from lm.config import preset
 
 
 def test_flops_per_token_by_hand():
@@ -36,8 +36,8 @@ def test_peaks_are_positive_rates():
 
 
 def test_keras_figures_on_a_tiny_model_with_the_baseline_from_git():
-    from lm.model import build_model, named_weights
     from federated.training import TrainConfig
+    from lm.model import build_model, named_weights
 
     config = preset("tiny")
     baseline = bench.model_module_at(bench.BASELINE_REV)

@@ -12,13 +12,13 @@ from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 
-import typing_replay as bench  # noqa: E402
+import typing_replay as bench
 
-from keyboard.install import install  # noqa: E402
-from keyboard.store import Device  # noqa: E402
-from tests.keyboard.helpers import publish_random  # noqa: E402
-from tokenizer.vocab import Tokenizer  # noqa: E402
-from tokenizer.words import words  # noqa: E402
+from keyboard.install import install
+from keyboard.store import Device
+from tests.keyboard.helpers import publish_random
+from tokenizer.vocab import Tokenizer
+from tokenizer.words import words
 
 
 def test_app_and_replay_agree_and_every_predictor_is_reported(tmp_path, seeded_home, capsys):

@@ -15,8 +15,8 @@ import pytest
 from eval.audit import (
     AuditError,
     Canary,
-    candidate_words,
     canary_exposure,
+    candidate_words,
     check_enumerable,
     draw_canaries,
     exposure,
@@ -27,8 +27,7 @@ from keyboard.lm import NumpyLM
 from tokenizer.specials import BOS_ID
 from tokenizer.vocab import Tokenizer, TokenizerConfig, train_from_counts
 
-WORDS = ("the and to of my you is that in it not me your have be he his this with for but what "
-         "lord king love good sword night heart death").split()
+WORDS = ["the", "and", "to", "of", "my", "you", "is", "that", "in", "it", "not", "me", "your", "have", "be", "he", "his", "this", "with", "for", "but", "what", "lord", "king", "love", "good", "sword", "night", "heart", "death"]
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,7 @@ def test_probabilities_sum_to_one(context, discount):
     assert all(m.prob(w, context) > 0 for w in m.vocabulary)
 
 
-@pytest.mark.parametrize("context", CONTEXTS + [("c", "d"), ("a", UNK), (UNK, "b")])
+@pytest.mark.parametrize("context", [*CONTEXTS, ("c", "d"), ("a", UNK), (UNK, "b")])
 def test_probabilities_sum_to_one_with_unk(context):
     # counts b 3, a 2, c 2, d 1: max_vocab 2 keeps b and a; c and d become <unk>.
     m = KneserNeyTrigram.fit(TINY, max_vocab=2)

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from lm.recall import RecallCounts, quantiles_from_histogram, recall_counts, score_suggestions
 from keyboard.suggest import WordSuggester
+from lm.recall import RecallCounts, quantiles_from_histogram, recall_counts, score_suggestions
 from tests.fakes import FakeTokenizer, TableLM, default_table
 from tokenizer.words import words as words_of
 

@@ -38,7 +38,7 @@ def skew_wall_clock(hours: float) -> None:
 
         @classmethod
         def utcnow(cls):
-            return cls.fromtimestamp(time.time(), dt.timezone.utc).replace(tzinfo=None)
+            return cls.fromtimestamp(time.time(), dt.UTC).replace(tzinfo=None)
 
         @classmethod
         def today(cls):

@@ -126,7 +126,7 @@ def test_a_retrained_tokenizer_is_refused_naming_it(home):
     from tokenizer.vocab import Tokenizer, TokenizerConfig, save, train_from_counts
 
     before = Tokenizer.load(home.tokenizer).sha256
-    counts = collections.Counter({w: 10 + i for i, w in enumerate("zebra yak xylophone walrus vole".split())})
+    counts = collections.Counter({w: 10 + i for i, w in enumerate(["zebra", "yak", "xylophone", "walrus", "vole"])})
     config = TokenizerConfig(vocab_size=40)
     save(home.tokenizer, train_from_counts(counts, config), config, {})  # valid, but not the checkpoint's
     assert Tokenizer.load(home.tokenizer).sha256 != before

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from lm.recall import RecallCounts, recall_counts, token_nll
 from federated import registry
-from lm.config import ModelConfig
 from keyboard.store import Device
+from lm.config import ModelConfig
+from lm.recall import RecallCounts, recall_counts, token_nll
 from tokenizer.vocab import Tokenizer
 
 pytestmark = pytest.mark.slow

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -55,7 +57,7 @@ def test_windows_cover_every_pair_once(ids, length):
     assert all(len(w) == length + 1 for w in windows)
     assert len(windows) == -(-(len(seq) - 1) // length)  # ceil
     pairs = [(w[i], w[i + 1]) for w in windows for i in range(length) if w[i + 1] != P]
-    assert pairs == list(zip(seq, seq[1:]))
+    assert pairs == list(itertools.pairwise(seq))
     for w in windows:  # padding only at the end of a window
         real = [t for t in w if t != P]
         assert w[: len(real)] == real

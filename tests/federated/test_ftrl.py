@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 
@@ -135,7 +136,7 @@ def test_min_separation_holds_in_the_selection_over_many_rounds(seeded_home):
     assert chosen_any > 40  # rounds did select devices
     saved = json.loads((seeded_home.state / ftrl.PARTICIPATION_FILE).read_text())
     for device_id, rounds in saved["rounds"].items():
-        assert all(b - a >= 4 for a, b in zip(rounds, rounds[1:])), (device_id, rounds)
+        assert all(b - a >= 4 for a, b in itertools.pairwise(rounds)), (device_id, rounds)
         assert len(rounds) <= ftrl.max_participations(40, 4)
 
 
@@ -172,7 +173,7 @@ def test_offered_devices_never_break_the_separation(tmp_path_factory, b, wishes)
         offered = {m.device_id for m in participation.offered(population, None, round_num)[0]}
         participation.record(round_num, sorted(wish & offered))
     for rounds in participation.rounds.values():
-        assert all(y - x >= b for x, y in zip(rounds, rounds[1:]))
+        assert all(y - x >= b for x, y in itertools.pairwise(rounds))
 
 
 # -- what the report and the disclosure say ------------------------------------------------------
@@ -229,7 +230,7 @@ def test_ftrl_trains_its_noise_moves_the_weights_and_its_tree_resumes(runtime, s
     assert session.done == 3
     rounds = json.loads((seeded_home.state / ftrl.PARTICIPATION_FILE).read_text())["rounds"]
     assert sorted(d for d, rs in rounds.items() if 1 in rs) == sorted(first.clients)
-    assert all(y - x >= 3 for rs in rounds.values() for x, y in zip(rs, rs[1:]))
+    assert all(y - x >= 3 for rs in rounds.values() for x, y in itertools.pairwise(rs))
     p = session.privacy_spent(3)
     assert p["mechanism"] == "ftrl" and p["rho"] > 0 and p["epsilon"] > 0 and p["max_participations"] == 1
 

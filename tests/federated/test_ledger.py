@@ -140,7 +140,7 @@ def test_dp_ftrl_rounds_are_accounted_by_the_tree_accountant_without_amplificati
     assert out["epsilon"] == out["epsilon_without_amplification"] == pytest.approx(ftrl.epsilon_from_zcdp(rho, 1e-10))
     assert out["rounds_amplified"] == 0  # Poisson-drawn or not, no amplification is claimed
     # DP-FedAvg rounds in the same ledger add by basic composition, with their own δ.
-    mixed = ledger.training_spent(rounds + [_round(31)], delta=1e-10)
+    mixed = ledger.training_spent([*rounds, _round(31)], delta=1e-10)
     assert mixed["epsilon"] > out["epsilon"] and mixed["delta"] == pytest.approx(2e-10)
     for entry in rounds:
         ledger.append(tmp_path, entry)

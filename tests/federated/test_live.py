@@ -60,7 +60,7 @@ def test_live_rounds_equal_simulated_rounds_and_the_coordinator_opens_no_device(
         finally:
             _watch["root"] = None
             server.stop(grace=1)
-            out, err = agents.communicate(timeout=120)
+            _out, err = agents.communicate(timeout=120)
         assert agents.returncode == 0, err[-3000:]
         assert _watch["opened"] == [], "the coordinator opened device files during live rounds"
         assert [len(r.clients) for r in results] == [3, 3]
@@ -87,14 +87,12 @@ def sim_metrics(home):
 
 def test_a_round_completes_without_a_device_that_vanished_and_refuses_its_bad_upload(seeded_home):
     from common import messages
-    from federated import training
+    from federated import sampling, training
     from federated.coordinator import Coordinator, LiveConfig, serve
     from federated.program import Session
     from federated.runtime import LocalRuntime
     from keyboard.agent import connect
     from keyboard.store import list_device_dirs
-
-    from federated import sampling
 
     ids = [d.name for d in list_device_dirs(seeded_home.devices)]
     # Three check in (the rogue and two agents) and each is drawn with q = 2/3: a public --seed
@@ -124,7 +122,7 @@ def test_a_round_completes_without_a_device_that_vanished_and_refuses_its_bad_up
                 time.sleep(0.5)
             replies["task"] = task
             if task.get("kind") == "task":
-                bad = {k: np.zeros((1,) + v.shape, np.float32) for k, v in weights.items()}
+                bad = {k: np.zeros((1, *v.shape), np.float32) for k, v in weights.items()}
                 up = {"task_id": task["task_id"], "device_id": rogue_id, "round": task["round"], "weight": 1.0,
                       "metrics": {}}
                 replies["upload"] = messages.unpack(upload(messages.pack(up, bad), timeout=60))[0]
@@ -139,7 +137,7 @@ def test_a_round_completes_without_a_device_that_vanished_and_refuses_its_bad_up
             result = coordinator.run_round()
         finally:
             server.stop(grace=1)
-            out, err = agents.communicate(timeout=120)
+            _out, _err = agents.communicate(timeout=120)
             thread.join(30)
     assert replies["task"]["kind"] == "task"  # 3 checked in, ceil(2 x 1.5) = 3 selected
     assert replies["upload"]["accepted"] is False and "the model's is float32" in replies["upload"]["reason"]

@@ -54,7 +54,7 @@ def test_a_published_round_is_evaluated_on_devices_promoted_and_pulled(seeded_ho
                 out, err = agents.communicate(timeout=60)
             except subprocess.TimeoutExpired:
                 agents.kill()
-                out, err = agents.communicate()
+                _out, err = agents.communicate()
             server.stop(grace=1)
     assert _watch["opened"] == [], "the coordinator opened device files during the round, evaluation or pulls"
     assert evaluated is not None, (events, err[-3000:])

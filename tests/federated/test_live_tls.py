@@ -54,7 +54,7 @@ def test_a_round_over_mutual_tls_and_a_device_cannot_speak_for_another(seeded_ho
                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             before = session.global_weights()
             result = coordinator.run_round(total_rounds=1)
-            out, err = agents.communicate(timeout=120)
+            _out, err = agents.communicate(timeout=120)
             after = session.global_weights()  # while the runtime is up: TFF hangs on a stopped worker
         finally:
             server.stop(grace=1)

@@ -5,8 +5,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from lm.model import MaskedAccuracy, MaskedCrossEntropy, assign_named_weights, build_model, named_weights  # noqa: E402
 from lm.config import ModelConfig, preset  # noqa: E402
+from lm.model import MaskedAccuracy, MaskedCrossEntropy, assign_named_weights, build_model, named_weights  # noqa: E402
 
 
 @pytest.mark.parametrize("name,vocab,params", [("small", 8000, 635_456), ("gboard", 10_000, 1_422_250)])

@@ -23,7 +23,7 @@ TINY = PretrainConfig(preset="tiny", tokens=12_000, learning_rate=1e-2, batch_si
 def public_corpus(path: Path, lines: int = 300, seed: int = 1) -> Path:
     """Formal-ish sentences with a strong pattern ("the X of the Y"), gzip-compressed."""
     rnd = random.Random(seed)
-    nouns = "cat dog park mat ball night morning".split()
+    nouns = ["cat", "dog", "park", "mat", "ball", "night", "morning"]
     text = "".join(f"The {rnd.choice(nouns)} of the {rnd.choice(nouns)} sat on a red mat, and then ran.\n"
                    for _ in range(lines))
     path.write_bytes(gzip.compress(text.encode()))
@@ -46,8 +46,8 @@ def _loss(weights, config, examples) -> float:
 
 def test_pretraining_lowers_the_loss_on_the_public_text(seeded_home, corpus):
     from federated.central import fit
-    from lm.examples import encode_examples
     from federated.public_text import read
+    from lm.examples import encode_examples
 
     record = pretrain.pretrain(seeded_home, corpus, TINY)
     tok = Tokenizer.load(seeded_home.tokenizer)
@@ -67,8 +67,8 @@ def test_pretraining_lowers_the_loss_on_the_public_text(seeded_home, corpus):
 def test_the_saved_model_is_complete_and_checked(seeded_home, corpus):
     import hashlib
 
-    from lm.model import build_model, named_weights
     from lm.config import ModelConfig
+    from lm.model import build_model, named_weights
 
     pretrain.pretrain(seeded_home, corpus, TINY)
     files = sorted(p.name for p in seeded_home.pretrained.iterdir())

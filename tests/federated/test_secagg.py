@@ -210,7 +210,7 @@ def test_no_server_side_object_holds_an_unmasked_update():
 
     walk(vars(server))
     assert held, "the walk found the masked sum at least"
-    for array in held + [held_before_unmask]:
+    for array in [*held, held_before_unmask]:
         for plain in vectors:  # no stored vector agrees with any client's input beyond chance
             assert np.mean(array == plain) < 0.01
     assert np.mean(held_before_unmask == total) < 0.01  # even the stored sum is masked

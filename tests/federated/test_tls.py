@@ -16,7 +16,7 @@ def test_a_device_whose_clock_is_hours_off_accepts_the_coordinators_certificate(
     tls.init_ca(tmp_path / "tls")
     ca = x509.load_pem_x509_certificate((tmp_path / "tls" / tls.CA_CERT).read_bytes())
     server = x509.load_pem_x509_certificate((tmp_path / "tls" / tls.SERVER_CERT).read_bytes())
-    device_now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=skew_hours)
+    device_now = dt.datetime.now(dt.UTC) + dt.timedelta(hours=skew_hours)
     verifier = (PolicyBuilder().store(Store([ca])).time(device_now)
                 .build_server_verifier(x509.IPAddress(ipaddress.ip_address("127.0.0.1"))))
     try:
@@ -30,7 +30,7 @@ def test_a_device_clock_far_behind_is_still_refused(tmp_path):
     tls.init_ca(tmp_path / "tls")  # the margin is two days, not forever: a certificate has a start
     ca = x509.load_pem_x509_certificate((tmp_path / "tls" / tls.CA_CERT).read_bytes())
     server = x509.load_pem_x509_certificate((tmp_path / "tls" / tls.SERVER_CERT).read_bytes())
-    device_now = dt.datetime.now(dt.timezone.utc) - tls.CLOCK_SKEW_MARGIN - dt.timedelta(hours=1)
+    device_now = dt.datetime.now(dt.UTC) - tls.CLOCK_SKEW_MARGIN - dt.timedelta(hours=1)
     verifier = (PolicyBuilder().store(Store([ca])).time(device_now)
                 .build_server_verifier(x509.IPAddress(ipaddress.ip_address("127.0.0.1"))))
     with pytest.raises(VerificationError, match="not valid at validation time"):

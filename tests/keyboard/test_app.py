@@ -419,8 +419,8 @@ def test_open_device_finds_the_users_device_by_its_own_status_record_or_makes_on
     import pytest
 
     from common.layout import Home
-    from fedkb.cmd_keyboard import open_device
     from federated.population import INDEX_NAME, members
+    from fedkb.cmd_keyboard import open_device
     from keyboard.store import DEVICE_ID_PATTERN, DeviceError
 
     monkeypatch.setattr("fedkb.cmd_keyboard._login_name", lambda: "ada lovelace")

@@ -20,7 +20,7 @@ NIGHT_ONLY = Availability(tz_offset_hours=2, idle_day=0.0, idle_night=1.0, charg
 
 def test_a_device_is_eligible_at_its_own_local_night_only():
     rng = np.random.default_rng(0)
-    at = lambda hour: dt.datetime(2026, 1, 1, hour, tzinfo=dt.timezone.utc)  # noqa: E731
+    at = lambda hour: dt.datetime(2026, 1, 1, hour, tzinfo=dt.UTC)  # noqa: E731
     assert draw_now(NIGHT_ONLY, rng, at(22)) == {"idle": True, "charging": True, "unmetered": True}  # 00:00 local
     assert draw_now(NIGHT_ONLY, rng, at(4)) == {"idle": True, "charging": True, "unmetered": True}  # 06:00 local
     assert draw_now(NIGHT_ONLY, rng, at(5)) == {"idle": False, "charging": False, "unmetered": True}  # 07:00 local

@@ -45,7 +45,7 @@ def test_cached_beam_answers_like_the_reference_beam(tokenizer, cifg, beam, max_
     lm = _random_lm(tokenizer.vocab_size, e=8, u=12, seed=seed, cifg=cifg)
     reference = WordSuggester(lm, tokenizer, beam=beam, max_pieces=max_pieces)
     fast = WordSuggester(lm, tokenizer, beam=beam, max_pieces=max_pieces)
-    cached, contexts = CachedBeam(fast), {}
+    cached, _contexts = CachedBeam(fast), {}
     rnd = random.Random(seed)
     texts = []
     for _ in range(12):

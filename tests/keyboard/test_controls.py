@@ -7,16 +7,16 @@ import threading
 import pytest
 from textual.widgets import Button, ListView, Switch
 
+from common.layout import EVAL_DIR, PERSONAL_DIR
+from common.layout import PERSONALIZATION_RECORD as PERSONAL_RECORD
 from keyboard import controls
 from keyboard.agent import DeviceAgent
 from keyboard.app import KeyboardApp
 from keyboard.forget import forget_learned
-from common.layout import EVAL_DIR, PERSONAL_DIR, PERSONALIZATION_RECORD as PERSONAL_RECORD
 from keyboard.predictor import FrequencyPredictor, load_predictor
 from keyboard.screens import ConfirmScreen
 from keyboard.settings import BlockScreen, SettingsScreen
 from keyboard.store import Device
-from keyboard.widgets import TypingInput
 from tests.keyboard.helpers import FakePredictor
 
 # After "the" come cat 3 times, dog 2, mat 1; then come the other words by count, "the" (6) first:

@@ -46,7 +46,7 @@ async def test_the_keyboards_device_takes_part_in_a_live_round(seeded_home, tmp_
                 assert app.agent.starts >= 1
             assert not app.agent.running  # the agent ends with the keyboard
     finally:
-        out, err = serve.communicate(timeout=300)
+        _out, err = serve.communicate(timeout=300)
         if agent is not None:
             agent.communicate(timeout=60)
     assert serve.returncode == 0, err[-2000:]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lm.config import ModelConfig
 from keyboard.lm import NumpyLM
+from lm.config import ModelConfig
 from tokenizer.specials import BOS_ID
 
 

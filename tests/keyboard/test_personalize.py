@@ -14,13 +14,13 @@ import pytest
 from common import artifacts
 from common.layout import DeviceLayout
 from federated import registry
-from lm.config import ModelConfig
 from federated.population import members, seed
 from keyboard import personalize as pz
 from keyboard.install import install
 from keyboard.lm import NumpyLM
 from keyboard.store import Device
 from keyboard.suggest import WordSuggester
+from lm.config import ModelConfig
 from tests.conftest import REPO, synthetic_corpus
 from tokenizer.vocab import Tokenizer, TokenizerConfig, train_from_counts
 
@@ -31,11 +31,10 @@ T0 = 1_700_000_000.0  # the seeded sentences have no timestamps, so they sort be
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
     """A tiny vocabulary that knows every letter (coverage 1.0), so it can spell a word never counted."""
-    words = ("the a cat dog sat ran on in to park mat ball red big small and then with my your good morning "
-             "night love you thank see tomorrow").split()
+    words = ["the", "a", "cat", "dog", "sat", "ran", "on", "in", "to", "park", "mat", "ball", "red", "big", "small", "and", "then", "with", "my", "your", "good", "morning", "night", "love", "you", "thank", "see", "tomorrow"]
     counts = {w: 50 for w in words} | {c: 1 for c in string.ascii_lowercase}
     # Other people's words that share pieces with "zorblax"; "zorblax" itself was never counted.
-    counts |= {w: 20 for w in "zorro zorba blaze blanket black relax tax axe".split()}
+    counts |= {w: 20 for w in ["zorro", "zorba", "blaze", "blanket", "black", "relax", "tax", "axe"]}
     return Tokenizer(train_from_counts(counts, TokenizerConfig(vocab_size=64, character_coverage=1.0)))
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from keyboard.app import KeyboardApp
 from keyboard.mix import ProductPredictor
-from keyboard.predictor import ModelPredictor, load_predictor
+from keyboard.predictor import load_predictor
 from keyboard.store import Device
 from tests.conftest import REPO
 

@@ -12,16 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keyboard.store import (
+    DEVICE_ID_PATTERN,
     MAX_SENTENCE_CHARS,
     Device,
     DeviceError,
     clean_sentence,
-    DEVICE_ID_PATTERN,
     device_user,
     devices_of_users,
-    new_device_id,
     heldout_count,
     list_device_dirs,
+    new_device_id,
 )
 from tests.conftest import REPO
 

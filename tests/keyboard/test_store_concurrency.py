@@ -14,8 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from keyboard.store import Device, heldout_count
 from tests.conftest import REPO
 

@@ -152,13 +152,12 @@ def test_any_user_name_is_found_again_from_the_device_status_record(user):
     max_leaves=8), max_size=4))
 @FUZZ
 def test_status_record_round_trips_any_json_value(values):
-    with tempfile.TemporaryDirectory() as tmp:
-        with Device(Path(tmp) / "d", create=True) as device:
-            device.append("a sentence")
-            device.set(**values)
-            for key, value in values.items():
-                assert device.get(key) == value
-            assert device.sentences() == ["a sentence"]
+    with tempfile.TemporaryDirectory() as tmp, Device(Path(tmp) / "d", create=True) as device:
+        device.append("a sentence")
+        device.set(**values)
+        for key, value in values.items():
+            assert device.get(key) == value
+        assert device.sentences() == ["a sentence"]
 
 
 def test_a_corrupted_log_gives_device_errors_naming_it_never_sqlite_errors(tmp_path):

@@ -90,7 +90,7 @@ def _listed(version) -> list[str]:
 # -- files that no longer match the manifest -----------------------------------------------------------
 @pytest.mark.parametrize("how", ["truncate", "flip", "delete", "empty"])
 def test_a_damaged_file_is_refused_naming_it_and_the_device_keeps_its_version(device_with_v1, how):
-    models, device_dir, _, v2 = device_with_v1
+    _models, device_dir, _, v2 = device_with_v1
     for name in _listed(v2):
         backup = (v2.path / name).read_bytes()
         _damage(v2.path, name, how)
@@ -283,7 +283,7 @@ def test_rollout_refuses_a_damaged_candidate_and_devices_keep_latest(eval_home):
     from federated.population import members
     from federated.rollout import rollout
 
-    home, v1, v2 = eval_home
+    home, _v1, v2 = eval_home
     _damage(v2.path, artifacts.WEIGHTS, "flip")
     with pytest.raises(Exception, match=str(v2.path / artifacts.WEIGHTS)) as info:
         rollout(home, devices=5)
@@ -381,7 +381,7 @@ def test_a_device_refuses_an_older_version_unless_the_registry_records_a_signed_
 
 
 def test_a_signed_rollback_cannot_be_replayed_against_a_version_published_after_it(seeded_home):
-    device_dir, v1, v2 = _two_versions_installed(seeded_home)
+    device_dir, v1, _v2 = _two_versions_installed(seeded_home)
     registry.roll_back(seeded_home.models, v1.name, reason="test")
     v3 = publish_random(seeded_home.models, seed=3)  # promoted: latest is 0003
     assert fetch_update(device_dir, seeded_home.models).version == "0003"

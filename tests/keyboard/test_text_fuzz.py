@@ -20,11 +20,12 @@ from textual import events
 
 from keyboard.app import KeyboardApp, ends_sentence
 from keyboard.predictor import FrequencyPredictor, ModelPredictor, split_context
-from tokenizer.words import typed_word, words as words_of
 from keyboard.store import MAX_SENTENCE_CHARS, Device
 from keyboard.widgets import TypingInput
 from tests.keyboard.helpers import FakePredictor, publish_random
 from tokenizer.vocab import TokenizerError
+from tokenizer.words import typed_word
+from tokenizer.words import words as words_of
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -23,7 +23,7 @@ SMALL = TokenizerConfig(vocab_size=64)
 def counts() -> collections.Counter[str]:
     """About 200 varied made-up words with Zipf-ish counts."""
     rng = random.Random(0)
-    syllables = "ka ro mi te su na lo pe di gu ba ve fi zo ch sh th an er in on".split()
+    syllables = ["ka", "ro", "mi", "te", "su", "na", "lo", "pe", "di", "gu", "ba", "ve", "fi", "zo", "ch", "sh", "th", "an", "er", "in", "on"]
     words: set[str] = set()
     while len(words) < 200:
         words.add("".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))))
@@ -165,7 +165,7 @@ def test_summed_word_counts_is_the_sum_of_train_splits(seeded):
 
     # Independently, from the corpus: each kept user's oldest 80 %.
     expected = collections.Counter()
-    for user, recs in group_by_user(read_records(corpus), corpus).items():
+    for _user, recs in group_by_user(read_records(corpus), corpus).items():
         if len(recs) >= 10:
             for r in recs[: len(recs) - heldout_count(len(recs))]:
                 expected.update(r.text.split())
