@@ -36,7 +36,8 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 @pytest.fixture
 def small_corpus(tmp_path: Path) -> Path:
     """Four users with 12, 11, 10 and 3 sentences of plain English."""
-    words = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "the", "dog", "ran", "to", "the", "park", "with", "a", "red", "ball"]
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "the", "dog", "ran", "to", "the", "park", "with",
+             "a", "red", "ball"]
     records = []
     for u, n in (("alice", 12), ("bob", 11), ("carol", 10), ("dave", 3)):
         for i in range(n):
@@ -50,7 +51,11 @@ def synthetic_corpus(path: Path, users: int = 60, sentences: int = 12, seed: int
     import random
 
     rnd = random.Random(seed)
-    words = ["the", "a", "cat", "dog", "sat", "ran", "on", "in", "to", "park", "mat", "ball", "red", "big", "small", "and", "then", "with", "my", "your", "good", "morning", "night", "love", "you", "thank", "see", "tomorrow"]
+    words = [
+        "the", "a", "cat", "dog", "sat", "ran", "on", "in", "to", "park", "mat", "ball", "red", "big",
+        "small", "and", "then", "with", "my", "your", "good", "morning", "night", "love", "you", "thank",
+        "see", "tomorrow",
+    ]
     records = [
         {"user": f"user{u:03d}", "text": " ".join(rnd.choice(words) for _ in range(rnd.randint(3, 12)))}
         for u in range(users) for _ in range(sentences)

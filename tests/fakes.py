@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from tokenizer.specials import BOS_ID, EOS_ID
@@ -16,8 +18,10 @@ class FakeTokenizer:
 
     source = "<fake>"
     sha256 = "fake"
-    WORDS = {"the": ["▁the"], "cat": ["▁ca", "t"], "cats": ["▁ca", "t", "s"], "dog": ["▁dog"],
-             "dog,": ["▁dog", ","], "run": ["▁run"], ",": ["▁,"]}
+    WORDS: ClassVar[dict[str, list[str]]] = {
+        "the": ["▁the"], "cat": ["▁ca", "t"], "cats": ["▁ca", "t", "s"], "dog": ["▁dog"],
+        "dog,": ["▁dog", ","], "run": ["▁run"], ",": ["▁,"],
+    }
 
     vocab_size = len(PIECES)
 

@@ -112,7 +112,8 @@ def test_missing_inputs_are_refused_before_tensorflow_is_imported(tmp_path):
         f"print('STATUS', cli.main(['--home', {str(empty)!r}, 'train', '--rounds', '1']), flush=True)\n"
         f"cli.main(['--home', {str(untokenized)!r}, 'population', 'seed', '--corpus', {str(corpus)!r}])\n"
         f"print('STATUS', cli.main(['--home', {str(untokenized)!r}, 'train', '--rounds', '1']), flush=True)\n"
-        f"print('STATUS', cli.main(['--home', {str(untokenized)!r}, 'pretrain', '--corpus', {str(corpus)!r}]), flush=True)\n"
+        f"print('STATUS', cli.main(['--home', {str(untokenized)!r}, 'pretrain', '--corpus', {str(corpus)!r}]),"
+        " flush=True)\n"
         "print('HEAVY', [m for m in ('tensorflow', 'tensorflow_federated') if m in sys.modules])\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)

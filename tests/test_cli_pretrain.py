@@ -26,7 +26,8 @@ def test_pieces_from_public_text_then_pretrain(tmp_path):
 
 def test_bad_public_text_is_one_line_error(tmp_path):
     home = tmp_path / "home"
-    assert _fedkb(home, "population", "seed", "--corpus", str(synthetic_corpus(tmp_path / "c.jsonl", users=5))).returncode == 0
+    corpus = synthetic_corpus(tmp_path / "c.jsonl", users=5)
+    assert _fedkb(home, "population", "seed", "--corpus", str(corpus)).returncode == 0
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"txt": "typo"}\n')
     out = _fedkb(home, "tokenizer", "train", "--plain", "--pieces", "both", "--public-corpus", str(bad))

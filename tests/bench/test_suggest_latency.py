@@ -121,7 +121,8 @@ def test_the_command_ends_with_one_json_line(tmp_path):
                          timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     lines = run.stdout.strip().splitlines()
-    assert [i for i, line in enumerate(lines) if line.startswith("{")] == [len(lines) - 1]  # exactly one JSON line, last
+    # exactly one JSON line, last
+    assert [i for i, line in enumerate(lines) if line.startswith("{")] == [len(lines) - 1]
     figures = json.loads(lines[-1])["presets"]["tiny"]
     assert set(FIGURES) <= set(figures) and figures["weights"].startswith("seeded initial weights")
     assert figures["path"].endswith("ProductPredictor") and "p99_ms" in figures["lstm"]

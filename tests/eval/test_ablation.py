@@ -25,13 +25,15 @@ def _bench():
 
 
 def _result(r1, **extra):
-    return {"recall_at_1": r1, "recall_at_3": 2 * r1, "recall_at_5": 3 * r1, "oov_rate": 0.01, "predictions": 100, **extra}
+    return {"recall_at_1": r1, "recall_at_3": 2 * r1, "recall_at_5": 3 * r1, "oov_rate": 0.01, "predictions": 100,
+            **extra}
 
 
 def test_rows_take_each_step_from_the_right_run():
     plain = _result(0.05, products={"lstm_personal": _result(0.07), "product": _result(0.09)})
     pretrained = _result(0.08, products={"lstm_personal": _result(0.10), "product": _result(0.12)},
-                         baselines={"unigram": _result(0.03), "ngram": _result(0.10), "centralized_lstm": _result(0.076)})
+                         baselines={"unigram": _result(0.03), "ngram": _result(0.10),
+                                    "centralized_lstm": _result(0.076)})
     rows = {r["row"]: r["recall_at_1"] for r in _bench().rows(plain, pretrained)}
     assert list(rows.values()) == [0.05, 0.07, 0.09, 0.12, 0.12, 0.03, 0.10, 0.076]
 

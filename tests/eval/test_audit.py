@@ -27,7 +27,11 @@ from keyboard.lm import NumpyLM
 from tokenizer.specials import BOS_ID
 from tokenizer.vocab import Tokenizer, TokenizerConfig, train_from_counts
 
-WORDS = ["the", "and", "to", "of", "my", "you", "is", "that", "in", "it", "not", "me", "your", "have", "be", "he", "his", "this", "with", "for", "but", "what", "lord", "king", "love", "good", "sword", "night", "heart", "death"]
+WORDS = [
+    "the", "and", "to", "of", "my", "you", "is", "that", "in", "it", "not", "me", "your", "have", "be",
+    "he", "his", "this", "with", "for", "but", "what", "lord", "king", "love", "good", "sword", "night",
+    "heart", "death",
+]
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +245,8 @@ def test_the_table_shows_each_canary_the_mean_and_the_unplanted_controls(tmp_pat
                   "versions": [{"version": "0001", "round": 10, "exposures": [1.0, 2.0], "mean_exposure": 1.5,
                                 "mean_control_exposure": 1.0, "loss": 6.0,
                                 "privacy": {"epsilon": 3.5, "delta": 1e-3}}]}],
-        "canaries": [{"text": "a b c", "secret": "c", "devices": ["d1"]}, {"text": "d e f", "secret": "f", "devices": ["d2"]}],
+        "canaries": [{"text": "a b c", "secret": "c", "devices": ["d1"]},
+                     {"text": "d e f", "secret": "f", "devices": ["d2"]}],
         "controls": [{"text": "g h i", "secret": "i"}, {"text": "j k l", "secret": "l"}],
         "config": {"repeats": 10}, "max_exposure": 16.5, "space": 90000, "population": 20, "rounds": 10,
         "train": {"clients_per_round": 5, "preset": "small"}, "method": "exact",

@@ -38,7 +38,9 @@ def test_raw_text_is_never_pooled_unless_a_references_folder_holds_something(tmp
     assert raw_text_line(refs).startswith("raw text and token ids: never")  # empty
     (refs / "centralized_lstm").mkdir()  # something fitted, even with no record of the pooling: say so
     assert raw_text_line(refs).startswith("raw text: POOLED") and str(refs) in raw_text_line(refs)
-    (refs / "pooled.json").write_text(json.dumps({"devices": 7, "sentences": 99, "pooled_at": "2026-12-07T12:00:00+00:00",
+    (refs / "pooled.json").write_text(json.dumps({"devices": 7, "sentences": 99,
+                                                  "pooled_at": "2026-12-07T12:00:00+00:00",
                                                   "references": ["unigram"]}))
     line = raw_text_line(refs)
-    assert "7 devices (99 sentences)" in line and "at 2026-12-07T12:00:00+00:00" in line and "fit the unigram references" in line
+    assert "7 devices (99 sentences)" in line and "at 2026-12-07T12:00:00+00:00" in line
+    assert "fit the unigram references" in line

@@ -219,7 +219,8 @@ def test_reference_rows_come_from_the_references_folder_and_the_disclosure_says_
     home = _home_without_references(tmp_path)
     refs = home / "references"
     (refs / "evals").mkdir(parents=True)
-    (refs / "pooled.json").write_text(json.dumps({"devices": 120, "sentences": 4567, "pooled_at": "2026-12-07T12:00:00+00:00",
+    (refs / "pooled.json").write_text(json.dumps({"devices": 120, "sentences": 4567,
+                                                  "pooled_at": "2026-12-07T12:00:00+00:00",
                                                   "references": ["unigram", "ngram", "centralized_lstm"]}))
     (refs / "evals" / "0002.json").write_text(json.dumps({"model_version": "0002", "baselines": {
         "unigram": {"recall_at_1": 0.05, "recall_at_3": 0.1, "recall_at_5": 0.12},

@@ -88,11 +88,11 @@ def test_any_user_and_text_is_read_exactly_or_refused_at_its_line(user, text, as
         user.encode("utf-8")
     except UnicodeEncodeError:
         user_ok = False
-    if not ascii_ and (not user_ok or _valid_text(text) is None):
-        # Unescaped lone surrogates are invalid UTF-8 bytes in the file itself.
-        if any(0xD800 <= ord(c) <= 0xDFFF for c in user + text):
-            _assert_error_at(result, path, 2, "invalid UTF-8")
-            return
+    # Unescaped lone surrogates are invalid UTF-8 bytes in the file itself.
+    surrogates = any(0xD800 <= ord(c) <= 0xDFFF for c in user + text)
+    if not ascii_ and (not user_ok or _valid_text(text) is None) and surrogates:
+        _assert_error_at(result, path, 2, "invalid UTF-8")
+        return
     if not user_ok:
         _assert_error_at(result, path, 2, '"user"')
     elif _valid_text(text) is None:

@@ -70,7 +70,8 @@ def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_model(seeded_home,
 
     from federated import ledger
 
-    rows = list(csv.DictReader(open(home.metrics_csv)))
+    with open(home.metrics_csv) as metrics:
+        rows = list(csv.DictReader(metrics))
     assert [int(r["round"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     rows, ref = ledger.round_metrics(home.server), ledger.round_metrics(straight.server)  # 3 devices: not released
     assert [int(r["round"]) for r in rows] == [1, 2, 3, 4, 5, 6]

@@ -38,8 +38,8 @@ def test_one_round_is_the_example_weighted_mean_of_client_updates(runtime):
     from lm.config import ModelConfig
 
     config = ModelConfig(vocab_size=12, embedding_dim=4, lstm_units=5, sequence_length=6)
-    train = training.TrainConfig(server_optimizer="sgdm", server_lr=1.0, server_momentum=0.0, client_lr=0.3, batch_size=2,
-                                 client_clip_norm=0.05)  # small enough that clipping happens
+    train = training.TrainConfig(server_optimizer="sgdm", server_lr=1.0, server_momentum=0.0, client_lr=0.3,
+                                 batch_size=2, client_clip_norm=0.05)  # small enough that clipping happens
     process = training.build_process(config, train)
     state = process.initialize()
     w0 = [np.asarray(w) for w in process.get_model_weights(state).trainable]
@@ -57,7 +57,8 @@ def test_one_round_is_the_example_weighted_mean_of_client_updates(runtime):
     got = [np.asarray(w) for w in process.get_model_weights(output.state).trainable]
 
     updates = [
-        [wi - w for wi, w in zip(_client_update_by_hand(config, w0, x, y, train.client_lr, train.batch_size, train.client_clip_norm), w0)]
+        [wi - w for wi, w in zip(
+            _client_update_by_hand(config, w0, x, y, train.client_lr, train.batch_size, train.client_clip_norm), w0)]
         for x, y in clients
     ]
     total = sum(sizes)

@@ -78,7 +78,8 @@ def test_single_participation_matches_dp_accounting_tree_event(rounds):
     import dp_accounting
     from dp_accounting import rdp
 
-    out = spent(PrivacyConfig(**dict(FTRL, min_separation=rounds), dp_delta=1e-10), [RoundSample(10, 100)] * rounds, 500)
+    out = spent(PrivacyConfig(**dict(FTRL, min_separation=rounds), dp_delta=1e-10),
+                [RoundSample(10, 100)] * rounds, 500)
     direct = rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_SPECIAL)
     direct.compose(dp_accounting.SingleEpochTreeAggregationDpEvent(2.0, rounds))
     assert out["max_participations"] == 1 and out["mechanism"] == "ftrl"

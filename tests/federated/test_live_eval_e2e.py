@@ -51,7 +51,7 @@ def test_a_published_round_is_evaluated_on_devices_promoted_and_pulled(seeded_ho
             _watch["root"] = None
             agents.terminate()
             try:
-                out, err = agents.communicate(timeout=60)
+                _out, err = agents.communicate(timeout=60)
             except subprocess.TimeoutExpired:
                 agents.kill()
                 _out, err = agents.communicate()

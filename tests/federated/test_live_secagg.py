@@ -61,8 +61,9 @@ def _run(selected=6, goal=5, drop_after_sharing=(), silent_in_unmask=(), seed=0)
     for i in survivors:
         if i not in silent_in_unmask:
             shares = clients[i].unmask_shares(survivors)
-            sa.submit(order[i], "unmask", {"self_seed": {str(v): format(s, "x") for v, s in shares.self_seed.items()},
-                                           "mask_key": {str(v): format(s, "x") for v, s in shares.mask_key.items()}}, {})
+            sa.submit(order[i], "unmask",
+                      {"self_seed": {str(v): format(s, "x") for v, s in shares.self_seed.items()},
+                       "mask_key": {str(v): format(s, "x") for v, s in shares.mask_key.items()}}, {})
     sa.close_stage()
     return sa, updates, survivors
 

@@ -41,7 +41,8 @@ def test_plain_lstm_has_four_gates():
     assert config.parameter_count() == 20 * 4 + (4 + 4) * 4 * 3 + 4 * 3 + 3 * 4 + 20
 
 
-@pytest.mark.parametrize("bad", [dict(vocab_size=0), dict(vocab_size=4), dict(vocab_size=100, lstm_units=0), dict(vocab_size=100, embedding_dim=True)])
+@pytest.mark.parametrize("bad", [dict(vocab_size=0), dict(vocab_size=4), dict(vocab_size=100, lstm_units=0),
+                                 dict(vocab_size=100, embedding_dim=True)])
 def test_bad_sizes_raise_value_error(bad):
     with pytest.raises(ValueError):
         ModelConfig(**bad)
@@ -70,7 +71,8 @@ def test_named_weights_round_trip_between_instances():
     config = ModelConfig(vocab_size=12, embedding_dim=4, lstm_units=3, sequence_length=5)
     a, b = build_model(config), build_model(config)
     weights = named_weights(a)
-    assert set(weights) == {"embedding/embeddings", "rnn/cell/kernel", "rnn/cell/bias", "rnn/cell/projection", "output_bias"}
+    assert set(weights) == {"embedding/embeddings", "rnn/cell/kernel", "rnn/cell/bias", "rnn/cell/projection",
+                            "output_bias"}
     assign_named_weights(b, weights)
     x = tf.constant([[1, 5, 7]])
     np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())

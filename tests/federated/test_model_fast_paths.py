@@ -66,7 +66,8 @@ def test_cross_entropy_matches_tensorflow_value_and_gradient():
         return loss, tape.gradient(total, logits)
 
     loss, grad = value_and_grad(sparse_softmax_cross_entropy)
-    want_loss, want_grad = value_and_grad(lambda l, y: tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=l))
+    want_loss, want_grad = value_and_grad(
+        lambda logits, y: tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
     np.testing.assert_allclose(loss.numpy(), want_loss.numpy(), rtol=1e-5, atol=3e-7)
     np.testing.assert_allclose(grad.numpy(), want_grad.numpy(), atol=1e-7)
     assert np.isfinite(loss.numpy()).all() and loss.numpy().max() > 100  # the 30x rows: no overflow, no log(0)

@@ -327,7 +327,8 @@ def test_modules_under_test_do_not_import_tensorflow():
 def test_user_names_stay_in_the_devices_own_status_records(home, tmp_path):
     """No user name in the population index, in a device id or path, or in server/ after seeding."""
     names = ["Hamlet::HAMLET", "alice smith", "Zoë Quintrell"]
-    corpus = write_jsonl(tmp_path / "c.jsonl", [{"user": u, "text": f"the cat sat {i}"} for u in names for i in range(4)])
+    corpus = write_jsonl(tmp_path / "c.jsonl",
+                         [{"user": u, "text": f"the cat sat {i}"} for u in names for i in range(4)])
     seed(home, corpus, min_sentences=1)
     needles = {n for u in names for n in (u, u.lower(), *re.split(r"[^A-Za-zë]+", u.lower())) if len(n) >= 4}
     index = b"".join(p.read_bytes() for p in home.devices.iterdir() if p.name.startswith(INDEX_NAME))

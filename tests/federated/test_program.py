@@ -35,7 +35,8 @@ def test_rounds_write_metrics_checkpoints_and_versions(runtime, seeded_home):
     summary = program.run(seeded_home, _config(), rounds=4, publish_every=2)
     assert [r.round_num for r in summary.rounds] == [1, 2, 3, 4]
     assert summary.published == ["0001", "0002"]
-    rows = list(csv.DictReader(open(seeded_home.metrics_csv)))
+    with open(seeded_home.metrics_csv) as metrics:
+        rows = list(csv.DictReader(metrics))
     assert [int(r["round"]) for r in rows] == [1, 2, 3, 4]
     assert not {"loss", "clients", "num_tokens"} & set(rows[0])  # sums over 3 devices are not released
     private = ledger.round_metrics(seeded_home.server)  # the server's own view, in its private state
@@ -96,7 +97,8 @@ def test_resume_continues_and_matches_an_uninterrupted_run(runtime, seeded_home,
     a, b = _final_weights(seeded_home), _final_weights(other)
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-7)
-    rows = list(csv.DictReader(open(seeded_home.metrics_csv)))
+    with open(seeded_home.metrics_csv) as metrics:
+        rows = list(csv.DictReader(metrics))
     assert [int(r["round"]) for r in rows] == [1, 2, 3, 4]
 
 
@@ -145,7 +147,8 @@ def test_a_round_waits_through_later_draws_until_enough_devices_are_eligible():
     assert calls[-1] == (3, 4)
     # nobody ever eligible: it gives up after MAX_DRAWS and returns the empty selection for the error
     calls.clear()
-    fake.select = lambda round_num, *, utc_hour=None, draw=0: calls.append(draw) or SimpleNamespace(device_ids=[], population=5)
+    fake.select = lambda round_num, *, utc_hour=None, draw=0: (
+        calls.append(draw) or SimpleNamespace(device_ids=[], population=5))
     assert program.Session._select_waiting(fake, 1).device_ids == []
     assert calls == list(range(program.MAX_DRAWS))
 
@@ -178,7 +181,8 @@ def test_the_secret_draw_stays_in_private_state_and_a_resumed_session_redraws_it
     # A new session (as after a crash) reads the key back from server/state and draws the same devices.
     session = program.Session(seeded_home, _config(clients_per_round=4), privacy=privacy)
     assert session.done == 2
-    assert [session._select_waiting(r.round_num).device_ids for r in summary.rounds] == [r.clients for r in summary.rounds]
+    reselected = [session._select_waiting(r.round_num).device_ids for r in summary.rounds]
+    assert reselected == [r.clients for r in summary.rounds]
     assert len(ledger.entries(seeded_home.server, "round")) == 2
 
 

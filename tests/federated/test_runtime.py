@@ -66,20 +66,19 @@ def training_process(seeded_home, tmp_path):
     Its stderr goes to a file, not a pipe: TensorFlow's log lines would fill an unread pipe and
     block the process before it could exit.
     """
-    stderr = open(tmp_path / "train.stderr", "w+b")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root), "train", "--rounds", "200",
-         "--preset", "tiny", "--clients-per-round", "3"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr,
-    )
-    proc.stderr = stderr
-    parent = psutil.Process(proc.pid)
-    seen: list[int] = []
-    yield proc, parent, seeded_home, seen
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    stderr.close()
+    with open(tmp_path / "train.stderr", "w+b") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root), "train", "--rounds", "200",
+             "--preset", "tiny", "--clients-per-round", "3"],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+        proc.stderr = stderr
+        parent = psutil.Process(proc.pid)
+        seen: list[int] = []
+        yield proc, parent, seeded_home, seen
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     _kill_leftovers(seen)
 
 

@@ -59,7 +59,8 @@ def test_poisson_draw_is_bernoulli_q_per_device_and_depends_on_key_round_and_dra
     assert chosen != sampling.poisson(sampling.seeded_key(2), ids, 0.1, round_num=1)
     # Each device's draw is its own: a device's presence does not change the others' draws.
     assert sampling.poisson(key, ids[1:], 0.1, round_num=1) == [d for d in chosen if d != "d0"]
-    assert sampling.poisson(key, ids[:50], 0.0, round_num=1) == [] and len(sampling.poisson(key, ids[:50], 1.0, 1)) == 50
+    assert sampling.poisson(key, ids[:50], 0.0, round_num=1) == []
+    assert len(sampling.poisson(key, ids[:50], 1.0, 1)) == 50
 
 
 def test_poisson_select_draws_only_eligible_devices_at_rate_k_over_eligible(seeded_home):
@@ -77,6 +78,6 @@ def test_poisson_select_draws_only_eligible_devices_at_rate_k_over_eligible(seed
         assert sel.rate == pytest.approx(sampling.rate(4, len(eligible)))
         assert set(sel.device_ids) <= set(eligible)
         # The draw is a function of the private key: reading the key back gives the same clients.
-        again = poisson_select(seeded_home, population, round_num, 4, key=sampling.load_or_create(seeded_home.state, None),
-                               seed=0, min_examples=9)
+        again = poisson_select(seeded_home, population, round_num, 4,
+                               key=sampling.load_or_create(seeded_home.state, None), seed=0, min_examples=9)
         assert again.device_ids == sel.device_ids

@@ -111,7 +111,8 @@ def test_sum_without_dropouts_is_the_plain_sum_mod_2_32():
     np.testing.assert_array_equal(total, _plain_sum(vectors, survivors))
 
 
-@pytest.mark.parametrize("after_sharing, during_unmasking", [({2}, set()), ({0, 6}, {3}), (set(), {1, 4, 5}), ({1, 2}, {6})])
+@pytest.mark.parametrize("after_sharing, during_unmasking",
+                         [({2}, set()), ({0, 6}, {3}), (set(), {1, 4, 5}), ({1, 2}, {6})])
 def test_sum_survives_up_to_n_minus_t_dropouts(after_sharing, during_unmasking):
     vectors = _vectors(7, 100, seed=1)  # t = 4: up to 3 dropouts in all
     total, survivors = secagg.secure_sum(vectors, drop_after_sharing=after_sharing,

@@ -40,7 +40,8 @@ def _setup():
     from lm.config import ModelConfig
 
     config = ModelConfig(vocab_size=12, embedding_dim=4, lstm_units=5, sequence_length=6)
-    train = training.TrainConfig(server_optimizer="sgdm", server_lr=1.0, server_momentum=0.0, client_lr=0.3, batch_size=2)
+    train = training.TrainConfig(server_optimizer="sgdm", server_lr=1.0, server_momentum=0.0, client_lr=0.3,
+                                 batch_size=2)
     return config, train
 
 

@@ -11,7 +11,11 @@ from federated import registry
 from lm.config import ModelConfig
 from tokenizer.vocab import TokenizerConfig, train_from_counts
 
-WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "in", "to", "park", "mat", "ball", "red", "big", "small", "and", "then", "with", "my", "your", "good", "morning", "night", "love", "you", "thank", "see", "tomorrow"]
+WORDS = [
+    "the", "a", "cat", "dog", "sat", "ran", "on", "in", "to", "park", "mat", "ball", "red", "big",
+    "small", "and", "then", "with", "my", "your", "good", "morning", "night", "love", "you", "thank",
+    "see", "tomorrow",
+]
 
 
 def tiny_tokenizer_proto(vocab_size: int = 48) -> bytes:

@@ -65,7 +65,8 @@ def test_cached_beam_answers_like_the_reference_beam(tokenizer, cifg, beam, max_
 def test_consistent_pieces_match_the_reference_rule(tokenizer):
     s = WordSuggester(_random_lm(tokenizer.vocab_size, e=4, u=5, seed=0), tokenizer)
     cached = CachedBeam(s)
-    texts = {"", "t", "th", "the", "then", "thx", "mo", "morning", "z", "a", "an"} | {w[:i] for w in WORDS for i in range(5)}
+    texts = ({"", "t", "th", "the", "then", "thx", "mo", "morning", "z", "a", "an"}
+             | {w[:i] for w in WORDS for i in range(5)})
     for prefix in texts:
         for so_far in texts:
             for index, ids in ((cached.starts, s.start_ids), (cached.conts, s.cont_ids)):

@@ -125,7 +125,8 @@ def test_punctuation_after_an_accepted_word_ends_the_sentence_as_in_the_app():
     # so the line is cleared and the chips are asked for "" again, never for "on the mat."; Enter clears it
     # after " A cat" (the rest of the line, typed as the app would, from its leading space).
     counts = replay(predictor, ["on the mat. A cat"])
-    assert predictor.calls == ["", "o", "on ", "on the ", "on the m", "on the mat ", "", " ", " A", " A ", " A cat ", ""]
+    assert predictor.calls == ["", "o", "on ", "on the ", "on the m", "on the mat ",
+                               "", " ", " A", " A ", " A cat ", ""]
     assert counts["words"] == 5 and counts["letters"] == len("onthemat.Acat")
 
 

@@ -53,7 +53,8 @@ def test_em_moves_the_weight_to_the_part_that_predicts():
     few = fit_weights(["lstm", "personal"], {"lstm": np.array([0.01]), "personal": np.array([0.5])})
     assert 0.2 < few.personal < 0.5
     # Positions no part predicts carry nothing.
-    assert fit_weights(["lstm", "personal"], {"lstm": np.zeros(5), "personal": np.zeros(5)}) == MixWeights.prior(["lstm", "personal"])
+    nothing = {"lstm": np.zeros(5), "personal": np.zeros(5)}
+    assert fit_weights(["lstm", "personal"], nothing) == MixWeights.prior(["lstm", "personal"])
 
 
 def test_weights_are_refused_when_they_make_no_mix():

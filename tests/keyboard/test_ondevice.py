@@ -132,6 +132,7 @@ def test_a_trained_models_int8_copy_keeps_its_recall(tmp_path):
     assert r_float.predictions > 3000 and r_float.recall(1) > baseline + 0.005  # it learned more than "I"
     assert abs(r_float.recall(1) - r_int8.recall(1)) <= 0.005
     words = [s.split() for s in heldout if len(s.split()) > 1]
-    pairs = [(x[0], y[0]) for sa, sb in zip(float_beam.suggest_sentences(words, 1), int8_beam.suggest_sentences(words, 1))
+    pairs = [(x[0], y[0])
+             for sa, sb in zip(float_beam.suggest_sentences(words, 1), int8_beam.suggest_sentences(words, 1))
              for x, y in zip(sa, sb) if x and y]
     assert np.mean([x == y for x, y in pairs]) > 0.97

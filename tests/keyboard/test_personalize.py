@@ -31,7 +31,11 @@ T0 = 1_700_000_000.0  # the seeded sentences have no timestamps, so they sort be
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
     """A tiny vocabulary that knows every letter (coverage 1.0), so it can spell a word never counted."""
-    words = ["the", "a", "cat", "dog", "sat", "ran", "on", "in", "to", "park", "mat", "ball", "red", "big", "small", "and", "then", "with", "my", "your", "good", "morning", "night", "love", "you", "thank", "see", "tomorrow"]
+    words = [
+        "the", "a", "cat", "dog", "sat", "ran", "on", "in", "to", "park", "mat", "ball", "red", "big",
+        "small", "and", "then", "with", "my", "your", "good", "morning", "night", "love", "you", "thank",
+        "see", "tomorrow",
+    ]
     counts = {w: 50 for w in words} | {c: 1 for c in string.ascii_lowercase}
     # Other people's words that share pieces with "zorblax"; "zorblax" itself was never counted.
     counts |= {w: 20 for w in ["zorro", "zorba", "blaze", "blanket", "black", "relax", "tax", "axe"]}

@@ -105,7 +105,8 @@ def test_load_predictor_picks_the_installed_model_or_falls_back(tmp_path, versio
     assert isinstance(fallback, FrequencyPredictor) and fallback.suggest("hel") == ["hello"]
     install.install(device_dir, version.path)
     model = load_predictor(device_dir)
-    assert isinstance(model, ProductPredictor) and isinstance(model.lstm, ModelPredictor) and model.version == version.name
+    assert isinstance(model, ProductPredictor) and isinstance(model.lstm, ModelPredictor)
+    assert model.version == version.name
 
 
 def test_load_predictor_falls_back_when_the_model_cannot_run(tmp_path):

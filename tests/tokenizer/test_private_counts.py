@@ -71,7 +71,8 @@ def test_more_epsilon_less_noise_more_words_cost_more_noise():
     assert calibrate_gaussian_threshold(8.0, 1e-6, 200).noise_stddev == pytest.approx(2 * loose.noise_stddev, rel=1e-6)
 
 
-@pytest.mark.parametrize("bad", [dict(epsilon=0.0, delta=1e-6), dict(epsilon=1.0, delta=0.0), dict(epsilon=1.0, delta=1.0)])
+@pytest.mark.parametrize("bad", [dict(epsilon=0.0, delta=1e-6), dict(epsilon=1.0, delta=0.0),
+                                 dict(epsilon=1.0, delta=1.0)])
 def test_calibration_checks_its_arguments(bad):
     with pytest.raises(ValueError):
         calibrate_gaussian_threshold(max_words_per_device=10, **bad)
@@ -147,7 +148,8 @@ def test_device_ngrams_skip_what_the_sketch_cannot_hold():
 def test_capped_counts_scale_noise_and_threshold():
     one = calibrate_gaussian_threshold(2.0, 1e-6, 30, 2)
     four = calibrate_gaussian_threshold(2.0, 1e-6, 30, 2, max_count=4)
-    assert four.noise_stddev == pytest.approx(4 * one.noise_stddev) and four.threshold == pytest.approx(4 * one.threshold)
+    assert four.noise_stddev == pytest.approx(4 * one.noise_stddev)
+    assert four.threshold == pytest.approx(4 * one.threshold)
     # An n-gram the extra device lifts to k = 2 devices has a count of at most k c = 8.
     tail = 1 - NormalDist().cdf((four.threshold - 8) / four.noise_stddev)
     assert 30 * tail == pytest.approx(1e-6 / (2 * math.exp(2.0)), rel=1e-6)

@@ -23,7 +23,8 @@ SMALL = TokenizerConfig(vocab_size=64)
 def counts() -> collections.Counter[str]:
     """About 200 varied made-up words with Zipf-ish counts."""
     rng = random.Random(0)
-    syllables = ["ka", "ro", "mi", "te", "su", "na", "lo", "pe", "di", "gu", "ba", "ve", "fi", "zo", "ch", "sh", "th", "an", "er", "in", "on"]
+    syllables = ["ka", "ro", "mi", "te", "su", "na", "lo", "pe", "di", "gu", "ba", "ve", "fi", "zo", "ch", "sh", "th",
+                 "an", "er", "in", "on"]
     words: set[str] = set()
     while len(words) < 200:
         words.add("".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))))

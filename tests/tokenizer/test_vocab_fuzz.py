@@ -14,7 +14,10 @@ from tokenizer.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID, WORD_START
 from tokenizer.vocab import CONFIG_FILE, MODEL_FILE, Tokenizer, TokenizerConfig, TokenizerError, save, train_from_counts
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "in", "to", "park", "mat", "ball", "red", "big", "small", "and", "then", "with", "my", "your", "good", "morning"]
+WORDS = [
+    "the", "a", "cat", "dog", "sat", "ran", "on", "in", "to", "park", "mat", "ball", "red", "big",
+    "small", "and", "then", "with", "my", "your", "good", "morning",
+]
 
 
 @pytest.fixture(scope="module")
