@@ -48,7 +48,7 @@ import tarfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_public_corpus import split_sentences, words  # noqa: E402
+from make_public_corpus import split_sentences, words
 
 OUT = Path("/work/corpora/mail.jsonl.gz")
 HAM = ("easy-ham-1", "easy-ham-2", "hard-ham-1")
@@ -140,7 +140,7 @@ def clean_body(text: str) -> list[str]:
             continue
         kept.append(line)
     paragraphs, current = [], []
-    for line in kept + [""]:
+    for line in [*kept, ""]:
         if line.strip():
             current.append(re.sub(r"\[\d+\](?=\w)", "", line.strip()))  # "[3]Programming Perl": a link number
         elif current:
@@ -196,14 +196,14 @@ def read_messages(tgz: Path) -> list[dict]:
             except (TypeError, ValueError, IndexError):
                 continue
             if date.tzinfo is None:
-                date = date.replace(tzinfo=dt.timezone.utc)
+                date = date.replace(tzinfo=dt.UTC)
             body = "\n".join(plain_parts(msg))
             key = str(msg.get("Message-ID", "")).strip() or hashlib.sha256(f"{sender}\n{body}".encode()).hexdigest()
             if key in seen:
                 continue
             seen.add(key)
             sentences = [s for p in clean_body(body) for s in split_sentences(p) if good_sentence(s)]
-            utc = date.astimezone(dt.timezone.utc)
+            utc = date.astimezone(dt.UTC)
             messages.append({"sender": sender, "date": utc, "sentences": sentences, "name": member.name})
     messages.sort(key=lambda m: (m["date"], m["sender"], m["name"]))
     return messages

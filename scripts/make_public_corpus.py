@@ -49,9 +49,12 @@ SOTU_WORDS = 350_000
 
 # Words after which a full stop does not end a sentence ("Mr. Bennet", "No. 5", "e.g. This").
 _ABBREVIATIONS = frozenset(
-    """mr mrs ms messrs mme mlle dr st col gen capt lt sgt maj adm gov sen rep rev hon jr sr esq
-    no nos art sec vol ch pp viz vs cf e.g i.e co inc ltd corp bros mt ft jan feb apr aug sept sep
-    oct nov dec""".split()
+    [
+        "mr", "mrs", "ms", "messrs", "mme", "mlle", "dr", "st", "col", "gen", "capt", "lt", "sgt", "maj", "adm",
+        "gov", "sen", "rep", "rev", "hon", "jr", "sr", "esq", "no", "nos", "art", "sec", "vol", "ch", "pp", "viz",
+        "vs", "cf", "e.g", "i.e", "co", "inc", "ltd", "corp", "bros", "mt", "ft", "jan", "feb", "apr", "aug", "sept",
+        "sep", "oct", "nov", "dec"
+    ]
 )
 _OPENING = "\"'\u201c\u2018(["
 _CLOSING = "\"'\u201d\u2019)]"
@@ -284,7 +287,7 @@ def austen_paragraphs(lines: list[str]) -> list[str]:
     (``.--``) becomes a space."""
     first = next(i for i, line in enumerate(lines) if re.match(r"\s*(CHAPTER|Chapter)\b", line))
     paragraphs, current = [], []
-    for line in lines[first:] + [""]:
+    for line in [*lines[first:], ""]:
         line = line.strip()
         if line == "A NOTE ON THE TEXT":
             break

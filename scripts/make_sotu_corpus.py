@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_mail_corpus import report, write_jsonl_gz  # noqa: E402
-from make_public_corpus import sotu_addresses, sotu_paragraphs, split_sentences, words  # noqa: E402
+from make_mail_corpus import report, write_jsonl_gz
+from make_public_corpus import sotu_addresses, sotu_paragraphs, split_sentences, words
 
 OUT = Path("/work/corpora/sotu_by_president.jsonl.gz")
 MIN_WORDS = 3
