@@ -152,6 +152,14 @@ def cmd_device_delete(home: Home, args: argparse.Namespace) -> None:
           + (f" and the references fitted on pooled text ({gone.references})" if gone.references else ""))
 
 
+def _device_and_yes(p) -> None:
+    """``--user NAME`` or ``--device ID`` (one is required) and ``--yes``."""
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", type=_valid_user, metavar="NAME", help="the device whose status record names this user")
+    who.add_argument("--device", type=_valid_device_id, metavar="ID", help="the device with this id")
+    p.add_argument("--yes", action="store_true", help="do not ask first")
+
+
 def add_delete_parser(device_sub) -> None:
     """``fedkb device delete`` and ``fedkb device forget-learned``.
 
@@ -159,18 +167,12 @@ def add_delete_parser(device_sub) -> None:
     """
     p = device_sub.add_parser("delete", help="delete a device's typing log, its personal model and the pooled "
                                              "references, as F8 does in the keyboard")
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", type=_valid_user, metavar="NAME", help="the device whose status record names this user")
-    who.add_argument("--device", type=_valid_device_id, metavar="ID", help="the device with this id")
-    p.add_argument("--yes", action="store_true", help="do not ask first")
+    _device_and_yes(p)
     p.set_defaults(func=cmd_device_delete)
     p = device_sub.add_parser("forget-learned", help="keep a device's typing log but forget what the device learned "
                                                      "from it (personal model, word counts, caches), as the keyboard's "
                                                      "settings screen (F9) does")
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", type=_valid_user, metavar="NAME", help="the device whose status record names this user")
-    who.add_argument("--device", type=_valid_device_id, metavar="ID", help="the device with this id")
-    p.add_argument("--yes", action="store_true", help="do not ask first")
+    _device_and_yes(p)
     p.set_defaults(func=cmd_device_forget_learned)
 
 
