@@ -203,7 +203,8 @@ def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
 
     _configure_logging(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from keyboard.agent import DeviceAgent, channel_for, connect, host_conditions, modelled_conditions
+    from keyboard.agent import DeviceAgent, channel_for, connect
+    from keyboard.conditions import host_conditions, modelled_conditions
 
     dirs = [home.device(d) for d in args.device]
     for d in dirs:
@@ -234,7 +235,7 @@ def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
 def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
     """Agents for the seeded population, as ``--processes`` OS processes hosting a share each."""
     from fedkb.options import UserError
-    from keyboard.agent import _die_with_parent
+    from keyboard.agent_process import _die_with_parent
     from keyboard.store import list_device_dirs
 
     ids = [d.name for d in list_device_dirs(home.devices)]

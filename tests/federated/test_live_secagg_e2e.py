@@ -55,7 +55,7 @@ def test_a_secure_live_round_survives_devices_killed_after_sharing_and_after_mas
         procs = {}
         for d in dirs:
             cmd = ([sys.executable, "-m", "tests.federated.dying_agent", "--after", dying[d.name]] if d.name in dying
-                   else [sys.executable, "-m", "keyboard.agent", "--rounds", "1"])
+                   else [sys.executable, "-m", "keyboard.agent_process", "--rounds", "1"])
             procs[d.name] = subprocess.Popen(cmd + ["--device-dir", str(d), "--server", target], cwd=REPO,
                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         events = []
