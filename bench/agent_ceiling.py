@@ -59,7 +59,7 @@ def run_step(coordinator, port: int, home: Home, n: int, *, rounds: int, process
     """Agents for ``n`` devices against ``coordinator``: connection time, rounds, rates, memory."""
     import psutil
 
-    from federated.coordinator import RoundAbandoned
+    from federated.uploads import RoundAbandoned
 
     with coordinator._cond:  # who checks in during this step
         coordinator.seen.clear()
@@ -124,9 +124,11 @@ def main() -> None:
     import psutil
 
     from federated import training
-    from federated.coordinator import Coordinator, LiveConfig, serve
+    from federated.configs import LiveConfig
+    from federated.coordinator import Coordinator
     from federated.program import Session
     from federated.runtime import LocalRuntime
+    from federated.service import serve
 
     steps = sorted(args.steps)
     home = population(args.work, steps[-1], args.vocab_size)

@@ -43,12 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     import tensorflow_federated as tff
     from train_throughput import pick_clients
 
-    from federated import program, training
+    from federated import program, run_setup, training
     from federated.runtime import Worker, connect_context, wait_until_serving
 
     home = shakespeare_home(args.work, vocab_size=10000 if args.preset == "gboard" else 8000)
     train = training.TrainConfig(preset=args.preset, clients_per_round=args.clients)
-    population, tokenizer, model_config = program.prepare(home, train)
+    population, tokenizer, model_config = run_setup.prepare(home, train)
     ids = pick_clients(home, population, args.clients, min_examples=train.min_examples)
 
     isolated = Worker()

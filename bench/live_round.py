@@ -61,9 +61,11 @@ def _tree_rss_mb(pid: int) -> float:
 
 def run_k(base: Home, work: Path, k: int, rounds: int, preset: str, processes: int) -> dict:
     from federated import training
-    from federated.coordinator import Coordinator, LiveConfig, serve
+    from federated.configs import LiveConfig
+    from federated.coordinator import Coordinator
     from federated.population import Selection
     from federated.program import Session
+    from federated.service import serve
 
     live_home, sim_home = Home(work / f"live-{k}"), Home(work / f"sim-{k}")
     for h in (live_home, sim_home):

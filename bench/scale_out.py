@@ -22,11 +22,11 @@ def rounds_on(workers: int, home, preset_name: str, k: int, rounds: int) -> dict
     import tensorflow_federated as tff
     from train_throughput import pick_clients
 
-    from federated import program, training
+    from federated import program, run_setup, training
     from federated.runtime import Worker, connect_context, wait_until_serving
 
     train = training.TrainConfig(preset=preset_name, clients_per_round=k)
-    population, tokenizer, model_config = program.prepare(home, train)
+    population, tokenizer, model_config = run_setup.prepare(home, train)
     ids = pick_clients(home, population, k, min_examples=train.min_examples)
     started = [Worker() for _ in range(workers)]
     try:

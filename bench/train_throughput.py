@@ -78,13 +78,13 @@ def bench_pair_series(home, preset_name: str, k: int, pairs: int, log) -> dict:
     import psutil
     import tensorflow as tf
 
-    from federated import program, training
+    from federated import program, run_setup, training
     from federated.runtime import LocalRuntime
     from lm.model import MaskedCrossEntropy, build_model
     from tokenizer.specials import PAD_ID
 
     train = training.TrainConfig(preset=preset_name, clients_per_round=k)
-    population, tokenizer, model_config = program.prepare(home, train)
+    population, tokenizer, model_config = run_setup.prepare(home, train)
     ids = pick_clients(home, population, k, min_examples=train.min_examples)
     figures: dict = {"preset": preset_name, "clients_per_round": k, "parameters": model_config.parameter_count()}
     with LocalRuntime() as runtime:

@@ -1,5 +1,5 @@
-"""The frozen configs of training, rollout (promotion), evaluation and seeding: light, so that the command line reads
-their defaults and help without importing TensorFlow.
+"""The frozen configs of training, rollout (promotion), evaluation, seeding and live rounds: light, so
+that the command line reads their defaults and help without importing TensorFlow.
 
 Each default is declared once, on its field, with its help (``metadata["help"]``); argparse reads
 both through ``fedkb.options.add_config_arguments``. The builders take the configs.
@@ -101,3 +101,26 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.devices is not None and self.devices < 1:
             raise ConfigError(f"--devices must be at least 1, got {self.devices}")
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """How live rounds are run (the training settings themselves are ``TrainConfig``'s)."""
+
+    overselect: float = 1.3  # devices selected per report wanted (Bonawitz et al. select ~130%)
+    selection_window: float = 10.0  # seconds a round waits for more check-ins once K are in
+    report_deadline: float = 300.0  # seconds from selection until the round closes
+    min_report_fraction: float = 0.8  # of K: fewer accepted reports abandon the round
+    retry_after: float = 2.0  # seconds a device not needed now waits before checking in again
+    stage_timeout: float = 30.0  # secure aggregation: seconds each stage after the keys waits for stragglers
+    eval_min_devices: int = 20  # evaluation sums are released only from at least this many devices
+    eval_deadline: float = 300.0  # seconds an evaluation task waits for reports
+    promotion_threshold: float = RolloutConfig.threshold  # recall@1 points a candidate may lose against latest
+
+    def __post_init__(self) -> None:
+        if not self.overselect >= 1.0:
+            raise ConfigError(f"over-selection must be at least 1, got {self.overselect}")
+        if not 0 < self.min_report_fraction <= 1:
+            raise ConfigError(f"min report fraction must be in (0, 1], got {self.min_report_fraction}")
+        if self.eval_min_devices < 1:
+            raise ConfigError(f"eval min devices must be at least 1, got {self.eval_min_devices}")

@@ -34,7 +34,8 @@ This process never opens a device's directory: it knows devices only by what the
 Why gRPC: it ships with TFF already (no new dependency), has HTTP/2 flow control and message
 size limits, TLS and per-call deadlines, and a thread-pool server whose handlers can block (a
 held-open check-in). The messages are raw bytes (``common/messages.py``), so there is no code
-generation step.
+generation step. The service's wiring is ``federated/service.py``; secure aggregation's call and
+stages are mixed in from ``federated/coordinator_secagg.py``; ``LiveConfig`` is in ``federated/configs.py``.
 """
 
 from __future__ import annotations
@@ -46,50 +47,23 @@ import math
 import threading
 import time
 import uuid
-from concurrent import futures
 from dataclasses import dataclass, field
 
-import grpc
 import numpy as np
 
 from common import messages
 from common.errors import ConfigError
-from common.secagg import SecAggError, UpdateCodec
+from common.secagg import UpdateCodec
 from federated import sampling, training
-from federated.configs import RolloutConfig
+from federated.configs import LiveConfig
+from federated.coordinator_secagg import SecureRounds
 from federated.live_eval import LiveEvaluation
-from federated.live_secagg import STAGES, SecureCollection
-from federated.tls import ServerTLS, peer_device
-from federated.uploads import RoundUploads, Task
+from federated.live_secagg import SecureCollection
+from federated.service import messages_hold_seconds
+from federated.tls import peer_device
+from federated.uploads import RoundAbandoned, RoundUploads, Task
 
 log = logging.getLogger("fedkb.coordinator")
-
-
-class RoundAbandoned(Exception):
-    """Too few devices reported before the deadline; the learning state is unchanged."""
-
-
-@dataclass(frozen=True)
-class LiveConfig:
-    """How live rounds are run (the training settings themselves are ``TrainConfig``'s)."""
-
-    overselect: float = 1.3  # devices selected per report wanted (Bonawitz et al. select ~130%)
-    selection_window: float = 10.0  # seconds a round waits for more check-ins once K are in
-    report_deadline: float = 300.0  # seconds from selection until the round closes
-    min_report_fraction: float = 0.8  # of K: fewer accepted reports abandon the round
-    retry_after: float = 2.0  # seconds a device not needed now waits before checking in again
-    stage_timeout: float = 30.0  # secure aggregation: seconds each stage after the keys waits for stragglers
-    eval_min_devices: int = 20  # evaluation sums are released only from at least this many devices
-    eval_deadline: float = 300.0  # seconds an evaluation task waits for reports
-    promotion_threshold: float = RolloutConfig.threshold  # recall@1 points a candidate may lose against latest
-
-    def __post_init__(self) -> None:
-        if not self.overselect >= 1.0:
-            raise ConfigError(f"over-selection must be at least 1, got {self.overselect}")
-        if not 0 < self.min_report_fraction <= 1:
-            raise ConfigError(f"min report fraction must be in (0, 1], got {self.min_report_fraction}")
-        if self.eval_min_devices < 1:
-            raise ConfigError(f"eval min devices must be at least 1, got {self.eval_min_devices}")
 
 
 @dataclass
@@ -101,7 +75,7 @@ class _Round:
     secure: SecureCollection | None = None  # under secure aggregation: the round's four stages
 
 
-class Coordinator:
+class Coordinator(SecureRounds):
     """Live rounds over a ``Session`` made with ``live=True``; RPC handlers run on gRPC's threads."""
 
     def __init__(self, session, live: LiveConfig = LiveConfig()):
@@ -222,44 +196,6 @@ class Coordinator:
             (log.info if "(late" in reason else log.warning)("refused an upload from device %s: %s", device_id, reason)
             return messages.pack({"accepted": False, "reason": reason})
 
-    def secure_aggregation(self, request: bytes, context=None) -> bytes:
-        """One stage of a device's secure upload, held open until the stage closes (see live_secagg)."""
-        device_id = "?"
-        try:
-            header, arrays = messages.unpack(request)
-            device_id = messages.field(header, "device_id", str)
-            stage = messages.field(header, "stage", str)
-            task_id = messages.field(header, "task_id", str)
-            self._authorize(device_id, context)
-            hold_until = time.monotonic() + messages_hold_seconds(context)
-            with self._cond:
-                rnd = self._round
-                if rnd is None or rnd.secure is None:
-                    raise messages.MessageError("no secure round is open")
-                task = rnd.uploads.tasks.get(task_id)
-                if task is None or task.device_id != device_id:
-                    raise messages.MessageError("not a task of this round given to this device")
-                sa = rnd.secure
-                sa.submit(device_id, stage, header, arrays)
-                self._cond.notify_all()
-                if stage == "unmask":
-                    return messages.pack({"status": "ok"})
-                while not sa.closed(stage) and not sa.failed and time.monotonic() < hold_until:
-                    self._cond.wait(max(0.0, min(1.0, hold_until - time.monotonic())))
-                if sa.closed(stage):
-                    reply, out = sa.reply(device_id, stage)
-                elif sa.failed:
-                    reply, out = {"status": "failed", "reason": f"secure aggregation failed: {sa.failed}"}, {}
-                else:
-                    reply, out = {"status": "pending"}, {}
-            return messages.pack(reply, out)
-        except messages.MessageError as exc:
-            reason = str(exc)
-            with self._cond:
-                self.refusals.append((device_id, reason))
-            log.warning("refused a secure-aggregation message from device %s: %s", device_id, reason)
-            return messages.pack({"status": "failed", "reason": reason})
-
     def tokenizer(self, request: bytes, context=None) -> bytes:
         header, _ = messages.unpack(request)
         tok = self.session.tokenizer
@@ -376,33 +312,6 @@ class Coordinator:
         """Evaluates a published candidate on the devices and decides on it (``federated/live_eval.py``)."""
         return self.evaluation.run(version, stop=stop, on_event=on_event)
 
-    def _secure_stages(self, sa: SecureCollection, deadline: float, stop: threading.Event, round_num: int, on_event):
-        """Runs the four stages (under the lock, which each wait releases); returns survivors, mean, metrics."""
-        for stage in STAGES:
-            until = deadline if stage == "keys" else time.monotonic() + self.live.stage_timeout
-            while not sa.complete() and time.monotonic() < until and not stop.is_set():
-                self._cond.wait(min(0.2, max(until - time.monotonic(), 0.0)))
-            if stop.is_set():
-                sa.failed = "the coordinator is stopping"
-                self._cond.notify_all()
-                raise RoundAbandoned(f"round {round_num}: stopped during secure aggregation")
-            try:
-                sa.close_stage()
-            except SecAggError as exc:
-                raise RoundAbandoned(f"round {round_num}: {exc}; abandoned, the model is unchanged") from None
-            finally:
-                self._cond.notify_all()
-            if stage == "keys":
-                on_event(f"round {round_num}: secure aggregation among {len(sa.server.roster)} devices, "
-                         f"t={sa.server.threshold}")
-        dropped = len(sa.server.sharers) - len(sa.server.survivors)
-        if dropped:
-            on_event(f"round {round_num}: {dropped} device(s) dropped after sharing keys; their masks were "
-                     "removed through their peers' shares")
-        mean, _, metric_sums = sa.codec.decode(sa.total)
-        return sa.survivors(), mean, metric_sums
-
-
 @dataclass(frozen=True)
 class _Selection:  # federated.population.Selection's fields; that module imports the device store
     device_ids: list[str]
@@ -410,12 +319,6 @@ class _Selection:  # federated.population.Selection's fields; that module import
     population: int
     eligible: int | None = None  # the checked-in eligible devices the draw was over
     rate: float | None = None  # its Poisson rate q
-
-
-def messages_hold_seconds(context) -> float:
-    """How long a check-in may be held: the caller's deadline less a margin, at most a minute."""
-    remaining = context.time_remaining() if context is not None and context.time_remaining() is not None else 60.0
-    return max(0.0, min(60.0, remaining - 2.0))
 
 
 def live_metrics(reports: list[dict]) -> dict[str, float]:
@@ -437,40 +340,3 @@ def _trainable_names(session) -> list[str]:
     return trainable_names(session.model_config)
 
 
-def serve(coordinator: Coordinator, listen: str = "127.0.0.1:0", *, max_workers: int = 256,
-          tls: ServerTLS | None = None) -> tuple[grpc.Server, int]:
-    """Starts the gRPC service on ``listen``; returns it and its port.
-
-    Each held check-in occupies one of the ``max_workers`` threads (gRPC's synchronous server)
-    while it waits for a round's selection, so the pool is sized for a few hundred devices.
-
-    Without ``tls`` only loopback is served. With it the service is mutual TLS: a device must
-    present a client certificate from the coordinator's CA, and ``device_id`` in its messages
-    must be that certificate's common name.
-    """
-    if tls is None and not messages.is_loopback(listen):
-        raise ConfigError(f"--listen {listen}: only a loopback address is served without TLS; make a CA with "
-                         "`fedkb serve --init-tls` (or pass --tls-cert/--tls-key/--tls-ca)")
-    opts = [("grpc.max_send_message_length", messages.MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", messages.MAX_MESSAGE_BYTES)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=opts)
-    handlers = {
-        "CheckIn": grpc.unary_unary_rpc_method_handler(coordinator.check_in),
-        "Upload": grpc.unary_unary_rpc_method_handler(coordinator.upload),
-        "Tokenizer": grpc.unary_unary_rpc_method_handler(coordinator.tokenizer),
-        "SecureAggregation": grpc.unary_unary_rpc_method_handler(coordinator.secure_aggregation),
-        "Version": grpc.unary_unary_rpc_method_handler(coordinator.version),
-        "EvalReport": grpc.unary_unary_rpc_method_handler(coordinator.eval_report),
-    }
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(messages.SERVICE, handlers)])
-    if tls is not None:
-        coordinator.authenticate = True
-        creds = grpc.ssl_server_credentials([(tls.key, tls.cert)], root_certificates=tls.ca, require_client_auth=True)
-        port = server.add_secure_port(listen, creds)
-    else:
-        port = server.add_insecure_port(listen)
-    if port == 0:
-        raise ConfigError(f"--listen {listen}: cannot listen there "
-                          "(the port is taken or the address is not this host's)")
-    server.start()
-    return server, port

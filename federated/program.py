@@ -9,6 +9,10 @@ privacy ledger (``federated/ledger.py``) before anything of it is released. The 
 is saved with ``tff.program.FileProgramStateManager``, the metrics that may be released go to
 CSV and TensorBoard through ``tff.program`` release managers, and every ``publish_every``
 rounds the global model becomes a published version.
+
+What a run needs and the run record a resumed checkpoint is checked against are in
+``federated/run_setup.py``; the session's privacy accounting is mixed in from
+``federated/session_privacy.py``.
 """
 
 from __future__ import annotations
@@ -19,29 +23,26 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import tensorflow_federated as tff
 
 from common.atomic import atomic_write
-from common.errors import FedkbError
 from common.layout import Home
 from federated import checkpoints, ledger, ngrams, pretrain, registry, sampling, training
 from federated.faults import crash_point
 from federated.privacy import PrivacyConfig
+from federated.run_setup import TrainError, check_resumable, load_tokenizer, make_run_record, prepare, read_run_record
 from federated.secagg import SecAggError
+from federated.session_privacy import PrivacyAccounting
 from keyboard import client_work
-from lm.config import ModelConfig, preset
+from lm.config import ModelConfig
 from lm.model import build_model, named_weights
-from tokenizer.vocab import Tokenizer, TokenizerError
+from tokenizer.vocab import Tokenizer
 
 MAX_DRAWS = 48  # availability draws a round waits through before it fails for want of devices
-
-
-class TrainError(FedkbError):
-    """Training cannot start or go on; the message says what to run first."""
 
 
 @dataclass(frozen=True)
@@ -63,69 +64,6 @@ class TrainSummary:
     model_config: ModelConfig | None = None
 
 
-def _run_record(model: ModelConfig, train: training.TrainConfig, privacy: PrivacyConfig, tokenizer: Tokenizer,
-                init: dict | None = None) -> dict:
-    """What a checkpoint must agree with to be resumed (everything but the round count)."""
-    return {"model": asdict(model), "train": train.as_dict(), "privacy": privacy.as_dict(),
-            "tokenizer_sha256": tokenizer.sha256, "init": init or pretrain.RANDOM_INIT, "checkpoints": "sealed"}
-
-
-def read_run_record(home: Home) -> dict | None:
-    """The settings of the run whose checkpoints are in ``home`` (None before the first run)."""
-    path = home.run_json
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TrainError(f"{path}: unreadable ({exc}); pass --fresh to start over") from None
-
-
-def check_resumable(home: Home, record: dict, *, fresh: bool) -> None:
-    """Refuses to resume from a checkpoint made with other settings, saying what differs."""
-    path = home.run_json
-    if fresh or not path.is_file():
-        return
-    saved = read_run_record(home)
-    saved.setdefault("privacy", PrivacyConfig().as_dict())  # runs from before privacy settings existed
-    diffs = []
-    for section in ("model", "train", "privacy"):
-        for key in sorted(set(saved.get(section, {})) | set(record[section])):
-            a, b = saved.get(section, {}).get(key), record[section].get(key)
-            if a != b:
-                diffs.append(f"{key}: checkpoint {a!r}, now {b!r}")
-    if saved.get("tokenizer_sha256") != record["tokenizer_sha256"]:
-        diffs.append(f"the tokenizer {home.tokenizer_model} was retrained since the checkpoint")
-    started = saved.get("init", pretrain.RANDOM_INIT)  # runs from before pretraining started from random weights
-    if started != record.get("init", pretrain.RANDOM_INIT):
-        diffs.append(f"the checkpoint started from {pretrain.describe_init(started)}, "
-                     f"now {pretrain.describe_init(record['init'])} (--no-pretrained starts from random weights)")
-    if diffs:
-        raise TrainError(
-            f"the checkpoint in {home.state} was made with other settings ({'; '.join(diffs)}). "
-            "Run with the same settings to resume, pass --fresh to start over, or use another --home."
-        )
-
-
-def prepare(home: Home, train: training.TrainConfig) -> tuple[list, Tokenizer, ModelConfig]:
-    """Checks that a population and a tokenizer exist; returns them and the model config."""
-    from federated.population import members
-
-    population = members(home)
-    if not population:
-        raise TrainError(f"no devices in {home.devices}; run `fedkb population seed --corpus shakespeare` first")
-    return (population, *load_tokenizer(home, train))
-
-
-def load_tokenizer(home: Home, train: training.TrainConfig) -> tuple[Tokenizer, ModelConfig]:
-    """The home's tokenizer and the model config it implies."""
-    try:
-        tokenizer = Tokenizer.load(home.tokenizer)
-    except TokenizerError as exc:
-        raise TrainError(str(exc)) from None
-    return tokenizer, preset(train.preset, vocab_size=tokenizer.vocab_size)
-
-
 def client_examples(home: Home, device_id: str, tokenizer: Tokenizer, model: ModelConfig,
                     train: training.TrainConfig, round_num: int) -> np.ndarray:
     """The simulation's device adapter: a device's round examples, as its agent would compute them."""
@@ -138,7 +76,7 @@ def client_examples(home: Home, device_id: str, tokenizer: Tokenizer, model: Mod
                                       settings=training.local_training(train), round_num=round_num)
 
 
-class Session:
+class Session(PrivacyAccounting):
     """A resumable training run: the learning process is built once, rounds run one at a time.
 
     ``fedkb train`` runs rounds back to back; ``fedkb serve`` runs one whenever enough devices
@@ -165,7 +103,7 @@ class Session:
             self._availability = availability_arrays(self.population)  # once per run, not per round
         # Public-text pretraining (``fedkb pretrain``) gives the round-0 weights, unless --no-pretrained.
         start = pretrain.starting_point(home, self.tokenizer, self.model_config) if pretrained else None
-        record = _run_record(self.model_config, train, self.privacy, self.tokenizer,
+        record = make_run_record(self.model_config, train, self.privacy, self.tokenizer,
                              init=start.init_record if start else None)
         check_resumable(home, record, fresh=fresh)
         previous = None if fresh else read_run_record(home)
@@ -340,53 +278,6 @@ class Session:
         self.state, self.done = state, round_num
         return RoundResult(round_num, total_rounds or round_num, dict(metrics), selection.device_ids, seconds,
                            published)
-
-    def _ledger_entry(self, round_num: int, selection, metrics: dict, released: dict) -> dict:
-        rate = getattr(selection, "rate", None)
-        if rate is None:  # clients a caller chose itself (no Poisson draw): no amplification
-            how, rate = "first-come", 1.0
-        else:
-            how = "poisson-public" if self.sampling.public else "poisson-secret"
-        return {"kind": "round", "run_id": self.run_id, "round": round_num, "clients": len(selection.device_ids),
-                "eligible": getattr(selection, "eligible", None), "q": rate, "sampling": how,
-                "noise": self.privacy.dp_noise, "mechanism": self.privacy.dp_mechanism,
-                "min_separation": self.privacy.min_separation, "population": selection.population,
-                "tokens": metrics.get("num_tokens"), "metrics_released": "loss" in released,
-                "metrics": metrics}  # the server's own view of the round: kept private, not released
-
-    def privacy_spent(self, round_num: int) -> dict:
-        """(ε, δ) of this run's rounds up to ``round_num`` (re-runs included), and the whole ledger's total."""
-        rounds = [r for r in ledger.entries(self.home.server, "round")
-                  if r.get("run_id") == self.run_id and r["round"] <= round_num]
-        population = max([len(self.population)] + [int(r.get("population", 0)) for r in rounds])
-        delta = self.privacy.dp_delta or ledger.default_delta(population)
-        out = ledger.training_spent(rounds, delta=delta) if self.privacy.dp_noise > 0 else {
-            "epsilon": None, "delta": delta, "rounds": len(rounds)}
-        total = ledger.total(self.home.server, population=population, dp_delta=self.privacy.dp_delta)
-        out.update(accountant=ledger.ACCOUNTANT if self.privacy.dp_noise > 0 else None, adjacency=ledger.ADJACENCY,
-                   sampling=self.sampling_assumption(rounds), sampling_public=self.sampling.public,
-                   noise_multiplier=self.privacy.dp_noise, clip=self.privacy.dp_clip, population=population,
-                   secure_aggregation=self.privacy.secure_agg,
-                   ledger_epsilon=total["epsilon"], ledger_delta=total["delta"])
-        if self.privacy.ftrl:
-            from federated.ftrl import max_participations
-
-            out.update(mechanism="ftrl", min_separation=self.privacy.min_separation,
-                       max_participations=max_participations(len(rounds), self.privacy.min_separation),
-                       accountant="zCDP tree accountant (tensorflow_privacy compute_zcdp_single_tree), converted to "
-                                  "(ε, δ) by dp_accounting's RDP accountant",
-                       sampling=self.sampling_assumption(rounds) + f"; DP-FTRL assumes no sampling: a device takes "
-                                f"part at most once every {self.privacy.min_separation} rounds")
-        return out
-
-    def sampling_assumption(self, rounds: list[dict]) -> str:
-        """How this run's participants were drawn, in words (what the ε assumes)."""
-        text = self.sampling.assumption
-        if self.live:
-            text += " (live rounds: the eligible devices that had checked in when the round selected)"
-        if any(r.get("sampling") == "first-come" for r in rounds):
-            text += "; some rounds' clients were chosen without a Poisson draw and are accounted without amplification"
-        return text
 
     def global_weights(self, state=None) -> dict[str, np.ndarray]:
         """The global model of ``state`` (default: the current one) as named float32 arrays."""

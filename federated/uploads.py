@@ -3,7 +3,8 @@
 An upload counts only if it answers a task of the open round that was given to this device and
 not yet answered, and its delta has exactly the model's trainable tensors, each float32 of the
 right shape and finite, with a global L2 norm within what the client settings allow (each local
-step moves the weights by at most lr x clip) and a weight within bounds.
+step moves the weights by at most lr x clip) and a weight within bounds. A round with too few
+uploads that count is abandoned (``RoundAbandoned``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common import messages
+
+
+class RoundAbandoned(Exception):
+    """Too few devices reported before the deadline; the learning state is unchanged."""
 
 
 @dataclass

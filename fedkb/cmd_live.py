@@ -37,8 +37,11 @@ def cmd_serve_live(home: Home, args: argparse.Namespace) -> None:
     privacy = privacy_config_from(args)
     server_tls = _server_tls(home, args, log)
     with tff_runtime(home, console, workers=args.workers):
-        from federated.coordinator import Coordinator, LiveConfig, RoundAbandoned, serve
+        from federated.configs import LiveConfig
+        from federated.coordinator import Coordinator
         from federated.program import Session
+        from federated.service import serve
+        from federated.uploads import RoundAbandoned
 
         session = Session(home, train, privacy=privacy, publish_every=args.publish_every,
                           pretrained=not args.no_pretrained, live=True)
@@ -100,8 +103,11 @@ def run_live(home: Home, train, privacy, *, rounds: int, publish_every: int, pre
              processes: int, log, live_config=None, conditions: str = "model") -> None:
     """``fedkb demo --live``'s training stage: a coordinator here, agents for ``devices`` devices (None: all),
     each reporting eligibility drawn from its own availability model, ``rounds`` rounds."""
-    from federated.coordinator import Coordinator, LiveConfig, RoundAbandoned, serve
+    from federated.configs import LiveConfig
+    from federated.coordinator import Coordinator
     from federated.program import Session
+    from federated.service import serve
+    from federated.uploads import RoundAbandoned
     from fedkb.options import UserError
 
     session = Session(home, train, privacy=privacy, publish_every=publish_every, pretrained=pretrained, live=True)
@@ -197,7 +203,8 @@ def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
 
     _configure_logging(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from keyboard.agent import DeviceAgent, channel_for, connect, host_conditions, modelled_conditions
+    from keyboard.agent import DeviceAgent, channel_for, connect
+    from keyboard.conditions import host_conditions, modelled_conditions
 
     dirs = [home.device(d) for d in args.device]
     for d in dirs:
@@ -228,7 +235,7 @@ def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
 def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
     """Agents for the seeded population, as ``--processes`` OS processes hosting a share each."""
     from fedkb.options import UserError
-    from keyboard.agent import _die_with_parent
+    from keyboard.agent_process import _die_with_parent
     from keyboard.store import list_device_dirs
 
     ids = [d.name for d in list_device_dirs(home.devices)]

@@ -13,11 +13,11 @@ def cmd_train(home: Home, args: argparse.Namespace) -> None:
     check_train_inputs(home)
     console = _console()
     with console.status("Starting TensorFlow Federated…"):
-        from federated import program
+        from federated import program, run_setup  # noqa: F401  (program: TensorFlow Federated loads under the status)
         from fedkb.cmd_eval import tff_runtime
 
     train, privacy = train_config_from(args), privacy_config_from(args)
-    _, tokenizer, model = program.prepare(home, train)  # fail fast, before starting the runtime
+    _, tokenizer, model = run_setup.prepare(home, train)  # fail fast, before starting the runtime
     if not args.no_pretrained:
         from federated import pretrain
 

@@ -11,7 +11,8 @@ held-out split (``keyboard/evaluate.py``) and sends only named sums. Connection 
 retried with capped exponential back-off, so a coordinator restart costs a device nothing but a wait.
 
 One process can host several devices (``fedkb devices run``): each device is a thread here with
-its own directory; nothing of one device is handed to another.
+its own directory; nothing of one device is handed to another. The process the keyboard starts for
+its agent is ``keyboard/agent_process.py``; the conditions an agent reports are ``keyboard/conditions.py``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from common import live_counts, messages
 from common.errors import ConfigError
 from common.layout import DeviceLayout
 from keyboard import client_work, install, pull
-from keyboard.availability import Availability, draw_now
+from keyboard.conditions import host_conditions
 from keyboard.controls import OptedOut, takes_part
 from keyboard.store import Device
 
@@ -55,38 +56,6 @@ class AgentStats:
     installs: list[str] = field(default_factory=list)  # versions pulled and installed
     refusals: list[str] = field(default_factory=list)
     opted_out: bool = False  # the owner turned federated participation off: the agent stopped
-
-
-def host_conditions() -> dict[str, bool]:
-    """This machine's conditions: charging from sysfs (no battery counts as mains power)."""
-    supplies = list(Path("/sys/class/power_supply").glob("*"))
-    batteries = [p for p in supplies if (p / "type").is_file() and (p / "type").read_text().strip() == "Battery"]
-    charging = not batteries or any(
-        (p / "status").is_file() and (p / "status").read_text().strip() in ("Charging", "Full") for p in batteries)
-    return {"idle": True, "charging": charging, "unmetered": True}
-
-
-def modelled_conditions(device_dir: Path, *, hold_seconds: float = 60.0, clock=time.monotonic):
-    """Conditions drawn from the device's own availability model (its status record), for a device
-    agent that stands in for a phone (``fedkb devices run --conditions model``).
-
-    A draw holds for ``hold_seconds`` (a phone's state does not flip between two check-ins); the
-    randomness is the device's own and is never sent, only the conditions are.
-    """
-    with Device(device_dir) as device:
-        status = device.status()
-    try:
-        model = Availability.from_dict(status.get("availability"))
-    except ValueError as exc:
-        raise ConfigError(f"device {Path(device_dir).name}: {exc}") from None
-    rng, drawn = np.random.default_rng(), {}
-
-    def conditions() -> dict[str, bool]:
-        if not drawn or clock() - drawn["at"] >= hold_seconds:
-            drawn.update(at=clock(), value=draw_now(model, rng))
-        return dict(drawn["value"])
-
-    return conditions
 
 
 def connect(target: str, tls_dir: Path | None = None) -> grpc.Channel:
@@ -352,88 +321,3 @@ class DeviceAgent:
             with Device(self.device_dir) as device:
                 device.set(coordinator_unreachable=unreachable)
             self._unreachable = unreachable
-
-
-class BackgroundAgent:
-    """The keyboard's agent process: running while the device is eligible, stopped when it is not.
-
-    A device that stops being eligible (the user types again) leaves the round, as a phone does;
-    the coordinator's over-selection covers for it. The process dies with the keyboard
-    (``PR_SET_PDEATHSIG``) and logs to ``agent.log`` in the device directory.
-    """
-
-    def __init__(self, device_dir: Path, server: str):
-        self.device_dir, self.server = Path(device_dir), server
-        self.process = None
-        self.starts = 0
-
-    def command(self) -> list[str]:
-        import sys
-
-        tls = ["--tls"] if DeviceLayout(self.device_dir).tls.is_dir() and not messages.is_loopback(self.server) else []
-        return [sys.executable, "-m", "keyboard.agent", "--device-dir", str(self.device_dir), "--server", self.server,
-                *tls]
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def ensure(self, eligible: bool) -> None:
-        if eligible and not self.running:
-            import subprocess
-
-            with open(DeviceLayout(self.device_dir).agent_log, "ab") as log_file:
-                self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log_file,
-                                                stderr=log_file, preexec_fn=_die_with_parent)
-            self.starts += 1
-        elif not eligible:
-            self.stop()
-
-    def stop(self) -> None:
-        if self.running:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except Exception:  # subprocess.TimeoutExpired
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-
-def _die_with_parent() -> None:  # in the child between fork and exec
-    import ctypes
-    import signal
-    import sys
-
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m keyboard.agent --device-dir DIR --server HOST:PORT``: one device's agent."""
-    import argparse
-    import os
-    import signal
-
-    parser = argparse.ArgumentParser(prog="keyboard.agent", description=main.__doc__)
-    parser.add_argument("--device-dir", type=Path, required=True)
-    parser.add_argument("--server", required=True, metavar="HOST:PORT")
-    parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--tls", action="store_true", help="mutual TLS with the device's credential (DIR/tls)")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    stop = threading.Event()
-    # SIGTERM (the keyboard stopping its agent, or dying: PR_SET_PDEATHSIG) ends the agent at once, even
-    # inside a check-in held open for a minute or a training step; what it writes is written atomically.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    agent = DeviceAgent(args.device_dir, channel_for(args.device_dir, args.server, args.tls))
-    try:
-        agent.run(stop, max_rounds=args.rounds)
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -175,7 +175,7 @@ class KeyboardApp(ControlsMixin, TrainingMixin, UpdatesMixin, App[None]):
         # With a coordinator address, the device takes part in live rounds while it is eligible.
         self.agent = None
         if server:
-            from keyboard.agent import BackgroundAgent  # grpc is imported only by the agent's process
+            from keyboard.agent_process import BackgroundAgent  # grpc is imported only by the agent's process
 
             self.agent = BackgroundAgent(device.directory, server)
 

@@ -45,7 +45,7 @@ def test_a_layer_never_imports_the_layers_above_it(package, forbidden):
 
 
 def test_the_coordinator_never_imports_the_device_store():
-    seen, todo = set(), ["federated.coordinator"]
+    seen, todo = set(), ["federated.coordinator", "federated.service"]
     while todo:  # the module-level imports it pulls in, transitively
         name = todo.pop()
         path = REPO / (name.replace(".", "/") + ".py")
@@ -62,6 +62,8 @@ def test_the_coordinator_never_imports_the_device_store():
     assert "keyboard.store" not in seen and "federated.population" not in seen, sorted(seen)
     # live evaluation, promotion and version pulls are served from these, so the rule covers them too
     assert {"federated.live_eval", "federated.promotion", "federated.registry"} <= seen, sorted(seen)
+    # the secure-aggregation mixin and the gRPC service are the coordinator's too
+    assert {"federated.coordinator_secagg", "federated.service"} <= seen, sorted(seen)
 
 
 def test_nothing_imports_the_cli_and_the_commands_share_only_fedkb_options():

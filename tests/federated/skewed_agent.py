@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--skew-hours", type=float, required=True)
     args, rest = parser.parse_known_args()
     skew_wall_clock(args.skew_hours)
-    from keyboard.agent import main as agent_main  # imported after the skew, as a device's code would run
+    from keyboard.agent_process import main as agent_main  # imported after the skew, as a device's code would run
 
     sys.exit(agent_main(rest))
 

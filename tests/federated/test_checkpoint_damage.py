@@ -91,11 +91,11 @@ DAMAGE = {
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_a_damaged_checkpoint_is_refused_naming_it(home, damage):
-    from federated import program
+    from federated import program, run_setup
 
     checkpoint = home.state / CHECKPOINT
     DAMAGE[damage](checkpoint)
-    with pytest.raises(program.TrainError) as info:
+    with pytest.raises(run_setup.TrainError) as info:
         program.run(home, _config(), rounds=3)
     message = str(info.value)
     assert str(checkpoint) in message and "--fresh" in message, message
@@ -111,18 +111,18 @@ def test_an_intact_checkpoint_resumes(home):
 
 
 def test_a_damaged_server_tokenizer_is_refused_naming_it(home):
-    from federated import program
+    from federated import program, run_setup
 
     model = home.tokenizer / "spm.model"
     _flip(model)
-    with pytest.raises(program.TrainError, match=f"{model}: .*(sha256 does not match|not a SentencePiece model)"):
+    with pytest.raises(run_setup.TrainError, match=f"{model}: .*(sha256 does not match|not a SentencePiece model)"):
         program.run(home, _config(), rounds=3)
 
 
 def test_a_retrained_tokenizer_is_refused_naming_it(home):
     import collections
 
-    from federated import program
+    from federated import program, run_setup
     from tokenizer.vocab import Tokenizer, TokenizerConfig, save, train_from_counts
 
     before = Tokenizer.load(home.tokenizer).sha256
@@ -130,7 +130,7 @@ def test_a_retrained_tokenizer_is_refused_naming_it(home):
     config = TokenizerConfig(vocab_size=40)
     save(home.tokenizer, train_from_counts(counts, config), config, {})  # valid, but not the checkpoint's
     assert Tokenizer.load(home.tokenizer).sha256 != before
-    with pytest.raises(program.TrainError, match="--fresh") as info:
+    with pytest.raises(run_setup.TrainError, match="--fresh") as info:
         program.run(home, _config(), rounds=3)
     assert str(home.tokenizer / "spm.model") in str(info.value), str(info.value)
 

@@ -269,7 +269,8 @@ def test_ftrl_trains_its_noise_moves_the_weights_and_its_tree_resumes(runtime, s
 
 
 def test_live_rounds_refuse_ftrl(home):
-    from federated.program import Session, TrainError
+    from federated.program import Session
+    from federated.run_setup import TrainError
     from federated.training import TrainConfig
 
     with pytest.raises(TrainError, match="--dp-mechanism ftrl runs in the simulation only"):

@@ -36,10 +36,12 @@ sys.addaudithook(_audit)
 def test_live_rounds_equal_simulated_rounds_and_the_coordinator_opens_no_device(seeded_home, tmp_path):
     from common.layout import Home
     from federated import training
-    from federated.coordinator import Coordinator, LiveConfig, serve
+    from federated.configs import LiveConfig
+    from federated.coordinator import Coordinator
     from federated.population import Selection
     from federated.program import Session
     from federated.runtime import LocalRuntime
+    from federated.service import serve
 
     sim_home = Home(tmp_path / "sim")
     shutil.copytree(seeded_home.root, sim_home.root)  # the same devices, for the simulated run
@@ -88,9 +90,11 @@ def sim_metrics(home):
 def test_a_round_completes_without_a_device_that_vanished_and_refuses_its_bad_upload(seeded_home):
     from common import messages
     from federated import sampling, training
-    from federated.coordinator import Coordinator, LiveConfig, serve
+    from federated.configs import LiveConfig
+    from federated.coordinator import Coordinator
     from federated.program import Session
     from federated.runtime import LocalRuntime
+    from federated.service import serve
     from keyboard.agent import connect
     from keyboard.store import list_device_dirs
 

@@ -19,9 +19,11 @@ pytestmark = pytest.mark.slow
 def test_a_published_round_is_evaluated_on_devices_promoted_and_pulled(seeded_home):
     from eval.report import load_eval
     from federated import registry, training
-    from federated.coordinator import Coordinator, LiveConfig, serve
+    from federated.configs import LiveConfig
+    from federated.coordinator import Coordinator
     from federated.program import Session
     from federated.runtime import LocalRuntime
+    from federated.service import serve
     from keyboard import install
     from keyboard.store import list_device_dirs
 

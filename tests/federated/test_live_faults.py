@@ -58,9 +58,11 @@ def test_an_upload_cut_mid_way_is_sent_again_counted_once_and_a_replay_is_refuse
 
     from common import messages
     from federated import training
-    from federated.coordinator import Coordinator, LiveConfig, serve
+    from federated.configs import LiveConfig
+    from federated.coordinator import Coordinator
     from federated.program import Session
     from federated.runtime import LocalRuntime
+    from federated.service import serve
     from keyboard.agent import connect
     from keyboard.store import list_device_dirs
     from tests.live_helpers import CuttingRelay
@@ -108,9 +110,11 @@ def test_devices_whose_clocks_are_hours_off_take_part_in_a_round(seeded_home):
     import datetime as dt
 
     from federated import training
-    from federated.coordinator import Coordinator, LiveConfig, serve
+    from federated.configs import LiveConfig
+    from federated.coordinator import Coordinator
     from federated.program import Session
     from federated.runtime import LocalRuntime
+    from federated.service import serve
     from keyboard.store import list_device_dirs
 
     skews = dict(zip([d.name for d in list_device_dirs(seeded_home.devices)][:2], (-9, 9)))

@@ -46,7 +46,7 @@ def test_the_keyboards_agent_ends_when_the_keyboard_is_killed(seeded_home):
          "--server", f"127.0.0.1:{coordinator.port}"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        agents = wait_until(lambda: coordinator.held == 1 and descendants(keyboard.pid, "keyboard.agent"), 120,
+        agents = wait_until(lambda: coordinator.held == 1 and descendants(keyboard.pid, "keyboard.agent_process"), 120,
                             "the keyboard's agent to hold a check-in")
         _kill_and_wait_for_orphans(keyboard, agents, "the keyboard")
     finally:

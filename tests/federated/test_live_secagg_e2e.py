@@ -26,11 +26,13 @@ pytestmark = pytest.mark.slow
 def test_a_secure_live_round_survives_devices_killed_after_sharing_and_after_masking(seeded_home, tmp_path):
     from common.layout import Home
     from federated import training
-    from federated.coordinator import Coordinator, LiveConfig, serve
+    from federated.configs import LiveConfig
+    from federated.coordinator import Coordinator
     from federated.population import Selection
     from federated.privacy import PrivacyConfig
     from federated.program import Session
     from federated.runtime import LocalRuntime
+    from federated.service import serve
     from keyboard.store import Device, list_device_dirs
 
     sim_home = Home(tmp_path / "sim")
@@ -53,7 +55,7 @@ def test_a_secure_live_round_survives_devices_killed_after_sharing_and_after_mas
         procs = {}
         for d in dirs:
             cmd = ([sys.executable, "-m", "tests.federated.dying_agent", "--after", dying[d.name]] if d.name in dying
-                   else [sys.executable, "-m", "keyboard.agent", "--rounds", "1"])
+                   else [sys.executable, "-m", "keyboard.agent_process", "--rounds", "1"])
             procs[d.name] = subprocess.Popen([*cmd, "--device-dir", str(d), "--server", target], cwd=REPO,
                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         events = []

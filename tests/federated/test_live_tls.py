@@ -17,9 +17,11 @@ pytestmark = pytest.mark.slow
 def test_a_round_over_mutual_tls_and_a_device_cannot_speak_for_another(seeded_home):
     from common import messages
     from federated import tls, training
-    from federated.coordinator import Coordinator, LiveConfig, serve
+    from federated.configs import LiveConfig
+    from federated.coordinator import Coordinator
     from federated.program import Session
     from federated.runtime import LocalRuntime
+    from federated.service import serve
     from keyboard.agent import connect
     from keyboard.store import list_device_dirs
 

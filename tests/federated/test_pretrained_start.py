@@ -35,10 +35,10 @@ def _round0_weights(session) -> dict[str, np.ndarray]:
 
 
 def test_training_starts_from_the_pretrained_weights(runtime, seeded_home, tmp_path):
-    from federated import pretrain, program
+    from federated import pretrain, program, run_setup
 
     pretrain.pretrain(seeded_home, public_corpus(tmp_path / "public.txt.gz"), TINY)
-    _, tokenizer, model = program.prepare(seeded_home, _train_config())
+    _, tokenizer, model = run_setup.prepare(seeded_home, _train_config())
     start = pretrain.starting_point(seeded_home, tokenizer, model)
     session = program.Session(seeded_home, _train_config())
     round0 = _round0_weights(session)
@@ -50,7 +50,7 @@ def test_training_starts_from_the_pretrained_weights(runtime, seeded_home, tmp_p
 
     session.run_round()
     # Resuming must agree on where the run started; --no-pretrained is another run.
-    with pytest.raises(program.TrainError, match="started from pretrained weights .* now random weights"):
+    with pytest.raises(run_setup.TrainError, match="started from pretrained weights .* now random weights"):
         program.Session(seeded_home, _train_config(), pretrained=False)
     assert program.Session(seeded_home, _train_config()).done == 1
 

@@ -103,10 +103,10 @@ def test_resume_continues_and_matches_an_uninterrupted_run(runtime, seeded_home,
 
 
 def test_incompatible_checkpoint_is_refused_with_what_differs(runtime, seeded_home):
-    from federated import program
+    from federated import program, run_setup
 
     program.run(seeded_home, _config(), rounds=1)
-    with pytest.raises(program.TrainError, match=r"clients_per_round: checkpoint 3, now 5.*--fresh"):
+    with pytest.raises(run_setup.TrainError, match=r"clients_per_round: checkpoint 3, now 5.*--fresh"):
         program.run(seeded_home, _config(clients_per_round=5), rounds=2)
     summary = program.run(seeded_home, _config(clients_per_round=5), rounds=1, fresh=True)
     assert [r.round_num for r in summary.rounds] == [1]
@@ -114,15 +114,15 @@ def test_incompatible_checkpoint_is_refused_with_what_differs(runtime, seeded_ho
 
 
 def test_missing_population_or_tokenizer_says_what_to_run(home, tmp_path):
-    from federated import program
+    from federated import run_setup
     from federated.population import seed
     from tests.conftest import synthetic_corpus
 
-    with pytest.raises(program.TrainError, match="fedkb population seed"):
-        program.prepare(home, _config())
+    with pytest.raises(run_setup.TrainError, match="fedkb population seed"):
+        run_setup.prepare(home, _config())
     seed(home, synthetic_corpus(tmp_path / "c.jsonl", users=3))
-    with pytest.raises(program.TrainError, match="fedkb tokenizer train"):
-        program.prepare(home, _config())
+    with pytest.raises(run_setup.TrainError, match="fedkb tokenizer train"):
+        run_setup.prepare(home, _config())
 
 
 def test_a_round_waits_through_later_draws_until_enough_devices_are_eligible():

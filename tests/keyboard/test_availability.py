@@ -8,8 +8,8 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from keyboard.agent import modelled_conditions
 from keyboard.availability import Availability, draw_now
+from keyboard.conditions import modelled_conditions
 from keyboard.store import Device
 
 ALWAYS = Availability(tz_offset_hours=0, idle_day=1.0, idle_night=1.0, charging_day=1.0, charging_night=1.0,
