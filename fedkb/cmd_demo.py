@@ -91,9 +91,14 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
                                 console=console, pretrained=not args.no_pretrained)
         stage("4. Rollout[/] — the newest version is evaluated against latest, then installed")
         do_rollout(home, console, threshold=RolloutConfig.threshold, devices=args.eval_devices, seed=args.seed or 0)
-        stage(f"4b. Typing[/] — simulated typists on up to {args.typists} devices each type {args.typed_sentences} of "
-              "their newest held-out sentences with the installed keyboard; the device keeps the live counts")
-        demo_typing(home, console, devices=args.typists, sentences=args.typed_sentences)
+        if args.typed_sentences > 0:
+            from federated.rollout import eval_devices
+
+            typists = eval_devices(home, args.eval_devices, args.seed or 0)  # the devices stage 5 evaluates on
+            stage(f"4b. Typing[/] — simulated typists on the {len(typists)} evaluating devices each type "
+                  f"{args.typed_sentences} of their newest held-out sentences with the installed keyboard; "
+                  "each device keeps its live counts")
+            demo_typing(home, console, typists, sentences=args.typed_sentences)
         stage(f"5. On-device evaluation[/] — {args.eval_devices or 'all'} devices measure the installed "
                       "model on their held-out sentences; only sums leave them"
               + (" (and references fitted on pooled text, --references)" if args.references else ""))
@@ -104,28 +109,25 @@ def cmd_demo(home: Home, args: argparse.Namespace) -> None:
     console.print(f"demo finished in {time.monotonic() - started:.0f} s")
 
 
-def demo_typing(home: Home, console, *, devices: int, sentences: int) -> None:
-    """Replayed typing (``keyboard/replay.py``) on the first ``devices`` devices with an installed version,
-    so the evaluation's federated live metrics have counts to sum; they are labelled "replayed"."""
+def demo_typing(home: Home, console, device_ids: list[str], *, sentences: int) -> None:
+    """Replayed typing (``keyboard/replay.py``) on ``device_ids`` that have an installed version, so the
+    evaluation's federated live metrics have counts to sum; they are labelled "replayed"."""
     from common import live_counts
-    from federated.population import members
     from keyboard.install import read_pointer
     from keyboard.replay import replay_on_device
 
     total, typed_on = live_counts.zero(), 0
-    for member in members(home):
-        if typed_on >= devices:
-            break
-        directory = home.device(member.device_id)
+    for device_id in device_ids:
+        directory = home.device(device_id)
         if read_pointer(directory).get("current") is None:
             continue
         result = replay_on_device(directory, sentences)
         if result is not None:
             total, typed_on = live_counts.add(total, result[1]), typed_on + 1
-    rates = live_counts.summary(total)
     if not typed_on:
         console.print("   no device has an installed version yet: nothing was typed")
         return
+    rates = live_counts.summary(total)
     console.print(f"   {typed_on} devices typed {total['words']:,} words: keystroke savings "
                   f"{rates['keystroke_savings']:.1%}, impression recall@3 {rates['impression_recall_at_3']:.1%} "
                   "(each device's own counts; only their sums over enough devices leave, in stage 5)")
@@ -198,11 +200,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--rounds", type=int, default=60, help="federated rounds (default 60)")
     p.add_argument("--vocab-size", type=int, default=8000)
     p.add_argument("--eval-devices", type=int, default=50, help="devices that evaluate (default 50)")
-    p.add_argument("--typists", type=int, default=40, metavar="N",
-                   help="devices on which a simulated typist types held-out sentences with the installed keyboard, "
-                        "so the report has live metrics (default 40; 0: none)")
     p.add_argument("--typed-sentences", type=int, default=5, metavar="N",
-                   help="held-out sentences each simulated typist types (default 5)")
+                   help="held-out sentences a simulated typist types on each evaluating device before the "
+                        "evaluation, so the report has live metrics (default 5; 0: no typing)")
     p.add_argument("--html", help="where to write the HTML report (default <home>/server/reports/report.html)")
     p.add_argument("--pieces", choices=("devices", "both"), default=PIECES,
                    help=f"word counts SentencePiece learns from: the devices' heavy hitters, or those and the bundled "
