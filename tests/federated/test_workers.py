@@ -73,8 +73,10 @@ def test_two_workers_give_the_local_result_and_leave_nothing_behind(seeded_home,
         np.testing.assert_allclose(_losses(seeded_home), _losses(local), rtol=1e-5)
         a = registry.load_weights(registry.newest(seeded_home.models))
         b = registry.load_weights(registry.newest(local.models))
+        # The merged sums add in another order: one weight of 3,072 moved 1.6e-5 in a loaded CI run;
+        # other clients or seeds would move them by ~1e-2.
         for name in a:
-            np.testing.assert_allclose(a[name], b[name], atol=1e-5, err_msg=name)
+            np.testing.assert_allclose(a[name], b[name], atol=1e-4, err_msg=name)
     finally:
         for (proc, binary), sig in zip(workers, (signal.SIGINT, signal.SIGKILL)):
             proc.send_signal(sig)
