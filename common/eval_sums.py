@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from common.messages import MessageError
+from common.messages import MessageError, exact_fields
 
 KS = (1, 3, 5)
 COUNTS = ("predictions", "oov", *(f"hits_at_{k}" for k in KS), "tokens")
@@ -25,13 +25,7 @@ def check(sums: object, where: str) -> dict[str, float]:
     Counts are non-negative integers, the loss a finite non-negative number, hits at a larger k
     at least those at a smaller one, and neither hits nor OOV words more than the predictions.
     """
-    if not isinstance(sums, Mapping):
-        raise MessageError(f"{where}: evaluation sums must be an object with {', '.join(FIELDS)}, "
-                           f"got {type(sums).__name__}")
-    missing, extra = set(FIELDS) - set(sums), set(sums) - set(FIELDS)
-    if missing or extra:
-        raise MessageError(f"{where}: evaluation sums must have exactly {', '.join(FIELDS)}; "
-                           f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+    exact_fields(sums, FIELDS, where, "evaluation sums")
     out: dict[str, float] = {}
     for name in FIELDS:
         value = sums[name]

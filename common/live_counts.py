@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from common.messages import MessageError
+from common.messages import MessageError, exact_fields
 
 SOURCES = ("typed", "replayed")
 FIELDS = ("words", "shown_at_1", "shown_at_3", "start_at_1", "start_at_3", "accepted", "modified",
@@ -43,13 +43,7 @@ _BOUNDS = (("shown_at_1", "shown_at_3", "a word on the first chip is on the chip
 
 def check(counts: object, where: str) -> dict[str, int]:
     """``counts`` as a dict of exactly ``FIELDS``, whole and consistent; ``MessageError`` naming ``where`` otherwise."""
-    if not isinstance(counts, Mapping):
-        raise MessageError(f"{where}: live counts must be an object with {', '.join(FIELDS)}, "
-                           f"got {type(counts).__name__}")
-    missing, extra = set(FIELDS) - set(counts), set(counts) - set(FIELDS)
-    if missing or extra:
-        raise MessageError(f"{where}: live counts must have exactly {', '.join(FIELDS)}; "
-                           f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+    exact_fields(counts, FIELDS, where, "live counts")
     out: dict[str, int] = {}
     for name in FIELDS:
         value = counts[name]

@@ -60,6 +60,17 @@ class MessageError(ValueError):
     """Bytes that are not a well-formed fedkb message; the text says what is wrong."""
 
 
+def exact_fields(obj: object, fields: tuple[str, ...], where: str, what: str) -> Mapping:
+    """``obj`` if it is an object with exactly ``fields``; ``MessageError`` naming ``where`` and ``what`` otherwise."""
+    if not isinstance(obj, Mapping):
+        raise MessageError(f"{where}: {what} must be an object with {', '.join(fields)}, got {type(obj).__name__}")
+    missing, extra = set(fields) - set(obj), set(obj) - set(fields)
+    if missing or extra:
+        raise MessageError(f"{where}: {what} must have exactly {', '.join(fields)}; "
+                           f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+    return obj
+
+
 def pack(header: Mapping, arrays: Mapping[str, np.ndarray] | bytes | None = None) -> bytes:
     """A message; ``arrays`` may be ``pack_arrays``' bytes, so arrays sent to many are serialized once."""
     head = json.dumps(dict(header), sort_keys=True, allow_nan=False).encode("utf-8")

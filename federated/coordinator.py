@@ -117,8 +117,7 @@ class Coordinator(SecureRounds):
             self._authorize(device_id, context)
         except messages.MessageError as exc:
             log.warning("refused a check-in: %s", exc)
-            with self._cond:
-                self.refusals.append((device_id, str(exc)))
+            self._refused(device_id, str(exc))
             return messages.pack({"kind": "retry", "after": self.live.retry_after, "reason": f"bad check-in: {exc}"})
         with self._cond:
             self.seen.add(device_id)
@@ -190,8 +189,7 @@ class Coordinator(SecureRounds):
             return messages.pack({"accepted": True})
         except messages.MessageError as exc:
             reason = str(exc)
-            with self._cond:
-                self.refusals.append((device_id, reason))
+            self._refused(device_id, reason)
             # A late upload from an over-selected device is how over-selection works, not a fault.
             (log.info if "(late" in reason else log.warning)("refused an upload from device %s: %s", device_id, reason)
             return messages.pack({"accepted": False, "reason": reason})

@@ -64,8 +64,7 @@ class SecureRounds(_Base):
             return messages.pack(reply, out)
         except messages.MessageError as exc:
             reason = str(exc)
-            with self._cond:
-                self.refusals.append((device_id, reason))
+            self._refused(device_id, reason)
             log.warning("refused a secure-aggregation message from device %s: %s", device_id, reason)
             return messages.pack({"status": "failed", "reason": reason})
 

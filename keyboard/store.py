@@ -153,6 +153,7 @@ class Device:
     def __init__(self, directory: Path, *, create: bool = False):
         self.directory = Path(directory)
         self.id = self.directory.name
+        self._live_table = False  # the live_counts table is made on first use (add_live_counts)
         db_path = self.directory / DEVICE_DB
         if not create and not db_path.is_file():
             raise DeviceError(f"no device at {self.directory} (missing {DEVICE_DB})")
@@ -249,8 +250,10 @@ class Device:
             checked = live_counts.check(counts, f"device {self.id}: live counts for {version!r}")
         except ValueError as exc:
             raise DeviceError(str(exc)) from None
-        with self._errors("cannot write the live counts"):
-            self._db.executescript(_LIVE_SCHEMA)
+        if not self._live_table:  # once per connection, not per finished sentence
+            with self._errors("cannot write the live counts"):
+                self._db.executescript(_LIVE_SCHEMA)
+            self._live_table = True
         with self._transaction("cannot write the live counts"):
             self._db.executemany(
                 "INSERT INTO live_counts (version, source, name, value) VALUES (?, ?, ?, ?) "
