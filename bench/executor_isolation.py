@@ -19,14 +19,14 @@ from fedbench import DEFAULT_WORK, Stopwatch, emit, median, shakespeare_home  # 
 
 def direct_worker():
     """``worker_binary`` serving on all interfaces, as TFF (and fedkb before issue 12) starts it."""
+    from common import die_with_parent
     from federated import runtime
 
     port = runtime._free_port()
     process = subprocess.Popen(
-        [str(runtime.worker_binary_path()), f"--port={port}",
-         f"--max_concurrent_computation_calls={runtime.available_cores()}"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        preexec_fn=runtime._child_setup)
+        die_with_parent.command([str(runtime.worker_binary_path()), f"--port={port}",
+                                 f"--max_concurrent_computation_calls={runtime.available_cores()}"]),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
     return process, f"127.0.0.1:{port}"
 
 

@@ -74,6 +74,8 @@ def main(argv: list[str]) -> int:
         print(f"netns.py: {exc}", file=sys.stderr)
         return 111
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # cleared by the namespace change
+    for s in (signal.SIGINT, signal.SIGTERM):  # an inherited "ignored" would survive exec
+        signal.signal(s, signal.SIG_DFL)
     if os.getppid() != parent:  # the parent died before the signal was armed
         return 1
     os.execv(program[0], program)

@@ -13,7 +13,6 @@ from the network (``federated/isolation.py``).
 from __future__ import annotations
 
 import atexit
-import ctypes
 import importlib.util
 import os
 import shutil
@@ -27,10 +26,10 @@ from pathlib import Path
 
 import grpc
 
+from common import die_with_parent
 from common.errors import FedkbError
 from federated import isolation
 
-_PR_SET_PDEATHSIG = 1
 _GRPC_OPTIONS = [
     ("grpc.max_message_length", 2_000_000_000),
     ("grpc.max_receive_message_length", 2_000_000_000),
@@ -62,13 +61,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _child_setup() -> None:  # in the child, between fork and exec
-    if sys.platform.startswith("linux"):  # netns.py arms it again after a namespace change
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.setpgrp()  # Ctrl-C in the terminal reaches us, and we stop the worker in order
+def _wait_for_own_namespaces(process: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Returns once ``process`` (``netns.py new``) has moved into its own user and network namespaces.
+
+    The relay joins the namespaces of that pid: started before the move (a loaded machine can
+    take seconds to start the interpreter that makes it), it would try to join our own user
+    namespace, which the kernel refuses, and the worker would never be reached.
+    """
+    ours = [os.stat(f"/proc/self/ns/{kind}").st_ino for kind in ("user", "net")]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            theirs = [os.stat(f"/proc/{process.pid}/ns/{kind}").st_ino for kind in ("user", "net")]
+        except FileNotFoundError:
+            theirs = ours
+        if all(a != b for a, b in zip(ours, theirs)):
+            return
+        if process.poll() is not None:
+            raise RuntimeStartError(f"the TFF worker exited with status {process.returncode} before it entered its "
+                                    "private network namespace")
+        if time.monotonic() > deadline:
+            raise RuntimeStartError(
+                f"the TFF worker did not enter its private network namespace within {timeout:.0f} s")
+        time.sleep(0.01)
 
 
 class Worker:
@@ -111,8 +126,9 @@ class Worker:
             self._connect_host = "127.0.0.1" if isolation.is_wildcard(host) else host
             argv = [str(binary), f"--port={port if reason else isolation.INNER_PORT}",
                     f"--max_concurrent_computation_calls={max_concurrent_computation_calls}"]
-            self.process = self._popen(argv if reason else isolation.in_private_network(argv))
+            self.process = self._popen(die_with_parent.command(argv) if reason else isolation.in_private_network(argv))
             if listener is not None:
+                _wait_for_own_namespaces(self.process)
                 relay = [sys.executable, "-I", "-S", str(isolation.RELAY), str(listener.fileno()),
                          str(isolation.INNER_PORT)]
                 self.relay = self._popen(isolation.in_namespaces_of(self.process.pid, relay),
@@ -139,8 +155,11 @@ class Worker:
             return isolation.unix_listener(self._socket_dir)
 
     def _popen(self, argv: list[str], pass_fds=()) -> subprocess.Popen:
+        # No preexec_fn: argv starts with a fresh interpreter (netns.py or die_with_parent.py) that
+        # arms the parent-death signal and resets SIGINT/SIGTERM before it execs. Its own process
+        # group: Ctrl-C in the terminal reaches us, and we stop the worker in order.
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-                                preexec_fn=_child_setup, pass_fds=pass_fds)
+                                process_group=0, pass_fds=pass_fds)
 
     @property
     def target(self) -> str:
@@ -179,6 +198,9 @@ def wait_until_serving(worker: Worker, timeout: float = 60.0) -> None:
             if worker.process.poll() is not None:
                 raise RuntimeStartError(f"worker_binary exited with status {worker.process.returncode} before serving "
                                         f"at {worker.target} (is the port in use?)")
+            if worker.relay is not None and worker.relay.poll() is not None:
+                raise RuntimeStartError(f"the relay to worker_binary exited with status {worker.relay.returncode} "
+                                        f"before it served at {worker.target}")
             try:
                 grpc.channel_ready_future(channel).result(timeout=0.5)
                 return

@@ -234,8 +234,8 @@ def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
 
 def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
     """Agents for the seeded population, as ``--processes`` OS processes hosting a share each."""
+    from common import die_with_parent
     from fedkb.options import UserError
-    from keyboard.agent_process import _die_with_parent
     from keyboard.store import list_device_dirs
 
     ids = [d.name for d in list_device_dirs(home.devices)]
@@ -258,7 +258,7 @@ def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
             cmd.append("--tls")
         # Each process trains one device at a time on one TensorFlow thread: P processes share the cores.
         env = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(args.threads), "TF_NUM_INTEROP_THREADS": "1"}
-        procs.append(subprocess.Popen(cmd, preexec_fn=_die_with_parent, env=env))
+        procs.append(subprocess.Popen(die_with_parent.command(cmd, signal.SIGTERM), env=env))
     print(f"fedkb devices: {len(ids)} device agents in {n} processes, coordinator {args.server} (Ctrl-C stops)",
           flush=True)
     try:

@@ -6,10 +6,11 @@ it is not, and dying with the keyboard.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from pathlib import Path
 
-from common import messages
+from common import die_with_parent, messages
 from common.layout import DeviceLayout
 from keyboard.agent import DeviceAgent, channel_for
 
@@ -42,9 +43,9 @@ class BackgroundAgent:
         if eligible and not self.running:
             import subprocess
 
-            with open(DeviceLayout(self.device_dir).agent_log, "ab") as log_file:
-                self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log_file,
-                                                stderr=log_file, preexec_fn=_die_with_parent)
+            with open(DeviceLayout(self.device_dir).agent_log, "ab") as log_file:  # dies with the keyboard
+                self.process = subprocess.Popen(die_with_parent.command(self.command(), signal.SIGTERM),
+                                                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
             self.starts += 1
         elif not eligible:
             self.stop()
@@ -58,15 +59,6 @@ class BackgroundAgent:
                 self.process.kill()
                 self.process.wait()
         self.process = None
-
-
-def _die_with_parent() -> None:  # in the child between fork and exec
-    import ctypes
-    import signal
-    import sys
-
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def main(argv: list[str] | None = None) -> int:

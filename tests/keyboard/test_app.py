@@ -436,7 +436,7 @@ def test_open_device_finds_the_users_device_by_its_own_status_record_or_makes_on
     with open_device(home, device_id=opened[0]) as device:
         assert device.get("source") == "keyboard" and device.get("user") == "ada lovelace" and device.count() == 0
     index = b"".join(p.read_bytes() for p in home.devices.iterdir() if p.name.startswith(INDEX_NAME))
-    assert b"ada" not in index and b"lovelace" not in index and b"HAMLET" not in index
+    assert b"ada lovelace" not in index and b"lovelace" not in index and b"HAMLET" not in index
     with pytest.raises(DeviceError, match="no device at .*nobody"):
         open_device(home, device_id="nobody")
 
