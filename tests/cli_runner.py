@@ -1,13 +1,14 @@
 """Runs the ``fedkb`` command line inside the test process, so TensorFlow Federated is imported once
 per test session instead of once per command (~15 s each).
 
-Tests whose point is the process itself (signals, SIGKILL and resume, worker processes, live
-devices, the real terminal, what ``--help`` imports) still start ``python -m fedkb.cli``. So do
-commands that start TFF's local runtime: ``federated/runtime.py`` starts ``worker_binary`` with a
-``preexec_fn``, which can hang between fork and exec in a process with many threads; in a test
-session where TensorFlow and gRPC had run, a local runtime started in-process twice never served
-(under load). A ``python -m fedkb.cli`` process failed the same way once under load too, so the
-cause is not settled; until it is, those commands keep their own process.
+Commands that start TFF's local runtime run here too: each starts and stops its own
+``worker_binary`` (about half a second), and pays no TFF import. Tests whose point is the
+process itself (signals, SIGKILL and resume, worker processes, live devices, the real terminal,
+what ``--help`` imports) still start ``python -m fedkb.cli``.
+
+(An earlier attempt to run runtime commands here was taken back after a local runtime twice
+never served. The cause was a race in ``federated/runtime.py``: the relay could join the
+worker's namespaces before the worker had entered them. The relay now waits for that.)
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 from common import die_with_parent
 from tests.conftest import REPO
@@ -32,9 +33,9 @@ def test_the_child_is_the_program_and_dies_when_its_parent_is_killed():
     """)], cwd=REPO, stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not open(f"/proc/{child}/cmdline").read().startswith("sleep"):
+    while time.monotonic() < deadline and not Path(f"/proc/{child}/cmdline").read_text().startswith("sleep"):
         time.sleep(0.05)
-    assert open(f"/proc/{child}/cmdline").read().split("\0")[:2] == ["sleep", "600"]  # exec'd in place
+    assert Path(f"/proc/{child}/cmdline").read_text().split("\0")[:2] == ["sleep", "600"]  # exec'd in place
     assert os.getpgid(child) == child
     parent.send_signal(signal.SIGKILL)
     parent.wait()

@@ -8,14 +8,12 @@ home. TensorFlow notices most damage to a SavedModel, but raises whatever it lik
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from common.layout import Home
-from tests.conftest import REPO
+from tests.cli_runner import fedkb
 
 pytestmark = pytest.mark.slow
 
@@ -137,8 +135,7 @@ def test_a_retrained_tokenizer_is_refused_naming_it(home):
 
 def test_fedkb_train_refuses_a_damaged_checkpoint_without_a_traceback(home):
     DAMAGE["data-truncated"](home.state / CHECKPOINT)
-    proc = subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "train", "--rounds", "3",
-                           *TRAIN_ARGS], cwd=REPO, capture_output=True, text=True)
+    proc = fedkb(home.root, "train", "--rounds", "3", *TRAIN_ARGS)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.startswith("fedkb: error: ") and str(home.state / CHECKPOINT) in proc.stderr

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import collections
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from federated import heavy_hitters
 from federated.heavy_hitters import HeavyHittersConfig, HeavyHittersError, discover, initial_capacity
-from tests.conftest import REPO, synthetic_corpus
+from tests import cli_runner
+from tests.conftest import synthetic_corpus
 from tokenizer.private_counts import device_words
 
 pytestmark = pytest.mark.slow
@@ -108,8 +107,7 @@ def test_tokenizer_train_private_from_the_command_line(tmp_path):
     home = tmp_path / "home"
 
     def fedkb(*args):
-        return subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home), *args],
-                              capture_output=True, text=True, cwd=REPO, timeout=600)
+        return cli_runner.fedkb(home, *args)
 
     assert fedkb("population", "seed", "--corpus", str(corpus)).returncode == 0
     done = fedkb("tokenizer", "train", "--private", "--vocab-size", "64", "--max-words-per-device", "20")

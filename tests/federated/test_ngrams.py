@@ -5,8 +5,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +13,8 @@ from common import artifacts
 from common.layout import Home
 from federated import ngrams
 from federated.ngrams import NgramConfig, NgramTable, OrderRound, initial_capacity, subrounds
-from tests.conftest import REPO, synthetic_corpus, write_jsonl
+from tests.cli_runner import fedkb
+from tests.conftest import synthetic_corpus, write_jsonl
 from tokenizer.private_counts import device_ngram_counts
 
 
@@ -183,8 +182,7 @@ def test_gathered_table_equals_the_true_counts_from_the_command_line(tmp_path):
     corpus = synthetic_corpus(tmp_path / "c.jsonl", users=10, sentences=14)
     home = Home(tmp_path / "home")
     seed(home, corpus)
-    done = subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "ngrams", "gather",
-                           "--max-per-device", "25"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    done = fedkb(home.root, "ngrams", "gather", "--max-per-device", "25")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "from 10 devices" in done.stdout and "typed on ≥ 2 devices" in done.stdout
     sentences = []

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from federated.privacy import PrivacyConfig, PrivacyError, RoundSample, spent
-from tests.conftest import REPO
+from tests import cli_runner
 
 
 def test_noise_defaults_to_adaptive_clipping_and_a_number_clip_is_parsed():
@@ -48,8 +46,7 @@ def test_epsilon_grows_with_rounds_and_sampling_and_shrinks_with_noise():
 @pytest.mark.slow
 def test_dp_training_reports_epsilon_in_the_version_eval_json_and_report(seeded_home, tmp_path):
     def fedkb(*args):
-        return subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root), *args],
-                              capture_output=True, text=True, cwd=REPO, timeout=900)
+        return cli_runner.fedkb(seeded_home.root, *args)
 
     out = fedkb("train", "--rounds", "3", "--preset", "tiny", "--clients-per-round", "4", "--dp-noise", "0.5",
                 "--publish-every", "3")
@@ -84,11 +81,8 @@ def test_secure_aggregation_with_adaptive_clipping_is_refused_with_the_fix():
 @pytest.mark.parametrize("extra", [[], ["--dp-noise", "0.5", "--dp-clip", "0.5"]], ids=["secure", "secure+dp"])
 def test_fedkb_train_with_secure_aggregation(seeded_home, extra):
 
-    out = subprocess.run(
-        [sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root), "train", "--rounds", "2", "--preset",
-         "tiny", "--clients-per-round", "4", "--secure-agg", *extra],
-        capture_output=True, text=True, cwd=REPO, timeout=900,
-    )
+    out = cli_runner.fedkb(seeded_home.root, "train", "--rounds", "2", "--preset", "tiny", "--clients-per-round", "4",
+                           "--secure-agg", *extra)
     assert out.returncode == 0, out.stderr[-3000:]
     from federated import ledger
 

@@ -318,10 +318,7 @@ def test_rollout_never_promotes_a_damaged_first_version(seeded_home, no_tff, dam
     (["rollout", "--devices", "20"], "flip-weights"),
 ])
 def test_fedkb_eval_and_rollout_refuse_naming_the_file(eval_home, command, damage):
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
+    from tests.cli_runner import fedkb
 
     home, _, v2 = eval_home
     if damage == "flip-weights":
@@ -333,8 +330,7 @@ def test_fedkb_eval_and_rollout_refuse_naming_the_file(eval_home, command, damag
     else:
         _replace_and_resign(v2.path, artifacts.TOKENIZER, _other_tokenizer())
         named = v2.path / artifacts.TOKENIZER
-    proc = subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home.root), *command],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = fedkb(home.root, *command)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.startswith("fedkb: error: ") and str(named) in proc.stderr, proc.stderr[-2000:]
