@@ -48,10 +48,6 @@ def _losses(home) -> list[float]:
     return [float(r["loss"]) for r in ledger.round_metrics(home.server)]  # private: rounds of < 20 devices
 
 
-# Quarantined, still run and reported: in full runs of the suite (three today) the --workers
-# training failed three different ways (a worker exiting before serving, no model published,
-# weights 1.6e-5 apart), while the file alone passed twice; cause not found yet. To fix first.
-@pytest.mark.xfail(reason="flaky in full suite runs, cause unknown (see the comment above)", strict=False)
 def test_two_workers_give_the_local_result_and_leave_nothing_behind(seeded_home, tmp_path):
     from common.layout import Home
     from federated import registry
@@ -70,8 +66,7 @@ def test_two_workers_give_the_local_result_and_leave_nothing_behind(seeded_home,
         assert spread.returncode == 0, spread.stderr[-3000:]
         used = [_cpu(b) - c for (_, b), c in zip(workers, before)]
         assert all(u > 0.1 for u in used), f"CPU seconds per worker: {used}"  # both trained clients
-        alone = subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(local.root), *args],
-                               capture_output=True, text=True, cwd=REPO, timeout=900)
+        alone = _fedkb(local, *args)
         assert alone.returncode == 0, alone.stderr[-3000:]
         # Same clients and seeds; only the order of float additions in the merged sums differs.
         np.testing.assert_allclose(_losses(seeded_home), _losses(local), rtol=1e-5)
