@@ -111,16 +111,14 @@ def test_cold_start_refuses_a_device_without_a_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_command_ends_with_one_json_line(tmp_path):
-    """The whole benchmark on the tiny preset with its initial weights (seeds the bundled corpus)."""
-    import subprocess
+def test_the_command_ends_with_one_json_line(tmp_path, capsys):
+    """The whole benchmark on the tiny preset with its initial weights (seeds the bundled corpus).
 
-    run = subprocess.run([sys.executable, str(REPO / "bench" / "suggest_latency.py"), "--presets", "tiny", "--quick",
-                          "--train-tokens", "0", "--keystrokes", "100", "--recall-sentences", "50",
-                          "--cold-runs", "1", "--work", str(tmp_path)], cwd=REPO, capture_output=True, text=True,
-                         timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
-    lines = run.stdout.strip().splitlines()
+    ``main`` runs in the test process (its cold starts still start processes of their own)."""
+    bench.main(["--presets", "tiny", "--quick", "--train-tokens", "0", "--keystrokes", "100", "--recall-sentences",
+                "50", "--cold-runs", "1", "--work", str(tmp_path)])
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
     # exactly one JSON line, last
     assert [i for i, line in enumerate(lines) if line.startswith("{")] == [len(lines) - 1]
     figures = json.loads(lines[-1])["presets"]["tiny"]
