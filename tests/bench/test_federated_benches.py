@@ -33,16 +33,18 @@ def test_resampled_corpus_has_the_asked_devices_each_copying_one_role(tmp_path):
 
 
 def test_peak_rss_counts_children(tmp_path):
-    child = subprocess.Popen([sys.executable, "-c", "b = bytearray(200 * 2**20); import time; time.sleep(3)"])
+    # A child that holds 200 MiB (written, so resident) until its stdin closes.
+    child = subprocess.Popen([sys.executable, "-c", "import sys; b = bytearray(b'x' * (200 * 2**20)); "
+                              "print('held', flush=True); sys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout.readline().strip() == "held"
         with fedbench.PeakRss(interval=0.05) as rss:
-            import time
-
-            time.sleep(1.5)
-        assert rss.peak_mb > 200
+            pass  # one sample at exit at least: the child holds its memory until we close its stdin
+        assert rss.peak_bytes > 200 * 2**20 and rss.peak_mb > 200
     finally:
-        child.kill()
-        child.wait()
+        child.stdin.close()
+        child.wait(timeout=30)
 
 
 @pytest.mark.slow
