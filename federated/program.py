@@ -18,6 +18,7 @@ What a run needs and the run record a resumed checkpoint is checked against are 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import shutil
 import time
@@ -62,6 +63,16 @@ class TrainSummary:
     rounds: list[RoundResult] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
     model_config: ModelConfig | None = None
+
+
+@functools.lru_cache(maxsize=4)
+def _built_rounds(model: ModelConfig, train: training.TrainConfig, privacy: PrivacyConfig):
+    """``training.build_rounds``, built once per configuration in a process (building takes 4-7 s).
+
+    The rounds hold no state of a run (that is the learning state a session keeps), so a second
+    session of the same configuration, as after a resume or a ``--fresh`` restart, can share them.
+    """
+    return training.build_rounds(model, train, privacy=privacy)
 
 
 def client_examples(home: Home, device_id: str, tokenizer: Tokenizer, model: ModelConfig,
@@ -122,7 +133,7 @@ class Session(PrivacyAccounting):
         except sampling.SamplingError as exc:
             raise TrainError(str(exc)) from None
         atomic_write(home.run_json, json.dumps(record, indent=2, sort_keys=True).encode())
-        self.process = training.build_rounds(self.model_config, train, privacy=self.privacy)
+        self.process = _built_rounds(self.model_config, train, self.privacy)
         self.state = self.process.initialize()
         if start is not None:
             self.state = self.process.set_model_weights(

@@ -242,7 +242,7 @@ def test_ftrl_trains_its_noise_moves_the_weights_and_its_tree_resumes(runtime, s
     quiet = training.build_process(session.model_config, train, privacy=privacy, model_aggregator=ftrl.tree_aggregator(
         noise=0.0, clip=clip, clients_per_round=k,
         specs=ftrl.record_specs(training.model_fn_for(session.model_config, seed=train.seed))))
-    noisy = training.build_process(session.model_config, train, privacy=privacy)
+    noisy = session.process.process  # the session's own FedAvg (Rounds wraps it): no second build
     w0 = [np.asarray(w) for w in noisy.get_model_weights(start).trainable]
     quiet_w = [np.asarray(w) for w in quiet.get_model_weights(quiet.next(quiet.set_model_weights(
         quiet.initialize(), noisy.get_model_weights(start)), data).state).trainable]
