@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from eval.report import ReportError, load_report_data, render_terminal, write_html
+from eval.report import render_terminal, write_html
+from eval.report_load import ReportError, load_report_data
 from tests.conftest import REPO
 
 FIXTURE = Path(__file__).parent / "fixtures" / "server"
