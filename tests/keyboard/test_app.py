@@ -14,7 +14,8 @@ import pytest
 from textual import events
 
 from keyboard import install
-from keyboard.app import KeyboardApp, key_display
+from keyboard.app import KeyboardApp
+from keyboard.app_commands import key_display
 from keyboard.predictor import FrequencyPredictor, load_predictor
 from keyboard.screens import ConfirmScreen, EvalScreen, HelpScreen, load_results, recall_chart
 from keyboard.store import MAX_SENTENCE_CHARS, Device
