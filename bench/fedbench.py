@@ -36,6 +36,18 @@ def shakespeare_home(work: Path, *, vocab_size: int, corpus: Path | None = None,
     return home
 
 
+def seeded_home(path: str) -> tuple[Home, list]:
+    """The home at ``path`` (as typed on the command line) and its devices; exits saying how to seed it when empty."""
+    from federated.population import members
+
+    home = Home(Path(path))
+    devices = members(home)
+    if not devices:
+        raise SystemExit(f"no devices in {home.devices}: run `uv run fedkb --home {path} population seed "
+                         "--corpus shakespeare` first")
+    return home, devices
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
