@@ -100,3 +100,11 @@ def start_live_eval(evaluation, version: str, **run_options) -> tuple[threading.
     while evaluation.task is None:
         thread.join(0.01)
     return thread, out
+
+
+def make_app(device, predictor=None, **kwargs):
+    """A ``KeyboardApp`` on ``device`` with a :class:`FakePredictor` and no battery, so status is deterministic."""
+    from keyboard.app import KeyboardApp  # textual: only the app tests pay for it
+
+    kwargs.setdefault("charging", lambda: None)
+    return KeyboardApp(device, predictor if predictor is not None else FakePredictor(), **kwargs)
