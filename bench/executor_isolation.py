@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-from pathlib import Path
 
-from fedbench import DEFAULT_WORK, Stopwatch, emit, median, shakespeare_home  # first: repo on sys.path
+from fedbench import Stopwatch, add_round_options, emit, median, preset_home  # first: repo on sys.path
 
 
 def direct_worker():
@@ -32,11 +31,8 @@ def direct_worker():
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="small", choices=["tiny", "small", "gboard"])
-    parser.add_argument("--clients", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    add_round_options(parser, preset="small", clients=10, rounds=3)
     parser.add_argument("--transfers", type=int, default=5)
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -46,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     from federated import program, run_setup, training
     from federated.runtime import Worker, connect_context, wait_until_serving
 
-    home = shakespeare_home(args.work, vocab_size=10000 if args.preset == "gboard" else 8000)
+    home = preset_home(args.work, args.preset)
     train = training.TrainConfig(preset=args.preset, clients_per_round=args.clients)
     population, tokenizer, model_config = run_setup.prepare(home, train)
     ids = pick_clients(home, population, args.clients, min_examples=train.min_examples)

@@ -36,6 +36,31 @@ def shakespeare_home(work: Path, *, vocab_size: int, corpus: Path | None = None,
     return home
 
 
+def add_round_options(parser, *, preset: str, clients: int, rounds: int) -> None:
+    """``--preset``, ``--clients``, ``--rounds`` and ``--work``: the options of the benches timing training rounds."""
+    parser.add_argument("--preset", default=preset, choices=["tiny", "small", "gboard"])
+    parser.add_argument("--clients", type=int, default=clients)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+
+
+def preset_home(work: Path, preset: str) -> Home:
+    """The seeded Shakespeare home for a model preset: gboard's larger vocabulary needs a tokenizer of its own."""
+    return shakespeare_home(work, vocab_size=10000 if preset == "gboard" else 8000)
+
+
+def seeded_home(path: str) -> tuple[Home, list]:
+    """The home at ``path`` (as typed on the command line) and its devices; exits saying how to seed it when empty."""
+    from federated.population import members
+
+    home = Home(Path(path))
+    devices = members(home)
+    if not devices:
+        raise SystemExit(f"no devices in {home.devices}: run `uv run fedkb --home {path} population seed "
+                         "--corpus shakespeare` first")
+    return home, devices
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 

@@ -23,19 +23,12 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
-import sys
 import time
-from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
+from fedbench import seeded_home  # first: puts the repo on sys.path
 
-from common.layout import Home
 from federated.ngrams import NgramConfig, collect
-from federated.population import members
 from keyboard.store import Device
 from tokenizer.private_counts import device_ngram_counts, sentence_ngrams
 from tokenizer.words import words
@@ -115,11 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-count", type=int, default=NgramConfig.max_count)
     p.add_argument("--dp", default="", help="M/EPSILON releases to run, for example 150/4,150/8")
     args = p.parse_args(argv)
-    home = Home(Path(args.home))
-    population = members(home)
-    if not population:
-        raise SystemExit(f"no devices in {home.devices}: run `uv run fedkb --home {args.home} population seed "
-                         "--corpus shakespeare` first")
+    home, population = seeded_home(args.home)
     train, heldout = [], []
     for member in population:
         with Device(home.device(member.device_id)) as device:

@@ -20,19 +20,12 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
-import sys
 import time
-from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
+from fedbench import seeded_home  # first: puts the repo on sys.path
 
-from common.layout import Home
 from federated.heavy_hitters import HeavyHittersConfig, discover
-from federated.population import members
 from federated.vocabulary import summed_word_counts
 from keyboard.store import Device
 from tokenizer.private_counts import calibrate_gaussian_threshold, device_words, release
@@ -91,11 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--dp-delta", type=float, default=1e-6)
     p.add_argument("--vocab-size", type=int, default=8000)
     args = p.parse_args(argv)
-    home = Home(Path(args.home))
-    devices = members(home)
-    if not devices:
-        raise SystemExit(f"no devices in {home.devices}: run `uv run fedkb --home {args.home} population seed "
-                         "--corpus shakespeare` first")
+    home, devices = seeded_home(args.home)
 
     # What each device holds: its train-split counts (what it reports) and held-out words (for scoring).
     per_device, heldout = [], []

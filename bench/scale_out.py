@@ -12,9 +12,8 @@ worker brings its own cores.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from fedbench import DEFAULT_WORK, Stopwatch, emit, median, shakespeare_home  # first: repo on sys.path
+from fedbench import Stopwatch, add_round_options, emit, median, preset_home  # first: repo on sys.path
 
 
 def rounds_on(workers: int, home, preset_name: str, k: int, rounds: int) -> dict:
@@ -53,13 +52,10 @@ def rounds_on(workers: int, home, preset_name: str, k: int, rounds: int) -> dict
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="small", choices=["tiny", "small", "gboard"])
-    parser.add_argument("--clients", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    add_round_options(parser, preset="small", clients=10, rounds=4)
     args = parser.parse_args(argv)
 
-    home = shakespeare_home(args.work, vocab_size=10000 if args.preset == "gboard" else 8000)
+    home = preset_home(args.work, args.preset)
     one = rounds_on(1, home, args.preset, args.clients, args.rounds)
     two = rounds_on(2, home, args.preset, args.clients, args.rounds)
     diff = max(float(abs(a - b).max()) for a, b in zip(one["weights"], two["weights"]))

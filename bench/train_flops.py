@@ -203,10 +203,14 @@ def keras_figures(config, train, baseline, *, pairs: int, batches: int, log) -> 
         out["speedup_median"] = median(times["baseline"]["wall_s"]) / median(times["current"]["wall_s"])
     for name in runs:
         r = out[name]
-        log(f"  keras {name:12s} {r['tokens_per_s']:8.0f} tok/s (median {r['tokens_per_s_median']:7.0f})  "
-            f"{r['gflops']:6.1f} GFLOP/s (median {r['gflops_median']:5.1f})  "
-            f"CPU {r['cpu_s_per_1k_tokens']*1e3:5.1f} ms/1k tokens")
+        log(rate_line("keras", name, r) + f"CPU {r['cpu_s_per_1k_tokens']*1e3:5.1f} ms/1k tokens")
     return out
+
+
+def rate_line(engine: str, name: str, r: dict) -> str:
+    """The head of a contender's log line, the same for Keras and TFF: tokens and GFLOP/s, best and median."""
+    return (f"  {engine:5s} {name:12s} {r['tokens_per_s']:8.0f} tok/s (median {r['tokens_per_s_median']:7.0f})  "
+            f"{r['gflops']:6.1f} GFLOP/s (median {r['gflops_median']:5.1f})  ")
 
 
 def tff_figures(config, train, baseline, *, pairs: int, batches: int, log) -> dict:
@@ -256,9 +260,7 @@ def tff_figures(config, train, baseline, *, pairs: int, batches: int, log) -> di
         out["speedup"] = min(times["baseline"]["wall_s"]) / min(times["current"]["wall_s"])
     for name in runs:
         r = out[name]
-        log(f"  tff   {name:12s} {r['tokens_per_s']:8.0f} tok/s (median {r['tokens_per_s_median']:7.0f})  "
-            f"{r['gflops']:6.1f} GFLOP/s (median {r['gflops_median']:5.1f})  "
-            f"worker CPU {median(r['worker_cpu_s']):.2f} s/round")
+        log(rate_line("tff", name, r) + f"worker CPU {median(r['worker_cpu_s']):.2f} s/round")
     return out
 
 

@@ -10,15 +10,14 @@ the process tree every 0.1 s.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from fedbench import (  # first: repo on sys.path
-    DEFAULT_WORK,
     Home,
+    add_round_options,
     copy_tokenizer,
     emit,
+    preset_home,
     resampled_corpus,
-    shakespeare_home,
     train_subprocess,
 )
 
@@ -27,16 +26,13 @@ TARGET_MB = 3 * 1024
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="gboard", choices=["tiny", "small", "gboard"])
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=3)
+    add_round_options(parser, preset="gboard", clients=50, rounds=3)
     parser.add_argument("--devices", type=int, default=1000)
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     args = parser.parse_args(argv)
 
     from federated.population import members, seed
 
-    reference = shakespeare_home(args.work, vocab_size=10000 if args.preset == "gboard" else 8000)
+    reference = preset_home(args.work, args.preset)
     home = Home(args.work / f"memory-{args.devices}-{reference.root.name}")
     if len(members(home)) != args.devices:
         seed(home, resampled_corpus(args.work / f"resampled-{args.devices}.jsonl", args.devices), min_sentences=10)

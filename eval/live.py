@@ -43,7 +43,7 @@ def load(server_dir: Path) -> dict[str, dict[str, dict]]:
 
     A bad file raises ``ReportError``.
     """
-    from eval.report import ReportError
+    from eval.report_load import ReportError
 
     try:
         return live_release.load(server_dir)["versions"]

@@ -47,6 +47,20 @@ class HeavyHittersError(FedkbError):
     """The sketch could not be decoded, or there was nothing to sketch."""
 
 
+def check_release_options(capacity: int | None, dp_epsilon: float | None, dp_delta: float) -> None:
+    """Raises :class:`ConfigError` for an IBLT capacity or a DP release option out of range.
+
+    The word and the n-gram gatherings (``federated/ngrams.py``) sketch and release alike, so they
+    check these options alike.
+    """
+    if capacity is not None and capacity < 1:
+        raise ConfigError(f"capacity must be at least 1, got {capacity}")
+    if dp_epsilon is not None and not dp_epsilon > 0:
+        raise ConfigError(f"dp_epsilon must be positive, got {dp_epsilon}")
+    if not 0 < dp_delta < 1:
+        raise ConfigError(f"dp_delta must be in (0, 1), got {dp_delta}")
+
+
 @dataclass(frozen=True)
 class HeavyHittersConfig:
     max_words_per_device: int = 200  # m: a device's most frequent words, each counted once
@@ -63,12 +77,7 @@ class HeavyHittersConfig:
             raise ConfigError(f"k_anonymity must be at least 1, got {self.k_anonymity}")
         if not 1 <= self.max_word_bytes <= 1024:
             raise ConfigError(f"max_word_bytes must be in [1, 1024], got {self.max_word_bytes}")
-        if self.capacity is not None and self.capacity < 1:
-            raise ConfigError(f"capacity must be at least 1, got {self.capacity}")
-        if self.dp_epsilon is not None and not self.dp_epsilon > 0:
-            raise ConfigError(f"dp_epsilon must be positive, got {self.dp_epsilon}")
-        if not 0 < self.dp_delta < 1:
-            raise ConfigError(f"dp_delta must be in (0, 1), got {self.dp_delta}")
+        check_release_options(self.capacity, self.dp_epsilon, self.dp_delta)
 
 
 @dataclass(frozen=True)
@@ -135,12 +144,13 @@ def initial_capacity(config: HeavyHittersConfig, devices: int) -> int:
     return max(1, min(devices * config.max_words_per_device, DEFAULT_CAPACITY))
 
 
-def _decode_strings(raw: Sequence[bytes], counts: Sequence[int]) -> dict[str, int]:
+def decode_strings(raw: Sequence[bytes], counts: Sequence[int]) -> dict[str, int]:
+    """The decoded sketch's strings as text, with their counts (words here, n-grams in ``federated/ngrams.py``)."""
     out: dict[str, int] = {}
-    for word, count in zip(raw, counts):
+    for item, count in zip(raw, counts):
         try:
-            out[bytes(word).decode("utf-8")] = int(count)
-        except UnicodeDecodeError:  # only if a word over max_word_bytes was cut mid-character
+            out[bytes(item).decode("utf-8")] = int(count)
+        except UnicodeDecodeError:  # only a string over the byte limit cut mid-character; devices send none
             continue
     return out
 
@@ -174,7 +184,7 @@ def discover(
                 f"the summed IBLT sketch did not decode at capacity {capacity} ({int(out.num_not_decoded)} counts "
                 f"left); more distinct words were contributed than it holds: pass a larger capacity")
         capacity *= 2
-    decoded = _decode_strings(out.heavy_hitters, out.heavy_hitters_counts)
+    decoded = decode_strings(out.heavy_hitters, out.heavy_hitters_counts)
     mechanism, counts = None, decoded
     if config.dp_epsilon is not None:
         mechanism = calibrate_gaussian_threshold(

@@ -136,53 +136,63 @@ class LiveEvaluation:
             task.given.add(device_id)
             return task.header()
 
-    def report(self, request: bytes, authorize: Callable[[str], None]) -> bytes:
-        device_id = "?"
+    def _serve(self, request: bytes, authorize: Callable[[str], None], what: str,
+               answer: Callable[[str, dict], bytes], refused: Callable[[str], bytes],
+               errors: tuple[type[Exception], ...] = (messages.MessageError,)) -> bytes:
+        """Unpacks a device's request, authorizes the device and returns ``answer(device_id, header)``.
+
+        A request that fails (``errors``) is reported to ``refuse``, logged as ``what`` refused, and
+        answered with ``refused(reason)``; the device reads the reason from the reply.
+        """
+        device_id = "?"  # until the header names it
         try:
             header, _ = messages.unpack(request)
             device_id = messages.field(header, "device_id", str)
             authorize(device_id)
-            with self._cond:
-                if self.task is None:
-                    raise messages.MessageError(f"device {device_id}: no evaluation is open")
-                self.task.accept(device_id, header)
-                self._cond.notify_all()
-            return messages.pack({"accepted": True})
-        except messages.MessageError as exc:
+            return answer(device_id, header)
+        except errors as exc:
             self.refuse(device_id, str(exc))
-            log.warning("refused an evaluation report from device %s: %s", device_id, exc)
-            return messages.pack({"accepted": False, "reason": str(exc)})
+            log.warning("refused %s from device %s: %s", what, device_id, exc)
+            return refused(str(exc))
+
+    def report(self, request: bytes, authorize: Callable[[str], None]) -> bytes:
+        return self._serve(request, authorize, "an evaluation report", self._accept_report,
+                           lambda reason: messages.pack({"accepted": False, "reason": reason}))
+
+    def _accept_report(self, device_id: str, header: dict) -> bytes:
+        with self._cond:
+            if self.task is None:
+                raise messages.MessageError(f"device {device_id}: no evaluation is open")
+            self.task.accept(device_id, header)
+            self._cond.notify_all()
+        return messages.pack({"accepted": True})
 
     def version(self, request: bytes, authorize: Callable[[str], None]) -> bytes:
         """``latest``'s name and, if the device lacks the version it asks for, its files."""
-        device_id = "?"
-        try:
-            header, _ = messages.unpack(request)
-            device_id = messages.field(header, "device_id", str)
-            authorize(device_id)
-            have, want = header.get("have"), header.get("want")
-            if have is not None:
-                version_message.check_name(have, f"device {device_id}: 'have'")
-            if want is not None:
-                version_message.check_name(want, f"device {device_id}: 'want'")
-            with self._cond:
-                latest, task = self.latest, self.task
-            offered = {latest} | ({task.version, task.baseline} if task is not None else set())
-            if want is not None and want not in offered:
-                raise messages.MessageError(f"device {device_id}: version {want} is not offered (latest is "
-                                            f"{latest}, evaluated: {task.version if task else 'none'})")
-            target = want or latest
-            if target is None or target == have:
-                return messages.pack({"latest": latest, "version": None})
-            reply = {"latest": latest, "version": target}
-            rollback = registry.read_registry(self.models)["rollbacks"].get(target)
-            if rollback is not None:  # the signed record that lets a device install an older version
-                reply["rollback"] = rollback
-            return messages.pack(reply, self._files(target))
-        except (messages.MessageError, registry.RegistryError) as exc:
-            self.refuse(device_id, str(exc))
-            log.warning("refused a version request from device %s: %s", device_id, exc)
-            return messages.pack({"error": str(exc), "latest": self.latest, "version": None})
+        return self._serve(request, authorize, "a version request", self._answer_version,
+                           lambda reason: messages.pack({"error": reason, "latest": self.latest, "version": None}),
+                           errors=(messages.MessageError, registry.RegistryError))
+
+    def _answer_version(self, device_id: str, header: dict) -> bytes:
+        have, want = header.get("have"), header.get("want")
+        if have is not None:
+            version_message.check_name(have, f"device {device_id}: 'have'")
+        if want is not None:
+            version_message.check_name(want, f"device {device_id}: 'want'")
+        with self._cond:
+            latest, task = self.latest, self.task
+        offered = {latest} | ({task.version, task.baseline} if task is not None else set())
+        if want is not None and want not in offered:
+            raise messages.MessageError(f"device {device_id}: version {want} is not offered (latest is "
+                                        f"{latest}, evaluated: {task.version if task else 'none'})")
+        target = want or latest
+        if target is None or target == have:
+            return messages.pack({"latest": latest, "version": None})
+        reply = {"latest": latest, "version": target}
+        rollback = registry.read_registry(self.models)["rollbacks"].get(target)
+        if rollback is not None:  # the signed record that lets a device install an older version
+            reply["rollback"] = rollback
+        return messages.pack(reply, self._files(target))
 
     def _files(self, name: str) -> bytes:
         with self._cond:

@@ -49,6 +49,7 @@ from common import artifacts
 from common.atomic import atomic_write
 from common.errors import ConfigError, FedkbError
 from common.layout import Home
+from federated.heavy_hitters import check_release_options, decode_strings
 from tokenizer.private_counts import GaussianThreshold, calibrate_gaussian_threshold, release
 
 RECORD = "ngrams.json"
@@ -85,12 +86,7 @@ class NgramConfig:
             raise ConfigError(f"max_order must be in [1, 5], got {self.max_order}")
         if not 1 <= self.max_bytes <= 1024:
             raise ConfigError(f"max_bytes must be in [1, 1024], got {self.max_bytes}")
-        if self.capacity is not None and self.capacity < 1:
-            raise ConfigError(f"capacity must be at least 1, got {self.capacity}")
-        if self.dp_epsilon is not None and not self.dp_epsilon > 0:
-            raise ConfigError(f"dp_epsilon must be positive, got {self.dp_epsilon}")
-        if not 0 < self.dp_delta < 1:
-            raise ConfigError(f"dp_delta must be in (0, 1), got {self.dp_delta}")
+        check_release_options(self.capacity, self.dp_epsilon, self.dp_delta)
 
     @property
     def orders(self) -> range:
@@ -190,16 +186,6 @@ def subrounds(capacity: int, max_bytes: int, devices: int) -> int:
     return max(1, min(devices, math.ceil(devices * sketch / SUBROUND_SKETCH_BYTES)))
 
 
-def _decoded(out) -> dict[str, int]:
-    decoded = {}
-    for gram, count in zip(out.heavy_hitters, out.heavy_hitters_counts):
-        try:
-            decoded[bytes(gram).decode("utf-8")] = int(count)
-        except UnicodeDecodeError:  # only a string cut at max_bytes, which devices do not send
-            continue
-    return decoded
-
-
 def discover_order(
     contributions: Sequence[Mapping[str, int]], config: NgramConfig, order: int, *, target: str | None = None
 ) -> tuple[dict[str, int], OrderRound]:
@@ -231,7 +217,7 @@ def discover_order(
                 f"the summed IBLT sketch of order {order} did not decode at capacity {capacity} "
                 f"({int(out.num_not_decoded)} counts left); pass a larger capacity")
         capacity = min(2 * capacity, max(slots, capacity + 1))
-    decoded = _decoded(out)
+    decoded = decode_strings(out.heavy_hitters, out.heavy_hitters_counts)
     return decoded, OrderRound(order, len(decoded), capacity, attempt, groups, time.monotonic() - started)
 
 

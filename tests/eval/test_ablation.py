@@ -9,7 +9,8 @@ import shutil
 import pytest
 
 from eval import ablation
-from eval.report import load_report_data, render_html
+from eval.report import render_html
+from eval.report_load import load_report_data
 from tests.conftest import REPO
 from tests.eval.test_report import FIXTURE, terminal_text
 

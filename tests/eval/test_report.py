@@ -6,15 +6,14 @@ import base64
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from eval.report import ReportError, load_report_data, render_terminal, write_html
-from tests.conftest import REPO
+from eval.report import render_terminal, write_html
+from eval.report_load import ReportError, load_report_data
+from tests.fresh_imports import imported_after
 
 FIXTURE = Path(__file__).parent / "fixtures" / "server"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -174,9 +173,7 @@ def test_metrics_without_round_column_raises(tmp_path):
 
 
 def test_import_is_light():
-    code = ("import sys, eval.report\n"
-            "print([m for m in ('tensorflow', 'matplotlib', 'rich') if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    out = imported_after("import eval.report", ("tensorflow", "matplotlib", "rich"))
     assert out.strip() == "[]"
 
 

@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-from eval.report import ReportError, load_report_data, render_html
+from eval.report import render_html
+from eval.report_load import ReportError, load_report_data
 from federated import live_release
 from tests.eval.test_report import FIXTURE, IMG_RE, PNG_SIGNATURE, terminal_text
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
@@ -14,7 +13,7 @@ from keyboard.agent import DeviceAgent
 from keyboard.store import Device, list_device_dirs
 from tests.federated.test_live_eval import _sums
 from tests.federated.test_live_release import A, B, counts
-from tests.keyboard.helpers import publish_random
+from tests.keyboard.helpers import publish_random, start_live_eval
 from tests.keyboard.test_agent_versions import FakeChannel
 
 
@@ -62,11 +61,7 @@ def test_agents_report_their_live_counts_and_the_coordinator_releases_them(seede
             device.add_live_counts("0001", A, source="replayed")
             device.add_live_counts("0007", A, source="replayed") if d == dirs[0] else None
     agents = [DeviceAgent(d, FakeChannel(ev)) for d in dirs]
-    out = {}
-    thread = threading.Thread(target=lambda: out.update(result=ev.run("0001")))
-    thread.start()
-    while ev.task is None:
-        thread.join(0.01)
+    thread, out = start_live_eval(ev, "0001")
     for agent in agents:
         assert agent.evaluate(ev.task_for(agent.device_id))["accepted"] is True
     thread.join(60)
@@ -87,11 +82,8 @@ def test_a_damaged_live_metrics_file_is_kept_and_the_evaluation_still_decides(tm
     (tmp_path / "server" / live_release.LIVE_FILE).write_text("{not json")
     ev = LiveEvaluation(tmp_path / "server" / "models", tmp_path / "server" / "evals", min_devices=1, deadline=30.0,
                         threshold_points=0.5)
-    events, out = [], {}
-    thread = threading.Thread(target=lambda: out.update(result=ev.run("0001", on_event=events.append)))
-    thread.start()
-    while ev.task is None:
-        thread.join(0.01)
+    events: list[str] = []
+    thread, out = start_live_eval(ev, "0001", on_event=events.append)
     header = {"device_id": "d1", **_report(ev.task, {"typed": {"0001": A}})}
     ev.task_for("d1")
     assert messages.unpack(ev.report(messages.pack(header), lambda d: None))[0]["accepted"]

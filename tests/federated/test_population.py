@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +22,9 @@ from federated.population import (
     seed,
 )
 from keyboard.store import DEVICE_ID_PATTERN, Device, devices_of_users, heldout_count
-from tests.conftest import REPO, write_jsonl
+from tests.conftest import write_jsonl
 from tests.fakes import select_clients
+from tests.fresh_imports import imported_after
 
 
 def _records(path: Path) -> list[dict]:
@@ -313,13 +312,9 @@ def test_select_clients_respects_min_examples(big_home):
 
 
 def test_modules_under_test_do_not_import_tensorflow():
-    code = (
-        "import sys\n"
-        "import keyboard.store, federated.corpus, federated.population, federated.vocabulary, lm.examples\n"
-        "import tokenizer.vocab\n"
-        "print([m for m in ('tensorflow', 'tensorflow_federated') if m in sys.modules])\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    code = ("import keyboard.store, federated.corpus, federated.population, federated.vocabulary, lm.examples\n"
+            "import tokenizer.vocab")
+    out = imported_after(code, ("tensorflow", "tensorflow_federated"))
     assert out.strip() == "[]"
 
 

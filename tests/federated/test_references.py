@@ -7,7 +7,7 @@ import json
 import pytest
 
 from eval import disclosure
-from eval.report import load_report_data
+from eval.report_load import load_report_data
 from keyboard.store import Device, devices_of_users
 from tests.cli_runner import fedkb
 from tests.federated.test_evaluation import _random_version

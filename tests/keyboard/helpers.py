@@ -1,8 +1,10 @@
-"""Small published versions and fakes shared by the keyboard tests (numpy only, no TensorFlow)."""
+"""Small published versions and fakes shared by the keyboard tests (numpy only, no TensorFlow), and the
+live evaluation runner that the keyboard and federated tests of device evaluation share."""
 
 from __future__ import annotations
 
 import collections
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +86,25 @@ class VocabularyPredictor:
 
         _, partial = split_context(text)
         return [w for w in self.WORDS if w.startswith(partial)][:k]
+
+
+def start_live_eval(evaluation, version: str, **run_options) -> tuple[threading.Thread, dict]:
+    """Runs ``evaluation.run(version, **run_options)`` in a thread and returns once its task is open.
+
+    Returns the thread and a dict that holds the run's ``result`` once the thread has ended; the
+    caller's devices answer the task meanwhile, as agents would.
+    """
+    out: dict = {}
+    thread = threading.Thread(target=lambda: out.update(result=evaluation.run(version, **run_options)))
+    thread.start()
+    while evaluation.task is None:
+        thread.join(0.01)
+    return thread, out
+
+
+def make_app(device, predictor=None, **kwargs):
+    """A ``KeyboardApp`` on ``device`` with a :class:`FakePredictor` and no battery, so status is deterministic."""
+    from keyboard.app import KeyboardApp  # textual: only the app tests pay for it
+
+    kwargs.setdefault("charging", lambda: None)
+    return KeyboardApp(device, predictor if predictor is not None else FakePredictor(), **kwargs)

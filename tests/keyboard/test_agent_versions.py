@@ -5,8 +5,6 @@ The coordinator's handlers run in this process behind a fake channel (no gRPC, n
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from common import artifacts, messages
@@ -15,7 +13,7 @@ from federated.live_eval import LiveEvaluation
 from keyboard import install
 from keyboard.agent import DeviceAgent
 from keyboard.store import Device, list_device_dirs
-from tests.keyboard.helpers import publish_random
+from tests.keyboard.helpers import publish_random, start_live_eval
 
 
 class FakeChannel:
@@ -44,11 +42,7 @@ def test_agents_evaluate_send_only_named_sums_and_install_the_promoted_version(s
                         threshold_points=0.5)
     dirs = list(list_device_dirs(seeded_home.devices))[:2]
     agents = [DeviceAgent(d, FakeChannel(ev)) for d in dirs]
-    out = {}
-    thread = threading.Thread(target=lambda: out.update(result=ev.run("0001")))
-    thread.start()
-    while ev.task is None:
-        thread.join(0.01)
+    thread, out = start_live_eval(ev, "0001")
     task = ev.task
     for agent in agents:
         assert agent.evaluate(ev.task_for(agent.device_id))["accepted"] is True

@@ -14,24 +14,14 @@ import pytest
 from textual import events
 
 from keyboard import install
-from keyboard.app import KeyboardApp, key_display
+from keyboard.app import KeyboardApp
+from keyboard.app_commands import key_display
 from keyboard.predictor import FrequencyPredictor, load_predictor
 from keyboard.screens import ConfirmScreen, EvalScreen, HelpScreen, load_results, recall_chart
 from keyboard.store import MAX_SENTENCE_CHARS, Device
 from keyboard.widgets import Chip, DeviceStatus, StatusBar, TypingInput
 from tests.conftest import REPO
-from tests.keyboard.helpers import FakePredictor, publish_random
-
-
-@pytest.fixture
-def device(tmp_path):
-    with Device(tmp_path / "devices" / "dev-1", create=True) as d:
-        yield d
-
-
-def make_app(device, predictor=None, **kwargs) -> KeyboardApp:
-    kwargs.setdefault("charging", lambda: None)
-    return KeyboardApp(device, predictor if predictor is not None else FakePredictor(), **kwargs)
+from tests.keyboard.helpers import FakePredictor, make_app, publish_random
 
 
 async def settle(pilot) -> None:

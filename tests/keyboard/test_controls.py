@@ -17,6 +17,7 @@ from keyboard.predictor import FrequencyPredictor, load_predictor
 from keyboard.screens import ConfirmScreen
 from keyboard.settings import BlockScreen, SettingsScreen
 from keyboard.store import Device
+from tests.keyboard import helpers
 from tests.keyboard.helpers import FakePredictor
 
 # After "the" come cat 3 times, dog 2, mat 1; then come the other words by count, "the" (6) first:
@@ -24,16 +25,9 @@ from tests.keyboard.helpers import FakePredictor
 LOG = ["the cat sat", "the cat ran", "the cat and the dog", "the dog sat on the mat", "my ball"]
 
 
-@pytest.fixture
-def device(tmp_path):
-    with Device(tmp_path / "devices" / "dev-1", create=True) as d:
-        yield d
-
-
 def make_app(device, predictor=None, **kwargs) -> KeyboardApp:
-    kwargs.setdefault("charging", lambda: None)
-    kwargs.setdefault("train_command", None)
-    return KeyboardApp(device, predictor if predictor is not None else FakePredictor(), **kwargs)
+    kwargs.setdefault("train_command", None)  # no on-device training starting under these tests
+    return helpers.make_app(device, predictor, **kwargs)
 
 
 async def settle(pilot) -> None:

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import io
 
-import pytest
 from rich.console import Console
 
 from common import live_counts
 from keyboard.app import KeyboardApp
 from keyboard.screens import EvalScreen
-from keyboard.store import Device, DeviceError
+from keyboard.store import DeviceError
 from tests.keyboard.helpers import VocabularyPredictor
-
-
-@pytest.fixture
-def device(tmp_path):
-    with Device(tmp_path / "devices" / "dev-1", create=True) as d:
-        yield d
 
 
 async def press(pilot, *keys: str) -> None:
