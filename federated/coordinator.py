@@ -134,13 +134,15 @@ class Coordinator(SecureRounds):
             deadline = time.monotonic() + messages_hold_seconds(context)
             # Between rounds a device is held until the next round selects, so that selection finds
             # the devices already there (Bonawitz et al. 2019 pipeline selection with the rounds);
-            # an evaluation opening meanwhile sends it back at once to fetch that task instead.
+            # an evaluation opening meanwhile sends it back at once to fetch that task instead, and a
+            # version promoted meanwhile sends it back at once to pull it (the reply names ``latest``).
             # At most as many as a round selects are held so: each holds a server thread.
             if not self._selecting:
                 if not self._in_service or self._held_between >= math.ceil(self.train.clients_per_round
                                                                              * self.live.overselect):
                     return self._retry("no round is selecting")
                 self._held_between += 1
+                latest = self.evaluation.latest
                 try:
                     while not self._selecting:
                         remaining = deadline - time.monotonic()
@@ -148,6 +150,8 @@ class Coordinator(SecureRounds):
                             return self._retry("no round is selecting")
                         if self.evaluation.task is not None:
                             return self._retry("an evaluation is open", after=0.0)
+                        if self.evaluation.latest != latest:
+                            return self._retry(f"{self.evaluation.latest} is promoted", after=0.0)
                         self._cond.wait(min(remaining, 0.5))
                 finally:
                     self._held_between -= 1

@@ -203,20 +203,19 @@ def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
 
     _configure_logging(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from keyboard.agent import DeviceAgent, channel_for, connect
+    from keyboard.agent import AgentConfig, DeviceAgent, channel_for, connect
     from keyboard.conditions import host_conditions, modelled_conditions
 
     dirs = [home.device(d) for d in args.device]
     for d in dirs:
         if not DeviceLayout(d).db.is_file():
             raise UserError(f"no device {d.name!r} in {home.devices}")
-    stop = threading.Event()
+    stop, config = threading.Event(), AgentConfig(max_backoff=args.max_backoff)
     conditions = {d: modelled_conditions(d) if args.conditions == "model" else host_conditions for d in dirs}
-    if args.tls or not is_loopback(args.server):  # each device presents its own credential
-        agents = [DeviceAgent(d, channel_for(d, args.server, True), conditions=conditions[d]) for d in dirs]
-    else:
-        channel = connect(args.server)
-        agents = [DeviceAgent(d, channel, conditions=conditions[d]) for d in dirs]
+    shared = None if args.tls or not is_loopback(args.server) else connect(args.server, None, config)
+    # over TLS each device presents its own credential; on loopback without it they share one channel
+    agents = [DeviceAgent(d, shared or channel_for(d, args.server, True, config), conditions=conditions[d],
+                          config=config) for d in dirs]
     threads = [threading.Thread(target=a.run, args=(stop,), kwargs={"max_rounds": args.rounds}, daemon=True,
                                 name=a.device_id) for a in agents]
     for t in threads:
@@ -247,15 +246,12 @@ def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
     procs = []
     for share in shares:
         cmd = [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "device", "run", "--server", args.server,
-               "--conditions", args.conditions]
+               "--conditions", args.conditions, "--max-backoff", str(args.max_backoff)]
         for d in share:
             cmd += ["--device", d]
         if args.rounds is not None:
             cmd += ["--rounds", str(args.rounds)]
-        if args.verbose:
-            cmd.append("--verbose")
-        if args.tls:
-            cmd.append("--tls")
+        cmd += ["--verbose"] * args.verbose + ["--tls"] * args.tls
         # Each process trains one device at a time on one TensorFlow thread: P processes share the cores.
         env = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(args.threads), "TF_NUM_INTEROP_THREADS": "1"}
         procs.append(subprocess.Popen(die_with_parent.command(cmd, signal.SIGTERM), env=env))
@@ -341,8 +337,12 @@ def add_parsers(sub) -> None:
 
 
 def _agent_options(p) -> None:
+    from common.config_options import add_config_arguments
+    from keyboard.agent_config import AgentConfig
+
     p.add_argument("--server", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                    help=f"the coordinator (default {DEFAULT_LISTEN})")
+    add_config_arguments(p, AgentConfig, ("max_backoff",))
     p.add_argument("--rounds", type=int, default=None, help="stop after this many accepted uploads per device")
     p.add_argument("--verbose", action="store_true", help="log each check-in and upload")
     p.add_argument("--conditions", choices=("host", "model"), default="host",

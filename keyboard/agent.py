@@ -30,7 +30,8 @@ import numpy as np
 from common import live_counts, messages
 from common.errors import ConfigError
 from common.layout import DeviceLayout
-from keyboard import client_work, install, pull
+from keyboard import agent_config, client_work, install, pull
+from keyboard.agent_config import FIRST_BACKOFF, AgentConfig
 from keyboard.conditions import host_conditions
 from keyboard.controls import OptedOut, takes_part
 from keyboard.store import Device
@@ -58,14 +59,14 @@ class AgentStats:
     opted_out: bool = False  # the owner turned federated participation off: the agent stopped
 
 
-def connect(target: str, tls_dir: Path | None = None) -> grpc.Channel:
+def connect(target: str, tls_dir: Path | None = None, config: AgentConfig = agent_config.DEFAULT) -> grpc.Channel:
     """A channel to the coordinator: mutual TLS with the device's credential in ``tls_dir``
     (``device.pem``, ``device.key`` and the CA's ``ca.pem``, issued at enrolment), which any
     address but loopback requires."""
     opts = [("grpc.max_send_message_length", messages.MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", messages.MAX_MESSAGE_BYTES),
             # a restarted coordinator is found within the agent's own longest back-off, not gRPC's 2 minutes
-            ("grpc.max_reconnect_backoff_ms", 30_000)]
+            ("grpc.max_reconnect_backoff_ms", int(config.max_backoff * 1000))]
     if tls_dir is None:
         if not messages.is_loopback(target):
             raise ConfigError(f"{target} is not loopback: the connection needs TLS and this device's credential "
@@ -82,10 +83,11 @@ def connect(target: str, tls_dir: Path | None = None) -> grpc.Channel:
     return grpc.secure_channel(target, creds, opts)
 
 
-def channel_for(device_dir: Path, target: str, tls: bool = False) -> grpc.Channel:
+def channel_for(device_dir: Path, target: str, tls: bool = False,
+                config: AgentConfig = agent_config.DEFAULT) -> grpc.Channel:
     """TLS with the device's own credential when asked or when ``target`` is not loopback."""
     use_tls = tls or not messages.is_loopback(target)
-    return connect(target, DeviceLayout(device_dir).tls if use_tls else None)
+    return connect(target, DeviceLayout(device_dir).tls if use_tls else None, config)
 
 
 def _live_counts(device: Device) -> dict[str, dict[str, dict[str, int]]]:
@@ -105,8 +107,10 @@ def _live_counts(device: Device) -> dict[str, dict[str, dict[str, int]]]:
 class DeviceAgent:
     """One device's side of the round protocol."""
 
-    def __init__(self, device_dir: Path, channel: grpc.Channel, *, conditions=host_conditions):
+    def __init__(self, device_dir: Path, channel: grpc.Channel, *, conditions=host_conditions,
+                 config: AgentConfig = agent_config.DEFAULT):
         self.device_dir = Path(device_dir)
+        self.config = config
         self.device_id = self.device_dir.name
         self.conditions = conditions
         self.stats = AgentStats()
@@ -289,7 +293,7 @@ class DeviceAgent:
 
     def _run(self, stop: threading.Event, max_rounds: int | None) -> AgentStats:
         self._stop = stop
-        backoff = 0.5
+        backoff = FIRST_BACKOFF
         pulled = False
         while not stop.is_set():
             try:
@@ -297,13 +301,13 @@ class DeviceAgent:
                     self.pull()
                     pulled = True
                 reply = self.step()
-                backoff = 0.5
+                backoff = FIRST_BACKOFF
                 self._record_reachable(True)
             except grpc.RpcError as exc:  # the coordinator is down or restarting: try again later
                 log.info("%s: coordinator unreachable (%s); retrying in %.1f s", self.device_id, exc.code(), backoff)
                 self._record_reachable(False)
                 stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, self.config.max_backoff)
                 continue
             if reply.get("kind") == "uploaded":
                 log.info("%s: round %s upload %s", self.device_id, reply["round"],

@@ -11,8 +11,11 @@ import threading
 from pathlib import Path
 
 from common import die_with_parent, messages
+from common.config_options import add_config_arguments
 from common.layout import DeviceLayout
+from keyboard import agent_config
 from keyboard.agent import DeviceAgent, channel_for
+from keyboard.agent_config import AgentConfig
 
 
 class BackgroundAgent:
@@ -23,8 +26,8 @@ class BackgroundAgent:
     (``PR_SET_PDEATHSIG``) and logs to ``agent.log`` in the device directory.
     """
 
-    def __init__(self, device_dir: Path, server: str):
-        self.device_dir, self.server = Path(device_dir), server
+    def __init__(self, device_dir: Path, server: str, config: AgentConfig = agent_config.DEFAULT):
+        self.device_dir, self.server, self.config = Path(device_dir), server, config
         self.process = None
         self.starts = 0
 
@@ -33,7 +36,7 @@ class BackgroundAgent:
 
         tls = ["--tls"] if DeviceLayout(self.device_dir).tls.is_dir() and not messages.is_loopback(self.server) else []
         return [sys.executable, "-m", "keyboard.agent_process", "--device-dir", str(self.device_dir),
-                "--server", self.server, *tls]
+                "--server", self.server, "--max-backoff", str(self.config.max_backoff), *tls]
 
     @property
     def running(self) -> bool:
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", required=True, metavar="HOST:PORT")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--tls", action="store_true", help="mutual TLS with the device's credential (DIR/tls)")
+    add_config_arguments(parser, AgentConfig, ("max_backoff",))
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -79,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (the keyboard stopping its agent, or dying: PR_SET_PDEATHSIG) ends the agent at once, even
     # inside a check-in held open for a minute or a training step; what it writes is written atomically.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    agent = DeviceAgent(args.device_dir, channel_for(args.device_dir, args.server, args.tls))
+    config = AgentConfig(max_backoff=args.max_backoff)
+    agent = DeviceAgent(args.device_dir, channel_for(args.device_dir, args.server, args.tls, config), config=config)
     try:
         agent.run(stop, max_rounds=args.rounds)
     except KeyboardInterrupt:

@@ -31,9 +31,10 @@ def test_a_coordinator_killed_mid_round_restarts_resumes_and_the_devices_retry(s
     port, port_file = _free_port(), tmp_path / "port"
     # SIGKILL in round 2, after TFF wrote its state and before the seal: the round must be re-run
     first = _serve(seeded_home, port, port_file, env={"FEDKB_CRASH_AT": "2:checkpoint"})
+    # the devices retry at least every second, so they find the restarted coordinator as soon as it listens
     agents = subprocess.Popen(
         [sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root), "devices", "run", "--count", "2",
-         "--processes", "1", "--server", f"127.0.0.1:{port}"],
+         "--processes", "1", "--server", f"127.0.0.1:{port}", "--max-backoff", "1"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first.communicate(timeout=300)
