@@ -18,13 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eval import ablation, disclosure, live
-
-# ReportError, load_eval and load_report_data are re-exported (redundant aliases): callers that
-# only load, in and out of this repo's tests, import them from ``eval.report``.
 from eval.report_load import ReportData
-from eval.report_load import ReportError as ReportError
-from eval.report_load import load_eval as load_eval
-from eval.report_load import load_report_data as load_report_data
 from eval.results import BASELINE_LABELS, EvalResult
 
 if TYPE_CHECKING:

@@ -182,7 +182,7 @@ def test_report_and_disclosure_name_dp_ftrl_with_rho_and_epsilon(tmp_path):
     import shutil
 
     from eval.disclosure import updates_line
-    from eval.report import load_report_data
+    from eval.report_load import load_report_data
     from tests.eval.test_report import FIXTURE, terminal_text
 
     privacy = PrivacyConfig(**FTRL, dp_delta=1e-10)

@@ -115,7 +115,7 @@ def _run_in_thread(ev, version):
 
 
 def test_enough_reports_decide_against_latest_record_it_and_write_the_result_for_the_report(tmp_path):
-    from eval.report import load_eval
+    from eval.report_load import load_eval
 
     models = tmp_path / "server" / "models"
     publish_random(models)

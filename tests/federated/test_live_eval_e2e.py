@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_published_round_is_evaluated_on_devices_promoted_and_pulled(seeded_home):
-    from eval.report import load_eval
+    from eval.report_load import load_eval
     from federated import registry, training
     from federated.configs import LiveConfig
     from federated.coordinator import Coordinator
