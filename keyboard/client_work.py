@@ -46,14 +46,20 @@ def shuffle_seed(settings: LocalTraining, round_num: int) -> int:
 
 
 def client_dataset(examples: np.ndarray, settings: LocalTraining, shuffle_seed: int):
-    """A device's examples as ``(inputs, targets)`` batches, shuffled each epoch, repeated."""
+    """A device's examples as ``(inputs, targets)`` batches, shuffled anew for each epoch.
+
+    The order comes from numpy's generator seeded with ``shuffle_seed`` alone. ``Dataset.shuffle``
+    with an op seed also depends on TensorFlow's global seed, which any code in the process may
+    have set (``tf.keras.utils.set_random_seed``: pretraining does): a device agent and the
+    simulation would then train on the same examples in different orders.
+    """
     import tensorflow as tf
 
-    x, y = examples[:, :-1], examples[:, 1:]
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if len(examples) > 1:
-        ds = ds.shuffle(len(examples), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.repeat(settings.local_epochs).batch(settings.batch_size)
+    rng = np.random.default_rng(shuffle_seed)
+    order = np.concatenate([rng.permutation(len(examples)) for _ in range(settings.local_epochs)])
+    shuffled = examples[order]
+    ds = tf.data.Dataset.from_tensor_slices((shuffled[:, :-1], shuffled[:, 1:]))
+    return ds.batch(settings.batch_size)
 
 
 def client_update(config: ModelConfig, weights: dict[str, np.ndarray], examples: np.ndarray,

@@ -45,7 +45,9 @@ def test_device_updates_equal_tff_client_work_and_a_live_round_equals_a_simulate
         live_w = process.get_model_weights(live)
         start_w = process.get_model_weights(state)
     for a, b in zip(sim_w.trainable, live_w.trainable):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # float32 sums in another order
+        # float32 sums in another order; the server's Adam divides each step by sqrt(v), so where a
+        # gradient is near zero that noise moves a weight by up to ~1e-5 (one of 4,096 did, 1.4e-5)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)
     moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
                 for a, b in zip(sim_w.trainable, start_w.trainable))
     assert moved > 1e-3  # the round changed the model, so the comparison means something
@@ -68,3 +70,27 @@ def test_a_non_finite_update_is_zeroed_and_weighs_nothing():
                                        round_num=1)
     assert update.weight == 0.0
     assert all(not d.any() for d in update.delta.values())
+
+
+def test_a_devices_example_order_depends_on_its_shuffle_seed_alone():
+    """A global TensorFlow seed set elsewhere in the process (pretraining sets one) leaves the order alone."""
+    import tensorflow as tf
+
+    from common.messages import LocalTraining
+    from keyboard.client_work import client_dataset
+
+    settings = LocalTraining(client_lr=0.1, client_clip_norm=1.0, local_epochs=2, batch_size=4,
+                             max_examples_per_client=100, seed=3, weighting="examples")
+    examples = np.arange(60, dtype=np.int32).reshape(10, 6)  # row i starts with 6 * i
+
+    def order(seed):
+        return [int(row[0]) // 6 for x, _ in client_dataset(examples, settings, seed) for row in x.numpy()]
+
+    before = order(11)
+    assert sorted(before[:10]) == sorted(before[10:]) == list(range(10))  # each epoch is every example once
+    assert before[:10] != before[10:] and order(12) != before  # anew each epoch, and per seed
+    try:
+        tf.keras.utils.set_random_seed(7)
+        assert order(11) == before
+    finally:
+        tf.random.set_seed(None)
