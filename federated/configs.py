@@ -107,14 +107,20 @@ class EvalConfig:
 class LiveConfig:
     """How live rounds are run (the training settings themselves are ``TrainConfig``'s)."""
 
-    overselect: float = 1.3  # devices selected per report wanted (Bonawitz et al. select ~130%)
-    selection_window: float = 10.0  # seconds a round waits for more check-ins once K are in
-    report_deadline: float = 300.0  # seconds from selection until the round closes
+    overselect: float = field(default=1.3, metadata={
+        "help": "devices selected per wanted report (as Bonawitz et al. 2019)"})
+    selection_window: float = field(default=10.0, metadata={
+        "help": "seconds a round waits for more check-ins once K devices are in"})
+    report_deadline: float = field(default=300.0, metadata={
+        "help": "seconds from selection until the round closes"})
     min_report_fraction: float = 0.8  # of K: fewer accepted reports abandon the round
     retry_after: float = 2.0  # seconds a device not needed now waits before checking in again
-    stage_timeout: float = 30.0  # secure aggregation: seconds each stage after the keys waits for stragglers
-    eval_min_devices: int = 20  # evaluation sums are released only from at least this many devices
-    eval_deadline: float = 300.0  # seconds an evaluation task waits for reports
+    stage_timeout: float = field(default=30.0, metadata={
+        "help": "--secure-agg: seconds each stage after the key advertisement waits for stragglers"})
+    eval_min_devices: int = field(default=20, metadata={
+        "help": "live: evaluation sums are released only from at least this many devices"})
+    eval_deadline: float = field(default=300.0, metadata={
+        "help": "live: seconds an evaluation of a new version waits for devices' reports"})
     promotion_threshold: float = RolloutConfig.threshold  # recall@1 points a candidate may lose against latest
 
     def __post_init__(self) -> None:

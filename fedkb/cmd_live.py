@@ -1,24 +1,19 @@
-"""Live rounds: ``fedkb serve`` (the coordinator service), ``fedkb device run`` and ``fedkb devices run``.
+"""Live rounds, the coordinator's side: ``fedkb serve`` (the coordinator service), and the parsers of
+``fedkb device run`` and ``fedkb devices run`` (their commands are in ``fedkb/cmd_device_agents.py``).
 
 ``serve`` runs the TFF learning process and the gRPC coordinator in one process; it never opens a
-device's directory. ``device run`` is the agent of one or more devices, in this process, with
-TensorFlow only. ``devices run`` starts agents for the seeded population as separate processes,
-each hosting a share of the devices, and ends them with itself.
+device's directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
-import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 
-from common.layout import DeviceLayout, Home
+from common.layout import Home
 from common.messages import DEFAULT_ADDRESS as DEFAULT_LISTEN
 from common.messages import is_loopback
 
@@ -192,89 +187,9 @@ def _server_tls(home: Home, args: argparse.Namespace, log):
     return None
 
 
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-
-
-def cmd_device_run(home: Home, args: argparse.Namespace) -> None:
-    """Hosts the agents of ``--device`` ids (one thread each) until Ctrl-C or ``--rounds`` uploads each."""
-    from fedkb.options import UserError
-
-    _configure_logging(args.verbose)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from keyboard.agent import AgentConfig, DeviceAgent, channel_for, connect
-    from keyboard.conditions import host_conditions, modelled_conditions
-
-    dirs = [home.device(d) for d in args.device]
-    for d in dirs:
-        if not DeviceLayout(d).db.is_file():
-            raise UserError(f"no device {d.name!r} in {home.devices}")
-    stop, config = threading.Event(), AgentConfig(max_backoff=args.max_backoff)
-    conditions = {d: modelled_conditions(d) if args.conditions == "model" else host_conditions for d in dirs}
-    shared = None if args.tls or not is_loopback(args.server) else connect(args.server, None, config)
-    # over TLS each device presents its own credential; on loopback without it they share one channel
-    agents = [DeviceAgent(d, shared or channel_for(d, args.server, True, config), conditions=conditions[d],
-                          config=config) for d in dirs]
-    threads = [threading.Thread(target=a.run, args=(stop,), kwargs={"max_rounds": args.rounds}, daemon=True,
-                                name=a.device_id) for a in agents]
-    for t in threads:
-        t.start()
-    try:
-        while any(t.is_alive() for t in threads):
-            time.sleep(0.2)
-    finally:
-        stop.set()
-    for a in agents:
-        print(f"{a.device_id}: {a.stats.tasks} tasks, {a.stats.uploads_accepted} uploads accepted, "
-              f"{a.stats.uploads_refused} refused" + (" (its owner opted out of federated rounds)"
-                                                     if a.stats.opted_out else ""), flush=True)
-
-
-def cmd_devices_run(home: Home, args: argparse.Namespace) -> None:
-    """Agents for the seeded population, as ``--processes`` OS processes hosting a share each."""
-    from common import die_with_parent
-    from fedkb.options import UserError
-    from keyboard.store import list_device_dirs
-
-    ids = [d.name for d in list_device_dirs(home.devices)]
-    if not ids:
-        raise UserError(f"no devices in {home.devices}; run `fedkb population seed` first")
-    ids = ids[: args.count] if args.count else ids
-    n = max(1, min(args.processes, len(ids)))
-    shares = [ids[i::n] for i in range(n)]
-    procs = []
-    for share in shares:
-        cmd = [sys.executable, "-m", "fedkb.cli", "--home", str(home.root), "device", "run", "--server", args.server,
-               "--conditions", args.conditions, "--max-backoff", str(args.max_backoff)]
-        for d in share:
-            cmd += ["--device", d]
-        if args.rounds is not None:
-            cmd += ["--rounds", str(args.rounds)]
-        cmd += ["--verbose"] * args.verbose + ["--tls"] * args.tls
-        # Each process trains one device at a time on one TensorFlow thread: P processes share the cores.
-        env = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(args.threads), "TF_NUM_INTEROP_THREADS": "1"}
-        procs.append(subprocess.Popen(die_with_parent.command(cmd, signal.SIGTERM), env=env))
-    print(f"fedkb devices: {len(ids)} device agents in {n} processes, coordinator {args.server} (Ctrl-C stops)",
-          flush=True)
-    try:
-        codes = [p.wait() for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    bad = [c for c in codes if c not in (0, 130, -signal.SIGINT, -signal.SIGTERM)]
-    if bad:
-        raise UserError(f"{len(bad)} device processes failed (exit codes {bad})")
-
-
 def add_parsers(sub) -> None:
-    from federated.configs import RolloutConfig
+    from federated.configs import LiveConfig, RolloutConfig
+    from fedkb import cmd_device_agents
     from fedkb.cmd_demo import cmd_serve
     from fedkb.options import add_config_arguments, add_train_options
 
@@ -283,15 +198,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                    help=f"address to serve on (default {DEFAULT_LISTEN}; port 0 picks a free one)")
     p.add_argument("--port-file", default=None, help="write the port served on to this file once listening")
-    p.add_argument("--overselect", type=float, default=1.3,
-                   help="devices selected per wanted report (default 1.3, as Bonawitz et al. 2019)")
-    p.add_argument("--selection-window", type=float, default=10.0,
-                   help="seconds a round waits for more check-ins once K devices are in (default 10)")
-    p.add_argument("--report-deadline", type=float, default=300.0,
-                   help="seconds from selection until the round closes (default 300)")
-    p.add_argument("--stage-timeout", type=float, default=30.0,
-                   help="--secure-agg: seconds each stage after the key advertisement waits for stragglers "
-                   "(default 30)")
     t = p.add_argument_group("TLS (required for any --listen address but loopback)")
     t.add_argument("--init-tls", action="store_true",
                    help="make a CA and the coordinator's certificate in server/tls/ and enrol every device with a "
@@ -307,10 +213,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--interval", type=float, default=5.0, help="--simulate: seconds between eligibility checks")
     p.add_argument("--max-rounds", type=int, default=None, help="stop after this many rounds in all")
     add_config_arguments(p, RolloutConfig, ("threshold",))
-    p.add_argument("--eval-min-devices", type=int, default=20,
-                   help="live: evaluation sums are released only from at least this many devices (default 20)")
-    p.add_argument("--eval-deadline", type=float, default=300.0,
-                   help="live: seconds an evaluation of a new version waits for devices' reports (default 300)")
+    add_config_arguments(p, LiveConfig, ("overselect", "selection_window", "report_deadline", "stage_timeout",
+                                         "eval_min_devices", "eval_deadline"))
     p.add_argument("--eval-devices", type=int, default=50, help="--simulate: devices that evaluate each new version")
     add_train_options(p)
     p.set_defaults(func=lambda home, args: (cmd_serve if args.simulate else cmd_serve_live)(home, args))
@@ -320,8 +224,8 @@ def add_parsers(sub) -> None:
     p = dev_sub.add_parser("run",
                            help="check in with the coordinator, train on this device's log when selected, upload")
     p.add_argument("--device", action="append", required=True, metavar="ID", help="device id (repeat to host several)")
-    _agent_options(p)
-    p.set_defaults(func=cmd_device_run)
+    cmd_device_agents.agent_options(p)
+    p.set_defaults(func=cmd_device_agents.cmd_device_run)
     from fedkb.cmd_keyboard import add_delete_parser
 
     add_delete_parser(dev_sub)
@@ -332,23 +236,5 @@ def add_parsers(sub) -> None:
     p.add_argument("--count", type=int, default=None, help="the first N devices (default: all)")
     p.add_argument("--processes", type=int, default=4, help="OS processes hosting them (default 4)")
     p.add_argument("--threads", type=int, default=1, help="TensorFlow threads per process (default 1)")
-    _agent_options(p)
-    p.set_defaults(func=cmd_devices_run)
-
-
-def _agent_options(p) -> None:
-    from common.config_options import add_config_arguments
-    from keyboard.agent_config import AgentConfig
-
-    p.add_argument("--server", default=DEFAULT_LISTEN, metavar="HOST:PORT",
-                   help=f"the coordinator (default {DEFAULT_LISTEN})")
-    add_config_arguments(p, AgentConfig, ("max_backoff",))
-    p.add_argument("--rounds", type=int, default=None, help="stop after this many accepted uploads per device")
-    p.add_argument("--verbose", action="store_true", help="log each check-in and upload")
-    p.add_argument("--conditions", choices=("host", "model"), default="host",
-                   help="what a device reports as its eligibility: this machine's (host: on mains power counts as "
-                        "charging, default) or a draw from the device's own seeded availability model at the real "
-                        "hour (model: devices standing in for phones, most eligible at their local night)")
-    p.add_argument("--tls", action="store_true",
-                   help="mutual TLS with each device's credential (devices/<id>/tls/, from `fedkb serve --init-tls`); "
-                        "always on for a coordinator that is not on loopback")
+    cmd_device_agents.agent_options(p)
+    p.set_defaults(func=cmd_device_agents.cmd_devices_run)

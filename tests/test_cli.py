@@ -144,7 +144,7 @@ def test_ctrl_c_exits_130_even_when_a_library_turns_it_into_another_error(tmp_pa
 def test_option_defaults_and_help_come_from_the_config_fields():
     from dataclasses import fields
 
-    from federated.configs import RolloutConfig, TrainConfig
+    from federated.configs import LiveConfig, RolloutConfig, TrainConfig
     from fedkb.cli import build_parser
 
     parser = build_parser()
@@ -159,6 +159,10 @@ def test_option_defaults_and_help_come_from_the_config_fields():
     assert vars(parser.parse_args(["population", "show"]))["min_examples"] == TrainConfig.min_examples
     assert vars(parser.parse_args(["serve"]))["threshold"] == RolloutConfig.threshold
     assert vars(parser.parse_args(["demo"]))["clients_per_round"] == 10
+    serve = vars(parser.parse_args(["serve"]))
+    live = [f for f in fields(LiveConfig) if f.name in serve]
+    assert len(live) == 6 and all(serve[f.name] == f.default for f in live)
+    assert (serve["overselect"], serve["eval_min_devices"], serve["eval_deadline"]) == (1.3, 20, 300.0)
 
 
 def test_add_config_arguments_reads_type_choices_and_help():
