@@ -16,19 +16,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.cli_runner import fedkb
 
 pytestmark = pytest.mark.slow
 
 
 def _fedkb(home, *args) -> str:
-    out = subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home), *map(str, args)], cwd=REPO,
-                         capture_output=True, text=True, timeout=1800)
+    out = fedkb(home, *args)  # in this process: TFF is imported once, not once per command
     assert out.returncode == 0, (args, out.stderr[-3000:])
     return out.stdout + out.stderr
 

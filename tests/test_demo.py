@@ -1,19 +1,17 @@
 """End to end through the command line: demo (twice) and the report."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, synthetic_corpus
+from tests.cli_runner import fedkb
+from tests.conftest import synthetic_corpus
 
 pytestmark = pytest.mark.slow
 
 
-def _fedkb(home, *args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home), *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=timeout)
+def _fedkb(home, *args):
+    return fedkb(home, *args)  # in this process: TFF is imported once, not once per run
 
 
 def test_demo_runs_the_whole_story_and_can_run_again(tmp_path):
