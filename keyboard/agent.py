@@ -30,8 +30,8 @@ import numpy as np
 from common import live_counts, messages
 from common.errors import ConfigError
 from common.layout import DeviceLayout
-from keyboard import agent_config, client_work, install, pull
-from keyboard.agent_config import FIRST_BACKOFF, AgentConfig
+from keyboard import client_work, install, pull
+from keyboard.agent_config import DEFAULT, FIRST_BACKOFF, AgentConfig
 from keyboard.conditions import host_conditions
 from keyboard.controls import OptedOut, takes_part
 from keyboard.store import Device
@@ -59,7 +59,7 @@ class AgentStats:
     opted_out: bool = False  # the owner turned federated participation off: the agent stopped
 
 
-def connect(target: str, tls_dir: Path | None = None, config: AgentConfig = agent_config.DEFAULT) -> grpc.Channel:
+def connect(target: str, tls_dir: Path | None = None, config: AgentConfig = DEFAULT) -> grpc.Channel:
     """A channel to the coordinator: mutual TLS with the device's credential in ``tls_dir``
     (``device.pem``, ``device.key`` and the CA's ``ca.pem``, issued at enrolment), which any
     address but loopback requires."""
@@ -84,7 +84,7 @@ def connect(target: str, tls_dir: Path | None = None, config: AgentConfig = agen
 
 
 def channel_for(device_dir: Path, target: str, tls: bool = False,
-                config: AgentConfig = agent_config.DEFAULT) -> grpc.Channel:
+                config: AgentConfig = DEFAULT) -> grpc.Channel:
     """TLS with the device's own credential when asked or when ``target`` is not loopback."""
     use_tls = tls or not messages.is_loopback(target)
     return connect(target, DeviceLayout(device_dir).tls if use_tls else None, config)
@@ -108,7 +108,7 @@ class DeviceAgent:
     """One device's side of the round protocol."""
 
     def __init__(self, device_dir: Path, channel: grpc.Channel, *, conditions=host_conditions,
-                 config: AgentConfig = agent_config.DEFAULT):
+                 config: AgentConfig = DEFAULT):
         self.device_dir = Path(device_dir)
         self.config = config
         self.device_id = self.device_dir.name

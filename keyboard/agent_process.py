@@ -13,9 +13,8 @@ from pathlib import Path
 from common import die_with_parent, messages
 from common.config_options import add_config_arguments
 from common.layout import DeviceLayout
-from keyboard import agent_config
 from keyboard.agent import DeviceAgent, channel_for
-from keyboard.agent_config import AgentConfig
+from keyboard.agent_config import DEFAULT, AgentConfig
 
 
 class BackgroundAgent:
@@ -26,7 +25,7 @@ class BackgroundAgent:
     (``PR_SET_PDEATHSIG``) and logs to ``agent.log`` in the device directory.
     """
 
-    def __init__(self, device_dir: Path, server: str, config: AgentConfig = agent_config.DEFAULT):
+    def __init__(self, device_dir: Path, server: str, config: AgentConfig = DEFAULT):
         self.device_dir, self.server, self.config = Path(device_dir), server, config
         self.process = None
         self.starts = 0
