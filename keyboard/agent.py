@@ -256,6 +256,7 @@ class DeviceAgent:
     def step(self) -> dict:
         """One check-in and, if selected, one round's work or one evaluation; returns the last reply."""
         reply, arrays = self.check_in()
+        self._record_reachable(True)  # it answered: the status bar says so before this round's work, not after
         if reply.get("kind") == "evaluate":
             return self.evaluate(reply)
         latest = reply.get("latest")
@@ -302,7 +303,6 @@ class DeviceAgent:
                     pulled = True
                 reply = self.step()
                 backoff = FIRST_BACKOFF
-                self._record_reachable(True)
             except grpc.RpcError as exc:  # the coordinator is down or restarting: try again later
                 log.info("%s: coordinator unreachable (%s); retrying in %.1f s", self.device_id, exc.code(), backoff)
                 self._record_reachable(False)

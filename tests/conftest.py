@@ -25,6 +25,20 @@ settings.load_profile("default")  # `--hypothesis-profile` (pytest option) overr
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Compiles the project's modules once, in the controlling process, before any test runs.
+
+    Where PYTHONDONTWRITEBYTECODE is set (as on CI), every ``python -m fedkb.cli`` a test starts
+    would otherwise compile the project from source again: about 1.2 s of CPU per process. (The
+    installed packages are compiled by uv at install time: ``compile-bytecode`` in pyproject.toml.)
+    """
+    if not hasattr(config, "workerinput"):  # the controller, not an xdist worker
+        import compileall
+
+        for package in ("common", "lm", "tokenizer", "keyboard", "federated", "eval", "fedkb", "bench", "tests"):
+            compileall.compile_dir(REPO / package, quiet=1)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Files with slow tests run first, each file's tests in their own order.
 
