@@ -38,6 +38,9 @@ def _digest(root) -> dict[str, str]:
 
 
 def test_dp_lowers_the_exposure_of_planted_canaries(tmp_path):
+    # 10 devices, 4 a round, 20 rounds, each canary 40 times on its devices: a round with a canary
+    # device in it weighs it more than 8 of 16 would, so half the rounds memorize it. Measured with
+    # seeds 0-5: exposure without DP 9.2-13.8 bits (controls 0.3-4.1), with DP 0.7-1.5 bits.
     from common.layout import Home
     from federated.corpus import resolve_corpus
     from federated.population import seed
@@ -46,12 +49,12 @@ def test_dp_lowers_the_exposure_of_planted_canaries(tmp_path):
     from tokenizer.vocab import TokenizerConfig
 
     home = Home(tmp_path / "home")
-    seed(home, resolve_corpus("shakespeare"), max_devices=16, min_sentences=60)
+    seed(home, resolve_corpus("shakespeare"), max_devices=10, min_sentences=60)
     train_tokenizer(home, TokenizerConfig(vocab_size=1000))  # the devices' summed word counts
     devices_before = _digest(home.devices)
     work = tmp_path / "work"
-    out = _fedkb(home.root, "audit", "--work", work, "--preset", "small", "--rounds", 40, "--publish-every", 20,
-                 "--clients-per-round", 8, "--canaries", 3, "--canary-devices", 3, "--repeats", 20,
+    out = _fedkb(home.root, "audit", "--work", work, "--preset", "small", "--rounds", 20, "--publish-every", 10,
+                 "--clients-per-round", 4, "--canaries", 3, "--canary-devices", 3, "--repeats", 40,
                  "--secret-words", 2, "--space", 200, "--dp-noise", 1.0, "--seed", 0)
     result = json.loads((home.server / "audit.json").read_text())
     assert json.loads(out.strip().splitlines()[-1])["space"] == result["space"] == 200 ** 2
@@ -64,7 +67,7 @@ def test_dp_lowers_the_exposure_of_planted_canaries(tmp_path):
             with Device(home.device(d)) as device:
                 assert c["text"] not in device.sentences()
             with Device(work / "planted" / "devices" / d) as device:
-                assert device.splits().train.count(c["text"]) == 20
+                assert device.splits().train.count(c["text"]) == 40
     no_dp, dp = result["runs"]
     assert (no_dp["name"], dp["name"]) == ("no-dp", "dp-z1")
     assert all(n >= 3 for n in no_dp["rounds_with_canary_device"]), no_dp["rounds_with_canary_device"]
