@@ -3,7 +3,8 @@
 Crashes are injected at the two moments where a torn write would matter — after TFF has written
 a checkpoint but before it is sealed, and with half of a version's files written — and at a
 random moment of client training. The run then resumes to the end; its metrics, versions and
-final model must equal those of a run that was never interrupted.
+final model must equal those of a run that was never interrupted. And whichever way a run ended
+(its crash points, the SIGKILL, the final normal exit), no ``worker_binary`` it started outlives it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import time
 
 import numpy as np
+import psutil
 import pytest
 
 from tests.conftest import REPO
@@ -25,12 +27,6 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 ARGS = ["train", "--rounds", "6", "--preset", "tiny", "--clients-per-round", "3", "--publish-every", "2", "--seed", "1"]
-
-
-def _train(home, crash_at: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, **({"FEDKB_CRASH_AT": crash_at} if crash_at else {})}
-    return subprocess.run([sys.executable, "-m", "fedkb.cli", "--home", str(home.root), *ARGS], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900)
 
 
 def _start_training(home, log) -> subprocess.Popen:
@@ -45,16 +41,51 @@ def _rounds_done(home) -> int:
     return len(list(csv.DictReader(open(home.metrics_csv))))
 
 
-def _kill_during_training(home, after_round: int, seed: int) -> int:
-    """Starts training and SIGKILLs it at a random moment of the round after ``after_round``."""
-    proc = subprocess.Popen([sys.executable, "-m", "fedkb.cli", "--home", str(home.root), *ARGS], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
-    while _rounds_done(home) <= after_round and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(random.Random(seed).uniform(0.0, 0.8))
-    proc.send_signal(signal.SIGKILL)
-    return proc.wait()
+def _train(home, crash_at: str | None = None, kill_after_round: int | None = None, seed: int = 0) -> int:
+    """Runs ``fedkb train`` to its end (or its crash point, or a SIGKILL at a random moment of the
+    round after ``kill_after_round``) and returns its exit status. Whichever way it ended, the
+    ``worker_binary`` it started must not outlive it."""
+    env = {**os.environ, **({"FEDKB_CRASH_AT": crash_at} if crash_at else {})}
+    with open(home.root.parent / f"train-{crash_at or kill_after_round}.log", "w+") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "fedkb.cli", "--home", str(home.root), *ARGS], cwd=REPO,
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        parent, workers = psutil.Process(proc.pid), set()
+        deadline = time.monotonic() + 600
+        killing = kill_after_round is not None
+        while proc.poll() is None and time.monotonic() < deadline:
+            workers |= {c.pid for c in _children(parent) if c.name() == "worker_binary"}
+            if killing and _rounds_done(home) > kill_after_round:
+                time.sleep(random.Random(seed).uniform(0.0, 0.8))
+                proc.send_signal(signal.SIGKILL)
+                killing = False
+            time.sleep(0.05)
+        code = proc.wait(timeout=60)
+        assert workers, "fedkb train started no worker_binary"
+        for pid in workers:
+            assert _gone_soon(pid), f"worker_binary {pid} outlived fedkb train (exit {code})"
+        if crash_at is None and kill_after_round is None:
+            log.seek(0)
+            assert code == 0, log.read()[-3000:]
+    return code
+
+
+def _children(parent: psutil.Process) -> list[psutil.Process]:
+    try:
+        return parent.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _gone_soon(pid: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_model(seeded_home, tmp_path):
@@ -71,16 +102,14 @@ def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_model(seeded_home,
     home = seeded_home
     try:
         for crash_at in ("2:checkpoint", "4:publish"):
-            out = _train(home, crash_at)
-            assert out.returncode == -signal.SIGKILL, (crash_at, out.returncode, out.stderr[-2000:])
+            assert _train(home, crash_at) == -signal.SIGKILL, crash_at
         # The crash at 2:checkpoint left round 2's state unsealed; it was discarded and round 2 re-run.
-        assert _kill_during_training(home, after_round=4, seed=7) == -signal.SIGKILL
+        assert _train(home, kill_after_round=4, seed=7) == -signal.SIGKILL
         # That kill lands in round 6, before or after the round was released (entered in the ledger);
         # the resume re-runs it unless its checkpoint was already sealed.
         released_6 = [e["round"] for e in ledger.entries(home.server, "round")].count(6)
         reruns_6 = 0 if checkpoints.is_sealed(home.state / "program_state_6") else 1
-        out = _train(home)
-        assert out.returncode == 0, out.stderr[-3000:]
+        assert _train(home) == 0  # a normal exit: its worker_binary is stopped too
         assert reference.wait(timeout=900) == 0, (tmp_path / "straight.log").read_text()[-3000:]
     finally:
         if reference.poll() is None:  # a crash assertion failed first
