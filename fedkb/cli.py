@@ -8,6 +8,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 
 # Must be set before TensorFlow is imported anywhere in this process.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -54,8 +55,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPT_GRACE = 20.0  # seconds an interrupted command has to unwind before it exits anyway
+
+
 def _exit_on_sigterm(signum, frame):  # unwind like Ctrl-C, so context managers stop the TFF worker
+    _exit_anyway_after(INTERRUPT_GRACE, 128 + signum, "SIGTERM")
     raise SystemExit(128 + signum)
+
+
+def _exit_anyway_after(seconds: float, code: int, what: str) -> None:
+    """Ends the process with ``code`` if unwinding after ``what`` takes longer than ``seconds``.
+
+    A signal's exception can land inside TFF's gRPC or asyncio code, which may then wait on
+    something that never comes: a SIGTERM was seen to leave `fedkb train` running a minute later.
+    Exiting without unwinding is safe: what fedkb writes survives a SIGKILL at any moment (the
+    crash tests), and the worker_binary dies with this process (its parent-death signal).
+    """
+    def exit_now() -> None:
+        print(f"fedkb: still stopping {seconds:g} s after {what}; exiting now", file=sys.stderr, flush=True)
+        os._exit(code)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
 
 
 _interrupted = False
@@ -66,6 +88,7 @@ def _interrupt(signum, frame):
     # KeyboardInterrupt into another exception on its way out; the user still asked to stop.
     global _interrupted
     _interrupted = True
+    _exit_anyway_after(INTERRUPT_GRACE, 130, "Ctrl-C")
     raise KeyboardInterrupt
 
 

@@ -1,5 +1,8 @@
+import signal
 import subprocess
 import sys
+
+import pytest
 
 from tests.cli_runner import fedkb
 from tests.conftest import REPO
@@ -139,6 +142,27 @@ def test_ctrl_c_exits_130_even_when_a_library_turns_it_into_another_error(tmp_pa
     assert proc.returncode == 130, proc.stderr
     assert "interrupted" in proc.stderr
     assert "cancelled by the library" not in proc.stderr
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_command_that_does_not_unwind_after_a_signal_exits_anyway(tmp_path, sig, code):
+    # as when the signal's exception lands in library code that swallows it and waits for ever
+    script = (
+        "import os, signal, sys, time\n"
+        "from fedkb import cli, cmd_population\n"
+        "cli.INTERRUPT_GRACE = 0.5\n"
+        "def swallowed(home, args):\n"
+        "    try:\n"
+        f"        os.kill(os.getpid(), {int(sig)})\n"
+        "        time.sleep(1)\n"
+        "    except BaseException:\n"
+        "        time.sleep(600)\n"
+        "cmd_population.cmd_population_show = swallowed\n"
+        f"sys.exit(cli.main(['--home', {str(tmp_path)!r}, 'population', 'show']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == code, proc.stderr
+    assert f"still stopping 0.5 s after {'SIGTERM' if sig == signal.SIGTERM else 'Ctrl-C'}; exiting now" in proc.stderr
 
 
 def test_option_defaults_and_help_come_from_the_config_fields():
