@@ -138,11 +138,14 @@ class Coordinator(SecureRounds):
             # version promoted meanwhile sends it back at once to pull it (the reply names ``latest``).
             # At most as many as a round selects are held so: each holds a server thread.
             if not self._selecting:
+                latest = self.evaluation.latest
+                if latest is not None and header.get("model_version") != latest:
+                    # it runs an older version: sent back to pull ``latest`` (named in the reply), not held
+                    return self._retry(f"{latest} is promoted and this device runs {header.get('model_version')}")
                 if not self._in_service or self._held_between >= math.ceil(self.train.clients_per_round
                                                                              * self.live.overselect):
                     return self._retry("no round is selecting")
                 self._held_between += 1
-                latest = self.evaluation.latest
                 try:
                     while not self._selecting:
                         remaining = deadline - time.monotonic()

@@ -74,3 +74,16 @@ def test_a_published_round_is_evaluated_on_devices_promoted_and_pulled(seeded_ho
         assert not (seeded_home.device(device_id) / "eval-versions").exists()
         assert not (seeded_home.device(device_id) / "incoming").exists()
     assert not coordinator.refusals, coordinator.refusals
+
+    # A device that runs an older version than latest is sent back at once to pull it (the reply
+    # names latest), not held between rounds; one that runs latest is not sent to pull.
+    from common import messages
+
+    def check_in(version):
+        header = {"device_id": ids[0], "eligible": {"idle": True, "charging": True, "unmetered": True},
+                  "train_sentences": 10, "model_version": version}
+        return messages.unpack(coordinator.check_in(messages.pack(header)))[0]
+
+    reply = check_in(None)
+    assert reply["kind"] == "retry" and reply["latest"] == "0001" and "0001 is promoted" in reply["reason"], reply
+    assert "is promoted" not in check_in("0001")["reason"]
