@@ -28,9 +28,9 @@ import time
 import numpy as np
 from fedbench import seeded_home  # first: puts the repo on sys.path
 
-from federated.ngrams import NgramConfig, collect
+from federated.ngrams import NgramConfig, collect, exact_table
 from keyboard.store import Device
-from tokenizer.private_counts import device_ngram_counts, sentence_ngrams
+from tokenizer.private_counts import sentence_ngrams
 from tokenizer.words import words
 
 
@@ -42,21 +42,6 @@ def pooled_counts(train_splits, orders) -> dict[int, collections.Counter]:
             for o in orders:
                 pooled[o].update(tuple(g.split(" ")) for g in sentence_ngrams(ws, o))
     return pooled
-
-
-def expected_table(train_splits, config: NgramConfig) -> dict[int, dict[tuple[str, ...], int]]:
-    """What the rounds must release without DP: every device's capped top-M, summed, where >= k devices sent it."""
-    table, known = {}, None
-    for order in config.orders:
-        counts, devices = collections.Counter(), collections.Counter()
-        for sentences in train_splits:
-            mine = device_ngram_counts(sentences, order, config.max_per_device, max_bytes=config.max_bytes,
-                                       max_count=config.max_count, known=known)
-            counts.update(mine)
-            devices.update(mine.keys())
-        table[order] = {tuple(g.split(" ")): c for g, c in counts.items() if devices[g] >= config.k_anonymity}
-        known = {" ".join(g) for g in table[order]}
-    return table
 
 
 def backoff_recall(table, heldout_splits) -> tuple[float, float]:
@@ -134,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         config = NgramConfig(max_per_device=m, max_count=args.max_count, dp_epsilon=eps)
         cpu = time.process_time()
         table = collect(home, config, rng=np.random.default_rng(0))
-        expected = expected_table(train, config) if eps is None else None
+        expected = exact_table(train, config) if eps is None else None
         row = {"max_per_device": m, "max_count": config.max_count, "dp_epsilon": eps,
                "seconds": round(table.seconds, 1), "main_process_cpu_seconds": round(time.process_time() - cpu, 1),
                "rounds": [{"order": r.order, "capacity": r.capacity, "attempts": r.attempts,

@@ -19,7 +19,7 @@ int8 on-device copy; ``--train-tokens 0`` uses the seeded initial weights instea
 a child process, so this process never imports TensorFlow, like the keyboard.
 
 The n-gram table is **not** gathered with TFF's heavy hitters (``federated.ngrams.collect``, which
-needs a TFF worker and the cores for minutes): it is ``bench/private_ngrams.expected_table`` with
+needs a TFF worker and the cores for minutes): it is ``federated.ngrams.exact_table`` with
 the default ``NgramConfig`` (M = 200 per order, counts capped at 4, k = 2 devices, orders 1–3),
 i.e. every device's capped top-M contribution summed and kept where at least k devices sent it —
 exactly what the rounds release without DP (``bench/private_ngrams.py`` checks that equality) —
@@ -129,10 +129,8 @@ def keystrokes(sentences: list[str], at_least: int) -> list[str]:
 
 def ngram_table(home: Home) -> bytes:
     """``ngrams.tsv.gz`` bytes: what ``fedkb ngrams gather`` releases without DP, computed without TFF (see above)."""
-    from private_ngrams import expected_table
-
     from common import artifacts
-    from federated.ngrams import NgramConfig
+    from federated.ngrams import NgramConfig, exact_table
     from federated.population import members
     from keyboard.store import Device
 
@@ -140,7 +138,7 @@ def ngram_table(home: Home) -> bytes:
     for member in members(home):
         with Device(home.device(member.device_id)) as device:
             train_splits.append(device.splits().train)
-    return artifacts.ngrams_to_bytes(expected_table(train_splits, NgramConfig()))
+    return artifacts.ngrams_to_bytes(exact_table(train_splits, NgramConfig()))
 
 
 def busiest_device(home: Home) -> str:
@@ -209,7 +207,7 @@ def train_worker(spec: dict) -> None:
     registry.publish(Path(spec["models"]), weights=weights, config=config, tokenizer_proto=tokenizer.model_proto,
                      round_num=0, metrics={"train_tokens": spec["tokens"]},
                      extra={"kind": "centralized_lstm", "by": "bench/suggest_latency.py",
-                            "ngrams": "bench/private_ngrams.expected_table, default NgramConfig"},
+                            "ngrams": "federated.ngrams.exact_table, default NgramConfig"},
                      ngrams=Path(spec["ngrams"]).read_bytes())
 
 

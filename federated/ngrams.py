@@ -40,6 +40,7 @@ import hashlib
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
@@ -50,7 +51,7 @@ from common.atomic import atomic_write
 from common.errors import ConfigError, FedkbError
 from common.layout import Home
 from federated.heavy_hitters import check_release_options, decode_strings
-from tokenizer.private_counts import GaussianThreshold, calibrate_gaussian_threshold, release
+from tokenizer.private_counts import GaussianThreshold, calibrate_gaussian_threshold, device_ngram_counts, release
 
 RECORD = "ngrams.json"
 MAX_ATTEMPTS = 4  # capacity doubles after a failed decode
@@ -247,7 +248,6 @@ def collect(home: Home, config: NgramConfig, *, rng: np.random.Generator | None 
     from federated.population import members, taking_part
     from federated.runtime import LocalRuntime
     from keyboard.store import Device
-    from tokenizer.private_counts import device_ngram_counts
 
     population = taking_part(home, members(home))  # an opted-out device's n-grams are not counted
     if not population:
@@ -310,3 +310,20 @@ def current_table(home: Home) -> bytes | None:
     if record is None or hashlib.sha256(data).hexdigest() != record.get("sha256"):
         return None
     return data
+
+
+def exact_table(device_sentences, config: NgramConfig) -> dict[int, dict[tuple[str, ...], int]]:
+    """What the rounds release without DP, computed centrally from every device's sentences: per
+    order, each device's capped top-M (of the n-grams extending what the order before released),
+    summed, kept where at least k devices sent it. For benches and tests, which hold the corpus."""
+    table, known = {}, None
+    for order in config.orders:
+        counts, devices = Counter(), Counter()
+        for sentences in device_sentences:
+            mine = device_ngram_counts(sentences, order, config.max_per_device, max_bytes=config.max_bytes,
+                                       max_count=config.max_count, known=known)
+            counts.update(mine)
+            devices.update(mine.keys())
+        table[order] = {tuple(g.split(" ")): c for g, c in counts.items() if devices[g] >= config.k_anonymity}
+        known = {" ".join(g) for g in table[order]}
+    return table

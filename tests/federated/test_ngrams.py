@@ -18,23 +18,6 @@ from tests.conftest import synthetic_corpus, write_jsonl
 from tokenizer.private_counts import device_ngram_counts
 
 
-def true_table(device_sentences, config: NgramConfig) -> artifacts.NgramCounts:
-    """What the rounds must release without DP, computed directly: per order, every device's capped top-M
-    (of the n-grams extending what the order before released), summed, kept where >= k devices."""
-    table, known = {}, None
-    for order in config.orders:
-        counts, devices = collections.Counter(), collections.Counter()
-        for sentences in device_sentences:
-            mine = device_ngram_counts(sentences, order, config.max_per_device, max_bytes=config.max_bytes,
-                                       max_count=config.max_count, known=known)
-            counts.update(mine)
-            devices.update(mine.keys())
-        released = {g: c for g, c in counts.items() if devices[g] >= config.k_anonymity}
-        table[order] = {tuple(g.split(" ")): c for g, c in released.items()}
-        known = set(released)
-    return table
-
-
 # -- fast ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", [dict(max_per_device=0), dict(max_count=0), dict(k_anonymity=0), dict(max_order=0),
                                  dict(max_order=6), dict(max_bytes=0), dict(capacity=0), dict(dp_epsilon=0.0),
@@ -190,7 +173,7 @@ def test_gathered_table_equals_the_true_counts_from_the_command_line(tmp_path):
         with Device(home.device(member.device_id)) as device:
             sentences.append(device.splits().train)
     config = NgramConfig(max_per_device=25)
-    truth = true_table(sentences, config)
+    truth = ngrams.exact_table(sentences, config)
     assert all(truth[o] for o in (1, 2, 3))
     assert artifacts.read_ngrams(home.ngrams / artifacts.NGRAMS) == {o: t for o, t in truth.items() if t}
     record = json.loads((home.ngrams / ngrams.RECORD).read_text())
