@@ -214,7 +214,7 @@ def report(figures: dict) -> None:
 def bench_model(work: Path, train_tokens: int, seed: int) -> tuple[Home, Path]:
     """The home and model ``bench/suggest_latency.py`` uses for its small preset (trained once, then cached)."""
     from fedbench import shakespeare_home
-    from suggest_latency import publish_model
+    from latency_setup import publish_model
 
     from lm.config import PRESETS
 

@@ -17,6 +17,7 @@ from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 
+import latency_setup as setup_of
 import suggest_latency as bench
 
 from keyboard.store import Device
@@ -26,12 +27,12 @@ FIGURES = ("p50_ms", "p99_ms", "cold_start_s", "model_bytes", "recall_at_1_float
 
 
 def test_keystrokes_are_whole_sentences_typed_key_by_key():
-    assert bench.keystrokes(["ab c", "de", "fgh"], 5) == ["a", "ab", "ab ", "ab c", "d", "de"]
+    assert setup_of.keystrokes(["ab c", "de", "fgh"], 5) == ["a", "ab", "ab ", "ab c", "d", "de"]
     with pytest.raises(SystemExit, match="only 3 keystrokes"):
-        bench.keystrokes(["abc"], 10)
+        setup_of.keystrokes(["abc"], 10)
 
 
-def tiny_product_setup(tmp_path, home, *, ngrams: bool = True, log: bool = True) -> bench.Setup:
+def tiny_product_setup(tmp_path, home, *, ngrams: bool = True, log: bool = True) -> setup_of.Setup:
     """A random tiny model published with the n-gram table of ``home`` and installed on a device with a log."""
     from federated import registry
     from lm.config import ModelConfig
@@ -42,15 +43,16 @@ def tiny_product_setup(tmp_path, home, *, ngrams: bool = True, log: bool = True)
     version = registry.publish(tmp_path / "models", weights=weights,
                                config=ModelConfig.from_json((random.path / "model.json").read_text()),
                                tokenizer_proto=(random.path / "spm.model").read_bytes(), round_num=1, metrics={},
-                               ngrams=bench.ngram_table(home) if ngrams else None)
-    source = bench.busiest_device(home)
+                               ngrams=setup_of.ngram_table(home) if ngrams else None)
+    source = setup_of.busiest_device(home)
     with Device(home.device(source)) as device:
         sentences_of_source = device.sentences()
-    sentences = bench.heldout_sentences(home, 40, skip=source)
+    sentences = setup_of.heldout_sentences(home, 40, skip=source)
     assert len(sentences) == 40 and not set(sentences) & set(sentences_of_source)
-    device_dir = bench.install_on_scratch_device(version.path, tmp_path / "device", sentences_of_source if log else [])
-    return bench.Setup("tiny", version.path, device_dir, bench.keystrokes(sentences, 80), sentences[:20],
-                       "random test weights")
+    device_dir = setup_of.install_on_scratch_device(version.path, tmp_path / "device",
+                                                    sentences_of_source if log else [])
+    return setup_of.Setup("tiny", version.path, device_dir, setup_of.keystrokes(sentences, 80), sentences[:20],
+                          "random test weights")
 
 
 def test_every_figure_of_the_product_and_the_lstm_on_a_tiny_setup(tmp_path, seeded_home):
