@@ -40,13 +40,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Files with slow tests run first, each file's tests in their own order.
+    """Files with long tests run first, then files with slow tests, each file's tests in their own order.
 
     The xdist workers take whole files (``--dist loadfile``) in this order as they come free: a
     minute-long file taken last would leave one worker running it alone at the end.
     """
+    long = {item.path for item in items if item.get_closest_marker("long")}
     slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)  # stable: the order within each group is kept
+    items.sort(key=lambda item: (item.path not in long, item.path not in slow))  # stable: each group keeps its order
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 
 from tests.cli_runner import fedkb
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def _fedkb(home, *args) -> str:

@@ -7,7 +7,7 @@ import pytest
 from tests.cli_runner import fedkb
 from tests.conftest import synthetic_corpus
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def _fedkb(home, *args):

@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 ARGS = ["train", "--rounds", "6", "--preset", "tiny", "--clients-per-round", "3", "--publish-every", "2", "--seed", "1"]
 

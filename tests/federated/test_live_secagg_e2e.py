@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import REPO
 from tests.federated.test_live import _watch
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def test_a_secure_live_round_survives_devices_killed_after_sharing_and_after_masking(seeded_home, tmp_path):

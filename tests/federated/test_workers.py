@@ -15,7 +15,7 @@ from tests.cli_runner import fedkb
 from tests.conftest import REPO
 from tests.federated.test_runtime import _wait_gone
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def _free_port() -> int:

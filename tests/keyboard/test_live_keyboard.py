@@ -18,7 +18,7 @@ from keyboard.app import KeyboardApp
 from keyboard.store import Device, list_device_dirs
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def _serve(fedkb, port, port_file, env=None):
