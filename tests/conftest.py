@@ -30,12 +30,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
     Where PYTHONDONTWRITEBYTECODE is set (as on CI), every ``python -m fedkb.cli`` a test starts
     would otherwise compile the project from source again: about 1.2 s of CPU per process. (The
-    installed packages are compiled by uv at install time: ``compile-bytecode`` in pyproject.toml.)
+    installed packages are compiled at install time: ``uv sync --compile-bytecode`` in .ci/run.)
     """
     if not hasattr(config, "workerinput"):  # the controller, not an xdist worker
         import compileall
+        import tomllib
 
-        for package in ("common", "lm", "tokenizer", "keyboard", "federated", "eval", "fedkb", "bench", "tests"):
+        packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+        for package in (*packages["packages"], "bench", "tests"):
             compileall.compile_dir(REPO / package, quiet=1)
 
 

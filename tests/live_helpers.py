@@ -43,6 +43,22 @@ def alive(pid: int) -> bool:
         return False
 
 
+def workers_of(pid: int) -> set[int]:
+    """The ``worker_binary`` processes among ``pid``'s descendants."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return set()
+    found = set()
+    for child in children:
+        try:
+            if child.name() == "worker_binary":
+                found.add(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
 def descendants(pid: int, marker: str) -> list[psutil.Process]:
     """``pid``'s descendants whose command line contains ``marker``."""
     try:

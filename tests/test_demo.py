@@ -10,16 +10,12 @@ from tests.conftest import synthetic_corpus
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
-def _fedkb(home, *args):
-    return fedkb(home, *args)  # in this process: TFF is imported once, not once per run
-
-
 def test_demo_runs_the_whole_story_and_can_run_again(tmp_path):
     corpus = synthetic_corpus(tmp_path / "c.jsonl", users=40, sentences=15)
     home = tmp_path / "home"
     args = ["demo", "--corpus", str(corpus), "--preset", "tiny", "--rounds", "2", "--publish-every", "1",
             "--clients-per-round", "3", "--eval-devices", "20", "--vocab-size", "64", "--pretrain-seconds", "1"]
-    first = _fedkb(home, *args, "--references")
+    first = fedkb(home, *args, "--references")  # in this process: TFF is imported once
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
     for text in ("seeded 40 devices", "round    2", "promoted", "installed on 40 devices", "recall@1",
@@ -37,7 +33,7 @@ def test_demo_runs_the_whole_story_and_can_run_again(tmp_path):
     live = json.loads((home / "server" / "live_metrics.json").read_text())
     assert json.dumps(live).count('"replayed"') >= 1 and "withheld" not in json.dumps(live), live
 
-    again = _fedkb(home, *args)
+    again = fedkb(home, *args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "reusing the 40 devices" in again.stdout and "reusing the tokenizer" in again.stdout
     assert "reusing the n-grams" in again.stdout and "reusing the pretrained model" in again.stdout

@@ -19,10 +19,10 @@ import sys
 import time
 
 import numpy as np
-import psutil
 import pytest
 
 from tests.conftest import REPO
+from tests.live_helpers import alive, wait_until, workers_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 
@@ -49,11 +49,11 @@ def _train(home, crash_at: str | None = None, kill_after_round: int | None = Non
     with open(home.root.parent / f"train-{crash_at or kill_after_round}.log", "w+") as log:
         proc = subprocess.Popen([sys.executable, "-m", "fedkb.cli", "--home", str(home.root), *ARGS], cwd=REPO,
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
-        parent, workers = psutil.Process(proc.pid), set()
+        workers = set()
         deadline = time.monotonic() + 600
         killing = kill_after_round is not None
         while proc.poll() is None and time.monotonic() < deadline:
-            workers |= {c.pid for c in _children(parent) if c.name() == "worker_binary"}
+            workers |= workers_of(proc.pid)
             if killing and _rounds_done(home) > kill_after_round:
                 time.sleep(random.Random(seed).uniform(0.0, 0.8))
                 proc.send_signal(signal.SIGKILL)
@@ -62,30 +62,11 @@ def _train(home, crash_at: str | None = None, kill_after_round: int | None = Non
         code = proc.wait(timeout=60)
         assert workers, "fedkb train started no worker_binary"
         for pid in workers:
-            assert _gone_soon(pid), f"worker_binary {pid} outlived fedkb train (exit {code})"
+            wait_until(lambda pid=pid: not alive(pid), 20, f"worker_binary {pid} to end with fedkb train (exit {code})")
         if crash_at is None and kill_after_round is None:
             log.seek(0)
             assert code == 0, log.read()[-3000:]
     return code
-
-
-def _children(parent: psutil.Process) -> list[psutil.Process]:
-    try:
-        return parent.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _gone_soon(pid: int, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_model(seeded_home, tmp_path):

@@ -13,31 +13,9 @@ import psutil
 import pytest
 
 from tests.conftest import REPO
+from tests.live_helpers import alive, wait_until, workers_of
 
 pytestmark = pytest.mark.slow
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def _wait_gone(pid: int, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _gone(pid):
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _workers_of(parent: psutil.Process) -> list[int]:
-    try:
-        return [c.pid for c in parent.children(recursive=True) if c.name() == "worker_binary"]
-    except psutil.NoSuchProcess:
-        return []
 
 
 def _kill_leftovers(pids):
@@ -75,7 +53,7 @@ def _wait_for_training(parent, home, seen, timeout=240.0):
     """Waits until the worker exists and at least one round has been written."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        seen[:] = _workers_of(parent) or seen
+        seen[:] = workers_of(parent.pid) or seen
         if seen and home.metrics_csv.is_file():
             return
         time.sleep(0.2)
@@ -89,7 +67,7 @@ def test_no_worker_left_when_train_is_interrupted(training_process, sig):
     proc.send_signal(sig)
     proc.wait(timeout=60)
     for pid in seen:
-        assert _wait_gone(pid), f"worker_binary {pid} outlived fedkb train after {sig.name}"
+        wait_until(lambda pid=pid: not alive(pid), 20, f"worker_binary {pid} to end with fedkb train ({sig.name})")
     if sig == signal.SIGINT:
         assert proc.returncode == 130
         proc.stderr.seek(0)

@@ -43,11 +43,10 @@ async def test_a_coordinator_killed_mid_round_resumes_while_the_keyboard_keeps_s
     from federated import ledger
     from keyboard.agent_config import AgentConfig
     from tests.keyboard.helpers import FakePredictor
+    from tests.live_helpers import free_port
 
     device_id, other = [d.name for d in list_device_dirs(seeded_home.devices)][:2]
     fedkb = [sys.executable, "-m", "fedkb.cli", "--home", str(seeded_home.root)]
-    from tests.live_helpers import free_port
-
     port = free_port()
     first = _serve(fedkb, port, tmp_path / "port1", env={"FEDKB_CRASH_AT": "2:checkpoint"})
     # the devices retry at least every second, so they find the restarted coordinator as soon as it listens
