@@ -13,7 +13,7 @@ import pytest
 
 from tests.cli_runner import fedkb
 from tests.conftest import REPO
-from tests.federated.test_runtime import _wait_gone
+from tests.live_helpers import alive, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 
@@ -80,7 +80,8 @@ def test_two_workers_give_the_local_result_and_leave_nothing_behind(seeded_home,
         for (proc, binary), sig in zip(workers, (signal.SIGINT, signal.SIGKILL)):
             proc.send_signal(sig)
             proc.wait(timeout=30)
-            assert _wait_gone(binary), f"worker_binary {binary} outlived `fedkb worker` after {sig.name}"
+            wait_until(lambda binary=binary: not alive(binary), 20,
+                       f"worker_binary {binary} to end with `fedkb worker` after {sig.name}")
 
 
 def test_bad_worker_addresses_are_refused_before_anything_starts(seeded_home):
